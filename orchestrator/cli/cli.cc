@@ -1,0 +1,53 @@
+#include "orchestrator/cli/cli.h"
+
+#include <cstdlib>
+#include <iostream>
+#include <string>
+
+#include "orchestrator/util/log.h"
+
+namespace testpool::cli {
+namespace {
+
+const char* kUsage = R"(testpool — isolated, pre-migrated PostgreSQL databases for parallel tests
+
+usage: testpool <command> [options]
+
+commands:
+  serve                         run the daemon (default: embedded local PostgreSQL)
+  template create NAME --migrations DIR [--seed FILE]…
+  template create --file templates/app.json
+  template list | show NAME | drop NAME [--old-only]
+  version
+
+The client commands talk to the daemon at $TESTPOOL_URL (default http://127.0.0.1:7432).
+Run `testpool <command> --help` for a command's options.
+)";
+
+}  // namespace
+
+int Main(int argc, char** argv) {
+  if (const char* level = std::getenv("TESTPOOL_LOG_LEVEL")) {
+    log::Level l;
+    if (log::ParseLevel(level, &l)) log::SetLevel(l);
+  }
+  if (argc < 2) {
+    std::cerr << kUsage;
+    return kExitUsage;
+  }
+  std::string command = argv[1];
+  if (command == "serve") return Serve(argc - 1, argv + 1);
+  if (command == "template") return Template(argc - 1, argv + 1);
+  if (command == "version" || command == "--version") {
+    std::cout << "testpool " << TESTPOOL_VERSION << "\n";
+    return kExitOk;
+  }
+  if (command == "help" || command == "--help" || command == "-h") {
+    std::cout << kUsage;
+    return kExitOk;
+  }
+  std::cerr << "testpool: unknown command '" << command << "'\n\n" << kUsage;
+  return kExitUsage;
+}
+
+}  // namespace testpool::cli

@@ -1,0 +1,20 @@
+// The `testpool` command line: one binary, the daemon (`serve`) and its client commands.
+//
+// Exit codes: 0 success; 1 the operation failed (the daemon answered with an error, or the
+// daemon could not start); 2 usage error; 3 the daemon could not be reached.
+#pragma once
+
+namespace testpool::cli {
+
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitFailed = 1;
+inline constexpr int kExitUsage = 2;
+inline constexpr int kExitUnreachable = 3;
+
+int Main(int argc, char** argv);
+
+// Subcommands; each gets the arguments after its own name.
+int Serve(int argc, char** argv);
+int Template(int argc, char** argv);
+
+}  // namespace testpool::cli

@@ -1,0 +1,67 @@
+#include "orchestrator/cli/client.h"
+
+#include <httplib.h>
+
+#include <cstdlib>
+
+namespace testpool::cli {
+
+struct ApiClient::Impl {
+  explicit Impl(const std::string& url) : http(url) {
+    http.set_connection_timeout(std::chrono::seconds(5));
+    http.set_read_timeout(std::chrono::seconds(900));  // a template build with wait can take long
+    http.set_write_timeout(std::chrono::seconds(60));
+  }
+  httplib::Client http;
+};
+
+ApiClient::ApiClient(const std::string& base_url) : base_url_(base_url) {
+  if (base_url.rfind("http://", 0) != 0) {
+    throw std::invalid_argument("TESTPOOL_URL must start with http:// (got '" + base_url + "')");
+  }
+  impl_ = std::make_unique<Impl>(base_url);
+}
+
+ApiClient::~ApiClient() = default;
+
+namespace {
+ApiReply ToReply(const httplib::Result& r, const std::string& base, const std::string& path) {
+  if (!r) {
+    throw Unreachable("cannot reach the testpool daemon at " + base + " (" + httplib::to_string(r.error()) +
+                      " on " + path + "); is `testpool serve` running? Set TESTPOOL_URL to point elsewhere");
+  }
+  ApiReply reply;
+  reply.status = r->status;
+  reply.body = nlohmann::json::parse(r->body, nullptr, /*allow_exceptions=*/false);
+  if (reply.body.is_discarded()) reply.body = nullptr;
+  return reply;
+}
+}  // namespace
+
+ApiReply ApiClient::Get(const std::string& path) { return ToReply(impl_->http.Get(path), base_url_, path); }
+
+ApiReply ApiClient::Put(const std::string& path, const nlohmann::json& body) {
+  return ToReply(impl_->http.Put(path, body.dump(), "application/json"), base_url_, path);
+}
+
+ApiReply ApiClient::Post(const std::string& path, const nlohmann::json& body) {
+  return ToReply(impl_->http.Post(path, body.dump(), "application/json"), base_url_, path);
+}
+
+ApiReply ApiClient::Delete(const std::string& path) { return ToReply(impl_->http.Delete(path), base_url_, path); }
+
+std::string DefaultUrl() {
+  const char* url = std::getenv("TESTPOOL_URL");
+  return (url && *url) ? url : "http://127.0.0.1:7432";
+}
+
+std::string DescribeError(const ApiReply& reply) {
+  if (reply.body.is_object() && reply.body.contains("error") && reply.body["error"].is_object()) {
+    const auto& e = reply.body["error"];
+    std::string out = e.value("code", "error") + ": " + e.value("message", "");
+    return out;
+  }
+  return "HTTP " + std::to_string(reply.status) + " from the daemon";
+}
+
+}  // namespace testpool::cli

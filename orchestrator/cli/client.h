@@ -1,0 +1,48 @@
+// The CLI's side of the API: a small HTTP client for the daemon at TESTPOOL_URL
+// (default http://127.0.0.1:7432).
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+namespace testpool::cli {
+
+struct ApiReply {
+  int status = 0;
+  nlohmann::json body;  // parsed JSON, or null when the body was empty or not JSON
+};
+
+// Thrown when the daemon cannot be reached at all (the CLI exits 3).
+struct Unreachable : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+class ApiClient {
+ public:
+  // `base_url` like "http://127.0.0.1:7432". Throws std::invalid_argument when malformed.
+  explicit ApiClient(const std::string& base_url);
+  ~ApiClient();
+
+  // Each throws Unreachable when no HTTP answer came back.
+  ApiReply Get(const std::string& path);
+  ApiReply Put(const std::string& path, const nlohmann::json& body);
+  ApiReply Post(const std::string& path, const nlohmann::json& body);
+  ApiReply Delete(const std::string& path);
+
+  const std::string& base_url() const { return base_url_; }
+
+ private:
+  struct Impl;
+  std::string base_url_;
+  std::unique_ptr<Impl> impl_;
+};
+
+// TESTPOOL_URL or the default.
+std::string DefaultUrl();
+
+// "code: message" from an error reply (or a generic line for a non-JSON one).
+std::string DescribeError(const ApiReply& reply);
+
+}  // namespace testpool::cli

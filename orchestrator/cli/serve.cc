@@ -1,0 +1,170 @@
+// `testpool serve`: wires a backend, the control store, the template service and the HTTP API,
+// and runs until SIGINT/SIGTERM.
+#include <pthread.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <boost/program_options.hpp>
+#include <cstdlib>
+#include <filesystem>
+#include <iostream>
+#include <memory>
+#include <thread>
+
+#include "orchestrator/api/server.h"
+#include "orchestrator/backend/external_backend.h"
+#include "orchestrator/backend/local_backend.h"
+#include "orchestrator/cli/cli.h"
+#include "orchestrator/core/control_store.h"
+#include "orchestrator/core/template_builder.h"
+#include "orchestrator/core/template_service.h"
+#include "orchestrator/util/clock.h"
+#include "orchestrator/util/crypto.h"
+#include "orchestrator/util/log.h"
+
+namespace po = boost::program_options;
+
+namespace testpool::cli {
+namespace {
+
+// $XDG_STATE_HOME/testpool, else ~/.local/state/testpool. As root (without XDG_STATE_HOME),
+// /var/lib/testpool: postgres runs as an unprivileged user that cannot enter /root.
+std::filesystem::path DefaultStateDir() {
+  if (const char* xdg = std::getenv("XDG_STATE_HOME"); xdg && *xdg) return std::filesystem::path(xdg) / "testpool";
+  if (geteuid() == 0) return "/var/lib/testpool";
+  if (const char* home = std::getenv("HOME"); home && *home) {
+    return std::filesystem::path(home) / ".local" / "state" / "testpool";
+  }
+  return std::filesystem::current_path() / ".testpool-state";
+}
+
+bool SplitHostPort(const std::string& text, std::string* host, int* port) {
+  auto colon = text.rfind(':');
+  if (colon == std::string::npos || colon == 0) return false;
+  *host = text.substr(0, colon);
+  try {
+    size_t used = 0;
+    *port = std::stoi(text.substr(colon + 1), &used);
+    return used == text.size() - colon - 1 && *port >= 0 && *port <= 65535;
+  } catch (...) {
+    return false;
+  }
+}
+
+}  // namespace
+
+int Serve(int argc, char** argv) {
+  po::options_description opts("testpool serve options");
+  opts.add_options()
+      ("help,h", "show this help")
+      ("listen", po::value<std::string>()->default_value("127.0.0.1:7432"), "HTTP address to listen on (host:port)")
+      ("backend", po::value<std::string>()->default_value("local"), "where PostgreSQL comes from: local | external")
+      ("dsn", po::value<std::string>(), "superuser DSN of the server (external backend; or $TESTPOOL_DSN)")
+      ("state-dir", po::value<std::string>(), "state directory (local backend's cluster lives here)")
+      ("pg-bin", po::value<std::string>(), "directory with initdb and postgres (default: pg_config --bindir)")
+      ("pg-port", po::value<int>()->default_value(0), "TCP port of the local postgres (0: chosen once, then kept)")
+      ("pg-setting", po::value<std::vector<std::string>>()->composing(), "postgres setting key=value (repeatable)")
+      ("log-level", po::value<std::string>(), "debug | info | warn | error");
+  po::variables_map vm;
+  try {
+    po::store(po::command_line_parser(argc, argv).options(opts).run(), vm);
+    po::notify(vm);
+  } catch (const po::error& e) {
+    std::cerr << "testpool serve: " << e.what() << "\n" << opts;
+    return kExitUsage;
+  }
+  if (vm.count("help")) {
+    std::cout << opts;
+    return kExitOk;
+  }
+  if (vm.count("log-level")) {
+    log::Level level;
+    if (!log::ParseLevel(vm["log-level"].as<std::string>(), &level)) {
+      std::cerr << "testpool serve: --log-level must be debug, info, warn or error\n";
+      return kExitUsage;
+    }
+    log::SetLevel(level);
+  }
+  std::string host;
+  int port = 0;
+  if (!SplitHostPort(vm["listen"].as<std::string>(), &host, &port)) {
+    std::cerr << "testpool serve: --listen must be host:port (got '" << vm["listen"].as<std::string>() << "')\n";
+    return kExitUsage;
+  }
+
+  // SIGINT/SIGTERM are taken by one thread with sigwait; block them before any thread starts.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  std::unique_ptr<backend::Backend> server;
+  const std::string kind = vm["backend"].as<std::string>();
+  try {
+    if (kind == "local") {
+      backend::LocalBackendOptions o;
+      o.state_dir = vm.count("state-dir") ? std::filesystem::path(vm["state-dir"].as<std::string>()) : DefaultStateDir();
+      if (vm.count("pg-bin")) o.bin_dir = vm["pg-bin"].as<std::string>();
+      o.port = vm["pg-port"].as<int>();
+      if (vm.count("pg-setting")) {
+        for (const std::string& kv : vm["pg-setting"].as<std::vector<std::string>>()) {
+          auto eq = kv.find('=');
+          if (eq == std::string::npos || eq == 0) {
+            std::cerr << "testpool serve: --pg-setting must be key=value (got '" << kv << "')\n";
+            return kExitUsage;
+          }
+          o.settings.emplace_back(kv.substr(0, eq), kv.substr(eq + 1));
+        }
+      }
+      server = std::make_unique<backend::LocalBackend>(std::move(o));
+    } else if (kind == "external") {
+      std::string dsn = vm.count("dsn") ? vm["dsn"].as<std::string>() : "";
+      if (dsn.empty()) {
+        if (const char* env = std::getenv("TESTPOOL_DSN")) dsn = env;
+      }
+      if (dsn.empty()) {
+        std::cerr << "testpool serve: --backend external needs --dsn (or $TESTPOOL_DSN)\n";
+        return kExitUsage;
+      }
+      server = std::make_unique<backend::ExternalBackend>(dsn);
+    } else {
+      std::cerr << "testpool serve: --backend must be local or external (got '" << kind << "')\n";
+      return kExitUsage;
+    }
+
+    const std::string daemon_id = util::RandomToken(10);
+    log::Info("daemon.starting", {{"daemon", daemon_id}, {"backend", kind}, {"listen", host + ":" + std::to_string(port)}});
+    server->Start();
+    auto store = core::ControlStore::Open(server->AdminConnInfo());
+    core::TemplateBuilder builder(*store, util::RealClock());
+    auto templates = std::make_unique<core::TemplateService>(*store, builder);
+    api::ApiServer api(*templates, api::ServerInfo{kind, daemon_id});
+    int bound = api.Bind(host, port);
+
+    std::thread signal_thread([&api, &signals] {
+      int sig = 0;
+      sigwait(&signals, &sig);
+      log::Info("daemon.signal", {{"signal", sig == SIGINT ? "SIGINT" : "SIGTERM"}});
+      api.Stop();
+    });
+    pg::ConnInfo client = server->ClientConnInfo();
+    log::Info("daemon.ready", {{"daemon", daemon_id}, {"url", "http://" + host + ":" + std::to_string(bound)},
+                               {"backend", kind}, {"postgres", client.Get("host") + ":" + client.Get("port")}});
+    api.Run();
+    // Run() returns after Stop(): either from the signal thread, or because listening failed.
+    pthread_kill(signal_thread.native_handle(), SIGTERM);  // wakes sigwait if no signal came
+    signal_thread.join();
+    templates.reset();  // waits for running builds
+    server->Stop();
+    log::Info("daemon.stopped", {{"daemon", daemon_id}});
+    return kExitOk;
+  } catch (const Error& e) {
+    log::Error("daemon.failed", {{"error", e.what()}});
+    std::cerr << "testpool serve: " << e.what() << "\n";
+    if (server) server->Stop();
+    return kExitFailed;
+  }
+}
+
+}  // namespace testpool::cli

@@ -1,0 +1,86 @@
+// The control state: rows in the control database `testpool` on the control server. Memory is a
+// cache of these rows; a restarted daemon reads them back.
+//
+// Open() creates the control database when missing and brings its schema to the current version
+// (each version applied once, under an advisory lock, so two daemons starting on one server do not
+// race). All methods are thread-safe: each takes a connection from the store's pool.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "orchestrator/core/template_spec.h"
+#include "orchestrator/pg/pool.h"
+
+namespace testpool::core {
+
+inline constexpr const char* kControlDatabase = "testpool";
+
+// One built (or failed, or building) hash of a template.
+struct TemplateBuildRow {
+  std::string name;
+  std::string hash;
+  std::string database;
+  std::string state;       // "building" | "ready" | "failed"
+  std::string error_json;  // the error object as JSON text when failed, else ""
+  std::string migrations_json;  // [{"name":…,"bytes":…},…]
+  std::string seed_json;
+  double build_ms = 0;
+  int builds = 0;          // how many times a build ran for this hash
+  std::string created_at;  // ISO 8601 UTC
+  std::string built_at;    // "" until ready
+  bool current = false;    // the hash the name currently points at
+};
+
+// A template name and the hash it points at, with its pool settings.
+struct TemplateRow {
+  std::string name;
+  std::string current_hash;
+  PoolConfig pool;
+  std::string recycle;
+  std::string updated_at;
+};
+
+class ControlStore {
+ public:
+  // Connects to the server at `admin` (superuser, no dbname), creates database `testpool` if it
+  // is missing, and migrates its schema. Throws PgError/Error(kUnavailable) when the server is
+  // unreachable.
+  static std::unique_ptr<ControlStore> Open(const pg::ConnInfo& admin);
+
+  // A connection to the control database (pooled).
+  pg::ConnectionPool::Handle Connect() { return pool_.Acquire(); }
+  // Superuser conninfo for any database on the control server.
+  pg::ConnInfo AdminConnInfo(const std::string& dbname) const;
+
+  // ---- templates -------------------------------------------------------------------------
+  std::optional<TemplateBuildRow> FindBuild(const std::string& name, const std::string& hash);
+  // Every build of `name`, newest first.
+  std::vector<TemplateBuildRow> ListBuilds(const std::string& name);
+  std::optional<TemplateRow> FindTemplate(const std::string& name);
+  std::vector<TemplateRow> ListTemplates();
+  // Every template name with at least one build row (including names whose only build failed).
+  std::vector<std::string> ListNames();
+
+  // Records that a build of (name, hash) starts now: inserts the row or sets it back to
+  // "building", and counts one more build.
+  void MarkBuilding(const TemplateSpec& spec, const std::string& hash, const std::string& database);
+  void MarkReady(const std::string& name, const std::string& hash, double build_ms);
+  void MarkFailed(const std::string& name, const std::string& hash, const std::string& error_json);
+  // Points `name` at `hash` and stores its pool settings.
+  void SetCurrent(const TemplateSpec& spec, const std::string& hash);
+  // Forgets one build row / a whole template (its builds included).
+  void DeleteBuild(const std::string& name, const std::string& hash);
+  void DeleteTemplate(const std::string& name);
+
+ private:
+  ControlStore(pg::ConnInfo admin);
+  void Migrate();
+
+  const pg::ConnInfo admin_;
+  pg::ConnectionPool pool_;
+};
+
+}  // namespace testpool::core

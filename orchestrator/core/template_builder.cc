@@ -1,0 +1,222 @@
+#include "orchestrator/core/template_builder.h"
+
+#include <nlohmann/json.hpp>
+
+#include "orchestrator/core/sql_script.h"
+#include "orchestrator/pg/connection.h"
+#include "orchestrator/util/log.h"
+
+namespace testpool::core {
+namespace {
+
+// Advisory lock class for template builds ("tp" "templates"); the second key comes from the hash.
+constexpr int kBuildLockClass = 1953505281;
+
+std::string LockKey(const std::string& hash) {
+  // The first 8 hex digits as a signed 32-bit integer. Two hashes sharing them only serialise.
+  uint32_t v = static_cast<uint32_t>(std::stoul(hash.substr(0, 8), nullptr, 16));
+  return std::to_string(static_cast<int32_t>(v));
+}
+
+// Holds the build lock for one hash on a control connection; releases it on destruction.
+class BuildLock {
+ public:
+  BuildLock(pg::ConnectionPool::Handle conn, const std::string& hash)
+      : conn_(std::move(conn)), key_(LockKey(hash)) {}
+  bool TryLock() {
+    pg::Result r = conn_->Exec("SELECT pg_try_advisory_lock($1::int, $2::int)", {std::to_string(kBuildLockClass), key_});
+    held_ = r.Get(0, 0) == "t";
+    return held_;
+  }
+  void Lock() {
+    conn_->Exec("SELECT pg_advisory_lock($1::int, $2::int)", {std::to_string(kBuildLockClass), key_});
+    held_ = true;
+  }
+  ~BuildLock() {
+    if (!held_ || !conn_->IsOk()) return;
+    try {
+      conn_->Exec("SELECT pg_advisory_unlock($1::int, $2::int)", {std::to_string(kBuildLockClass), key_});
+    } catch (...) {
+      // The lock dies with the session if unlocking fails.
+    }
+  }
+
+ private:
+  pg::ConnectionPool::Handle conn_;
+  std::string key_;
+  bool held_ = false;
+};
+
+// Turns a server error inside `file` into the migration error users see.
+Error MigrationError(const std::string& template_name, const SqlFile& file, const std::string& script,
+                     const SqlStatement& stmt, const pg::PgError& e) {
+  const pg::ServerDiagnostics& d = e.diagnostics();
+  int line = d.position > 0 ? LineOfPosition(script, stmt, d.position) : stmt.line;
+  std::string message = d.message.empty() ? e.what() : d.message;
+  Error::Details details{{"template", template_name}, {"file", file.name}, {"line", std::to_string(line)},
+                         {"statement_line", std::to_string(stmt.line)}, {"server_message", message}};
+  if (!d.sqlstate.empty()) details["sqlstate"] = d.sqlstate;
+  if (!d.detail.empty()) details["detail"] = d.detail;
+  if (!d.hint.empty()) details["hint"] = d.hint;
+  if (d.position > 0) details["position"] = std::to_string(d.position);
+  std::string text = file.name + " failed at line " + std::to_string(line) + ": " + message;
+  if (!d.sqlstate.empty()) text += " (SQLSTATE " + d.sqlstate + ")";
+  if (!d.detail.empty()) text += "; " + d.detail;
+  return Error(ErrorCode::kMigrationFailed, text, details);
+}
+
+// Applies one file on `conn`, statement by statement.
+void ApplyFile(pg::Connection& conn, const std::string& template_name, const SqlFile& file, bool allow_no_tx) {
+  std::vector<SqlStatement> statements;
+  try {
+    statements = SplitSqlScript(file.sql);
+  } catch (const Error& e) {
+    throw Error(ErrorCode::kMigrationFailed, file.name + ": " + e.what(),
+                {{"template", template_name}, {"file", file.name}, {"server_message", e.what()}});
+  }
+  bool transactional = !(allow_no_tx && ScriptWantsNoTransaction(file.sql));
+  std::optional<pg::Transaction> tx;
+  if (transactional) tx.emplace(conn);
+  for (const SqlStatement& stmt : statements) {
+    try {
+      conn.Exec(stmt.text);
+    } catch (const pg::PgError& e) {
+      if (e.connection_lost()) throw;
+      throw MigrationError(template_name, file, file.sql, stmt, e);
+    }
+  }
+  if (tx) tx->Commit();
+  for (const pg::Notice& n : conn.notices()) {
+    log::Debug("template.notice", {{"template", template_name}, {"file", file.name}, {"severity", n.severity},
+                                   {"message", n.message}});
+  }
+  conn.ClearNotices();
+}
+
+nlohmann::json ErrorJson(const Error& e) {
+  nlohmann::json j = {{"code", ErrorCodeName(e.code())}, {"message", e.what()}};
+  for (const auto& [k, v] : e.details()) j["details"][k] = v;
+  return j;
+}
+
+}  // namespace
+
+TemplateBuilder::TemplateBuilder(ControlStore& store, const util::Clock& clock) : store_(store), clock_(clock) {}
+
+int TemplateBuilder::ServerMajor() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (server_major_ == 0) {
+    auto conn = store_.Connect();
+    server_major_ = conn->ServerVersion() / 10000;
+  }
+  return server_major_;
+}
+
+bool TemplateBuilder::DatabaseExists(const std::string& database) {
+  auto conn = store_.Connect();
+  return conn->Exec("SELECT 1 FROM pg_database WHERE datname = $1", {database}).rows() == 1;
+}
+
+void TemplateBuilder::DropDatabase(const std::string& database) {
+  pg::Connection conn = pg::Connection::Open(store_.AdminConnInfo("postgres"));
+  if (conn.Exec("SELECT 1 FROM pg_database WHERE datname = $1", {database}).rows() == 0) return;
+  std::string q = conn.QuoteIdent(database);
+  conn.Exec("ALTER DATABASE " + q + " WITH IS_TEMPLATE false ALLOW_CONNECTIONS false");
+  conn.Exec("DROP DATABASE IF EXISTS " + q + " WITH (FORCE)");
+  log::Info("template.database_dropped", {{"database", database}});
+}
+
+BuildOutcome TemplateBuilder::Ensure(const TemplateSpec& spec, const std::string& hash, const ProgressFn& progress) {
+  const std::string database = TemplateDatabaseName(spec.name, hash);
+  const std::string hash12 = hash.substr(0, 12);
+
+  auto ready = [&]() -> std::optional<BuildOutcome> {
+    auto row = store_.FindBuild(spec.name, hash);
+    if (row && row->state == "ready" && DatabaseExists(database)) {
+      return BuildOutcome{hash, database, false, row->build_ms};
+    }
+    return std::nullopt;
+  };
+  if (auto done = ready()) return *done;
+
+  BuildLock lock(store_.Connect(), hash);
+  if (!lock.TryLock()) {
+    log::Info("template.build_waiting", {{"template", spec.name}, {"hash", hash12}});
+    if (progress) progress({BuildEvent::Kind::kWaitingForLock, 0, 0, "", 0});
+    lock.Lock();
+  }
+  // Whoever held the lock before us may have built it.
+  if (auto done = ready()) {
+    log::Info("template.reused", {{"template", spec.name}, {"hash", hash12}, {"database", database}});
+    return *done;
+  }
+
+  store_.MarkBuilding(spec, hash, database);
+  try {
+    double ms = Build(spec, hash, database, progress);
+    store_.MarkReady(spec.name, hash, ms);
+    return BuildOutcome{hash, database, true, ms};
+  } catch (const Error& e) {
+    log::Error("template.build_failed", {{"template", spec.name}, {"hash", hash12}, {"error", e.what()}});
+    try {
+      DropDatabase(database);
+    } catch (const Error& drop) {
+      log::Error("template.drop_failed", {{"template", spec.name}, {"database", database}, {"error", drop.what()}});
+    }
+    try {
+      store_.MarkFailed(spec.name, hash, ErrorJson(e).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+    } catch (const Error& mark) {
+      log::Error("template.mark_failed", {{"template", spec.name}, {"hash", hash12}, {"error", mark.what()}});
+    }
+    throw;
+  }
+}
+
+double TemplateBuilder::Build(const TemplateSpec& spec, const std::string& hash, const std::string& database,
+                              const ProgressFn& progress) {
+  const std::string hash12 = hash.substr(0, 12);
+  const util::MonoTime start = clock_.Now();
+  const int total = static_cast<int>(spec.migrations.size() + spec.seed.size());
+  log::Info("template.build_started", {{"template", spec.name}, {"hash", hash12}, {"database", database},
+                                       {"migrations", std::to_string(spec.migrations.size())},
+                                       {"seed", std::to_string(spec.seed.size())}});
+  if (progress) progress({BuildEvent::Kind::kStarted, 0, total, "", 0});
+
+  // A database left by a build that crashed is dropped: we hold the lock, nobody else builds it.
+  DropDatabase(database);
+  {
+    pg::Connection admin = pg::Connection::Open(store_.AdminConnInfo("postgres"));
+    admin.Exec("CREATE DATABASE " + admin.QuoteIdent(database) + " TEMPLATE template0");
+  }
+
+  {
+    pg::Connection conn = pg::Connection::Open(store_.AdminConnInfo(database));
+    int index = 0;
+    auto apply = [&](const SqlFile& file, bool is_migration) {
+      ++index;
+      util::MonoTime t0 = clock_.Now();
+      if (index > 1) conn.Exec("DISCARD ALL");
+      ApplyFile(conn, spec.name, file, is_migration);
+      double ms = util::MsBetween(t0, clock_.Now());
+      log::Info("template.file_applied", {{"template", spec.name}, {"hash", hash12}, {"file", file.name},
+                                          {"step", std::to_string(index) + "/" + std::to_string(total)},
+                                          {"ms", log::Ms(ms)}});
+      if (progress) progress({BuildEvent::Kind::kFileDone, index, total, file.name, ms});
+    };
+    for (const SqlFile& m : spec.migrations) apply(m, true);
+    for (const SqlFile& s : spec.seed) apply(s, false);
+    if (progress) progress({BuildEvent::Kind::kFinishing, index, total, "", 0});
+    conn.Exec("DISCARD ALL");
+    conn.Exec("VACUUM (FREEZE, ANALYZE)");
+  }
+
+  pg::Connection admin = pg::Connection::Open(store_.AdminConnInfo("postgres"));
+  std::string q = admin.QuoteIdent(database);
+  admin.Exec("ALTER DATABASE " + q + " WITH IS_TEMPLATE true ALLOW_CONNECTIONS false");
+  admin.Exec("REVOKE ALL ON DATABASE " + q + " FROM PUBLIC");
+  double ms = util::MsBetween(start, clock_.Now());
+  log::Info("template.built", {{"template", spec.name}, {"hash", hash12}, {"database", database}, {"ms", log::Ms(ms)}});
+  return ms;
+}
+
+}  // namespace testpool::core

@@ -1,0 +1,79 @@
+// Builds one template hash into its database on the control server.
+//
+// Ensure() is safe to call from many threads, processes and daemons at once for the same hash:
+// the build runs under a session advisory lock keyed by the hash in the control database, and
+// whoever takes the lock second re-reads the build row and finds it ready. A build that fails (a
+// migration error, a lost connection) drops its half-built database and marks the row failed; a
+// build interrupted by a crash leaves a "building" row that the next Ensure() (which then holds
+// the lock, so nobody else is building) rebuilds from scratch.
+//
+// Each migration runs in its own transaction, statement by statement, unless its leading comment
+// says `-- testpool:no-transaction`; between files the session is reset (DISCARD ALL), as if each
+// file ran in a session of its own. Seed files run after the migrations, each in a transaction.
+// The finished database is frozen and analysed, then marked IS_TEMPLATE with connections
+// disallowed and PUBLIC's CONNECT revoked.
+#pragma once
+
+#include <functional>
+#include <mutex>
+#include <string>
+
+#include "orchestrator/core/control_store.h"
+#include "orchestrator/core/template_spec.h"
+#include "orchestrator/util/clock.h"
+
+namespace testpool::core {
+
+// What a build reports as it goes (called on the building thread).
+struct BuildEvent {
+  enum class Kind {
+    kWaitingForLock,  // another thread or process holds this hash's build lock
+    kStarted,         // we hold the lock and build; `of` = migrations + seed files
+    kFileDone,        // file `index` (1-based) of `of`, named `file`, applied in `ms`
+    kFinishing,       // all files applied; freezing and marking the template
+  };
+  Kind kind;
+  int index = 0;
+  int of = 0;
+  std::string file;
+  double ms = 0;
+};
+using ProgressFn = std::function<void(const BuildEvent&)>;
+
+struct BuildOutcome {
+  std::string hash;
+  std::string database;
+  bool built = false;  // false: it was ready already (built earlier, or by someone else just now)
+  double build_ms = 0; // of the build that made it
+};
+
+class TemplateBuilder {
+ public:
+  // `store` must outlive the builder.
+  TemplateBuilder(ControlStore& store, const util::Clock& clock);
+
+  // The control server's major version (e.g. 15), read once.
+  int ServerMajor();
+
+  // Makes sure `spec` (validated) is built as `hash`. Throws Error(kMigrationFailed) when a
+  // migration or seed file fails, with details: file, line, sqlstate, server_message and, when
+  // the server gave them, detail, hint, position. Throws PgError/Error(kUnavailable) when the
+  // server cannot be reached.
+  BuildOutcome Ensure(const TemplateSpec& spec, const std::string& hash, const ProgressFn& progress);
+
+  // Drops a template database (clearing IS_TEMPLATE first, ending any sessions). Idempotent.
+  void DropDatabase(const std::string& database);
+
+ private:
+  // Runs the build proper; the caller holds the hash's lock.
+  double Build(const TemplateSpec& spec, const std::string& hash, const std::string& database,
+               const ProgressFn& progress);
+  bool DatabaseExists(const std::string& database);
+
+  ControlStore& store_;
+  const util::Clock& clock_;
+  std::mutex mu_;
+  int server_major_ = 0;  // guarded by mu_; 0 until read
+};
+
+}  // namespace testpool::core

@@ -1,0 +1,151 @@
+#include "orchestrator/core/template_service.h"
+
+#include <nlohmann/json.hpp>
+
+#include "orchestrator/util/error.h"
+#include "orchestrator/util/log.h"
+
+namespace testpool::core {
+
+TemplateService::TemplateService(ControlStore& store, TemplateBuilder& builder) : store_(store), builder_(builder) {}
+
+TemplateService::~TemplateService() {
+  // Build threads are detached and use `this` until they end: wait for them.
+  std::unique_lock<std::mutex> lock(mu_);
+  idle_cv_.wait(lock, [this] { return active_ == 0; });
+}
+
+PutOutcome TemplateService::Put(TemplateSpec spec, bool wait) {
+  ValidateSpec(&spec);
+  const std::string hash = TemplateHash(spec, builder_.ServerMajor());
+
+  // Already built: point the name at it (its pool settings may have changed) and answer.
+  if (auto row = store_.FindBuild(spec.name, hash); row && row->state == "ready") {
+    BuildOutcome outcome = builder_.Ensure(spec, hash, nullptr);  // verifies the database exists
+    store_.SetCurrent(spec, hash);
+    return PutOutcome{hash, outcome.database, "ready", outcome.built, outcome.build_ms};
+  }
+
+  std::shared_ptr<Job> job;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = running_.find(hash);
+    if (it != running_.end()) {
+      job = it->second;
+    } else {
+      job = std::make_shared<Job>();
+      job->progress.name = spec.name;
+      job->progress.hash = hash;
+      job->progress.state = "building";
+      job->progress.of = static_cast<int>(spec.migrations.size() + spec.seed.size());
+      job->database = TemplateDatabaseName(spec.name, hash);
+      running_[hash] = job;
+      ++active_;
+      std::thread(&TemplateService::RunJob, this, job, std::move(spec)).detach();
+    }
+    last_[job->progress.name] = job;
+  }
+  if (wait) return Wait(job);
+  std::lock_guard<std::mutex> lock(job->mu);
+  return PutOutcome{hash, job->database, job->done ? job->progress.state : "building", job->progress.built,
+                    job->progress.build_ms};
+}
+
+PutOutcome TemplateService::Wait(const std::shared_ptr<Job>& job) {
+  std::unique_lock<std::mutex> lock(job->mu);
+  job->done_cv.wait(lock, [&] { return job->done; });
+  if (job->error) std::rethrow_exception(job->error);
+  return PutOutcome{job->progress.hash, job->database, "ready", job->progress.built, job->progress.build_ms};
+}
+
+void TemplateService::RunJob(std::shared_ptr<Job> job, TemplateSpec spec) {
+  const std::string hash = job->progress.hash;
+  auto progress = [&job](const BuildEvent& e) {
+    std::lock_guard<std::mutex> lock(job->mu);
+    switch (e.kind) {
+      case BuildEvent::Kind::kWaitingForLock: job->progress.state = "waiting"; break;
+      case BuildEvent::Kind::kStarted: job->progress.state = "building"; break;
+      case BuildEvent::Kind::kFileDone:
+        job->progress.step = e.index;
+        job->progress.steps.push_back(BuildStep{e.file, e.ms});
+        break;
+      case BuildEvent::Kind::kFinishing: break;
+    }
+  };
+  std::exception_ptr error;
+  BuildOutcome outcome;
+  try {
+    outcome = builder_.Ensure(spec, hash, progress);
+    store_.SetCurrent(spec, hash);
+  } catch (const Error&) {
+    error = std::current_exception();
+  } catch (const std::exception& e) {
+    error = std::make_exception_ptr(Error(ErrorCode::kInternal, std::string("template build failed: ") + e.what()));
+  }
+  {
+    std::lock_guard<std::mutex> lock(job->mu);
+    job->done = true;
+    job->error = error;
+    if (error) {
+      job->progress.state = "failed";
+      try {
+        std::rethrow_exception(error);
+      } catch (const Error& e) {
+        nlohmann::json j = {{"code", ErrorCodeName(e.code())}, {"message", e.what()}};
+        for (const auto& [k, v] : e.details()) j["details"][k] = v;
+        job->progress.error_json = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+      }
+    } else {
+      job->progress.state = "ready";
+      job->progress.built = outcome.built;
+      job->progress.build_ms = outcome.build_ms;
+      job->progress.step = job->progress.of;
+    }
+  }
+  job->done_cv.notify_all();
+  std::lock_guard<std::mutex> lock(mu_);
+  running_.erase(hash);
+  if (--active_ == 0) idle_cv_.notify_all();
+}
+
+std::optional<BuildProgress> TemplateService::Progress(const std::string& name) const {
+  std::shared_ptr<Job> job;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = last_.find(name);
+    if (it == last_.end()) return std::nullopt;
+    job = it->second;
+  }
+  std::lock_guard<std::mutex> lock(job->mu);
+  return job->progress;
+}
+
+std::vector<std::string> TemplateService::Drop(const std::string& name, bool old_only) {
+  std::vector<TemplateBuildRow> builds = store_.ListBuilds(name);
+  if (builds.empty()) throw Error(ErrorCode::kNotFound, "no template named '" + name + "'");
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const TemplateBuildRow& b : builds) {
+      if (running_.count(b.hash)) {
+        throw Error(ErrorCode::kConflict, "template '" + name + "' is being built; drop it when the build ends");
+      }
+    }
+  }
+  std::vector<std::string> dropped;
+  for (const TemplateBuildRow& b : builds) {
+    if (old_only && b.current) continue;
+    builder_.DropDatabase(b.database);
+    if (old_only) store_.DeleteBuild(name, b.hash);
+    dropped.push_back(b.database);
+  }
+  if (!old_only) {
+    store_.DeleteTemplate(name);
+    std::lock_guard<std::mutex> lock(mu_);
+    last_.erase(name);
+  }
+  log::Info("template.dropped", {{"template", name}, {"databases", std::to_string(dropped.size())},
+                                 {"old_only", old_only ? "true" : "false"}});
+  return dropped;
+}
+
+}  // namespace testpool::core

@@ -1,0 +1,97 @@
+// Templates as the API sees them: define (PUT), inspect, list, drop.
+//
+// Put() validates and hashes a spec; when that hash is ready it only points the name at it.
+// Otherwise it starts a build job on a thread of its own — or joins the job already running for
+// that hash, so N concurrent requests make one build — and either waits for it or returns at
+// once, leaving the caller to watch Progress(). A job's progress (phase, file i of n, each file's
+// time) is kept in memory after it ends, for whoever polls.
+//
+// Thread-safe. The destructor waits for running builds to finish.
+#pragma once
+
+#include <condition_variable>
+#include <exception>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "orchestrator/core/control_store.h"
+#include "orchestrator/core/template_builder.h"
+
+namespace testpool::core {
+
+struct BuildStep {
+  std::string file;
+  double ms = 0;
+};
+
+// A snapshot of one build job.
+struct BuildProgress {
+  std::string name;
+  std::string hash;
+  std::string state;  // "waiting" (for another process' build lock), "building", "ready", "failed"
+  int step = 0;       // files applied so far
+  int of = 0;         // files in all
+  std::vector<BuildStep> steps;
+  bool built = false;       // when ready: this job ran the build (false: it found it built)
+  double build_ms = 0;
+  std::string error_json;   // when failed: {"code","message","details"}
+};
+
+struct PutOutcome {
+  std::string hash;
+  std::string database;
+  std::string state;  // "ready" or, when not waiting, "building"
+  bool built = false; // a build ran for this request
+  double build_ms = 0;
+};
+
+class TemplateService {
+ public:
+  TemplateService(ControlStore& store, TemplateBuilder& builder);
+  ~TemplateService();
+  TemplateService(const TemplateService&) = delete;
+  TemplateService& operator=(const TemplateService&) = delete;
+
+  // Validates `spec` (throws Error kInvalidName/kInvalidArgument), then as described above.
+  // With `wait`, returns once the build ended and rethrows its Error (kMigrationFailed, …).
+  PutOutcome Put(TemplateSpec spec, bool wait);
+
+  // The last job for `name` (running or ended) since this daemon started, if any.
+  std::optional<BuildProgress> Progress(const std::string& name) const;
+
+  // Drops a template: every hash's database and row (old_only: all but the current hash).
+  // Throws Error(kNotFound) for an unknown name, Error(kConflict) while one of its builds runs.
+  // Returns the databases dropped.
+  std::vector<std::string> Drop(const std::string& name, bool old_only);
+
+  ControlStore& store() { return store_; }
+
+ private:
+  struct Job {
+    mutable std::mutex mu;
+    std::condition_variable done_cv;
+    BuildProgress progress;           // guarded by mu
+    bool done = false;                // guarded by mu
+    std::exception_ptr error;         // guarded by mu
+    std::string database;             // guarded by mu
+  };
+
+  void RunJob(std::shared_ptr<Job> job, TemplateSpec spec);
+  PutOutcome Wait(const std::shared_ptr<Job>& job);
+
+  ControlStore& store_;
+  TemplateBuilder& builder_;
+
+  mutable std::mutex mu_;
+  std::map<std::string, std::shared_ptr<Job>> running_;  // by hash; guarded by mu_
+  std::map<std::string, std::shared_ptr<Job>> last_;     // by name; guarded by mu_
+  int active_ = 0;                  // build threads still running; guarded by mu_
+  std::condition_variable idle_cv_; // signalled when active_ drops to 0
+};
+
+}  // namespace testpool::core

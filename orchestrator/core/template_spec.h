@@ -1,0 +1,67 @@
+// What a template is made of, and the identity derived from it.
+//
+// A TemplateSpec is a name, an ordered list of migrations (files named NNNN_name.sql) and an
+// optional ordered list of seed files, plus how its pool should be run. Its hash — sha256 over
+// the template format version, the server's major version, and each migration's and seed file's
+// name and bytes, every field length-framed — is the template's identity: same hash, same
+// template, on every machine. Pool settings are not part of the hash: resizing a pool does not
+// change what is in its databases.
+#pragma once
+
+#include <filesystem>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace testpool::core {
+
+// Bumped whenever the way a template is built changes what ends up in it.
+inline constexpr int kTemplateFormatVersion = 1;
+
+struct SqlFile {
+  std::string name;  // "0001_init.sql"
+  std::string sql;
+};
+
+struct PoolConfig {
+  int min_ready = 2;  // databases kept warm ahead of demand
+  int max = 10;       // databases in all
+};
+
+struct TemplateSpec {
+  std::string name;
+  std::vector<SqlFile> migrations;  // applied in this order
+  std::vector<SqlFile> seed;        // applied after the migrations, in this order
+  PoolConfig pool;
+  std::string recycle = "clone";
+};
+
+// Limits that keep one request from exhausting the daemon.
+inline constexpr size_t kMaxMigrations = 10000;
+inline constexpr size_t kMaxTotalSqlBytes = 64u << 20;
+
+// Checks the spec and sorts its migrations by their numeric prefix. Throws Error:
+// kInvalidName for a bad template name; kInvalidArgument for no migrations, a migration whose
+// name is not NNNN_name.sql (digits, '_', then [A-Za-z0-9_.-]+, ".sql"), two migrations with the
+// same number, an empty seed name, pool sizes out of range (0 ≤ min_ready ≤ max, 1 ≤ max ≤ 1000),
+// an unknown recycle mode, or more SQL than the limits above.
+void ValidateSpec(TemplateSpec* spec);
+
+// Reads every *.sql file of `dir` (not recursive) as a migration, ordered by number. Other files
+// are ignored. Throws Error(kInvalidArgument) when the directory cannot be read, holds no .sql
+// file, or a .sql file is misnamed.
+std::vector<SqlFile> LoadMigrationsDir(const std::filesystem::path& dir);
+
+// Reads one file as a SqlFile named by its file name. Throws Error(kInvalidArgument).
+SqlFile LoadSqlFile(const std::filesystem::path& path);
+
+// The 64-hex-digit template hash (see above). `server_major` is e.g. 15.
+std::string TemplateHash(const TemplateSpec& spec, int server_major);
+
+// "tp_tpl_<name>_<first 12 hex digits of hash>"; at most 60 bytes for a valid name.
+std::string TemplateDatabaseName(std::string_view name, std::string_view hash);
+
+// The prefix every database testpool creates starts with ("tp_").
+inline constexpr std::string_view kDatabasePrefix = "tp_";
+
+}  // namespace testpool::core

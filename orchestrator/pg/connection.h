@@ -1,0 +1,129 @@
+// RAII over libpq. The only place in testpool that includes libpq-fe.h.
+//
+// A Connection opens in Open() and closes in its destructor (which never throws); it is
+// move-only and not thread-safe: one thread uses it at a time. A Result owns its PGresult.
+// Statements that take values take them as parameters (PQexecParams); identifiers go through
+// QuoteIdent() (PQescapeIdentifier), after the caller validated them.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "orchestrator/pg/conninfo.h"
+#include "orchestrator/pg/error.h"
+
+struct pg_conn;
+struct pg_result;
+
+namespace testpool::pg {
+
+using Param = std::optional<std::string>;  // std::nullopt is SQL NULL
+using Params = std::vector<Param>;
+
+// A statement's result: rows of text values. Move-only.
+class Result {
+ public:
+  Result() = default;
+  explicit Result(pg_result* res) : res_(res) {}
+  Result(Result&& other) noexcept : res_(other.res_) { other.res_ = nullptr; }
+  Result& operator=(Result&& other) noexcept;
+  Result(const Result&) = delete;
+  Result& operator=(const Result&) = delete;
+  ~Result();
+
+  int rows() const;
+  int columns() const;
+  bool IsNull(int row, int col) const;
+  // The text of a value; "" for NULL (check IsNull where it matters).
+  std::string_view Get(int row, int col) const;
+  std::optional<std::string> GetOptional(int row, int col) const;
+  // Column index by name; -1 when absent.
+  int Column(const char* name) const;
+  // Rows affected by INSERT/UPDATE/DELETE…, 0 when not applicable.
+  long Affected() const;
+
+ private:
+  pg_result* res_ = nullptr;
+};
+
+struct Notice {
+  std::string severity;
+  std::string sqlstate;
+  std::string message;
+};
+
+class Connection {
+ public:
+  // Connects with `conninfo` (keyword form or URI). The connect is bounded by `timeout`
+  // (libpq's connect_timeout, at least 2 s). Throws PgError (kUnavailable) when the server
+  // cannot be reached or refuses us; the message is libpq's.
+  static Connection Open(const ConnInfo& conninfo,
+                         std::chrono::seconds timeout = std::chrono::seconds(10));
+  static Connection Open(const std::string& conninfo,
+                         std::chrono::seconds timeout = std::chrono::seconds(10));
+
+  Connection(Connection&& other) noexcept;
+  Connection& operator=(Connection&& other) noexcept;
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+  ~Connection();
+
+  // Runs `sql` through the simple query protocol (several statements allowed; the last one's
+  // result is returned). Throws PgError carrying the server's diagnostics on failure.
+  Result Exec(std::string_view sql);
+  // Runs one statement with `params` as $1, $2, … (text format). Throws PgError on failure.
+  Result Exec(std::string_view sql, const Params& params);
+
+  // "name" → "\"name\"" with any embedded quotes doubled, per the connection's encoding.
+  std::string QuoteIdent(std::string_view identifier) const;
+  // A string literal per the connection's settings (E'' form when it contains backslashes).
+  std::string QuoteLiteral(std::string_view text) const;
+
+  // Notices (NOTICE, WARNING, …) received since the last ClearNotices(), in order.
+  const std::vector<Notice>& notices() const;
+  void ClearNotices();
+
+  int ServerVersion() const;   // e.g. 150018
+  int BackendPid() const;
+  bool IsOk() const;           // false once the connection broke
+  std::string Database() const;
+
+  // Asks the server to cancel the statement running on this connection; safe to call from
+  // another thread. Returns false when the request could not be sent.
+  bool Cancel() const;
+
+ private:
+  struct State;
+  explicit Connection(std::unique_ptr<State> state);
+  Result Check(pg_result* res, std::string_view sql);
+
+  std::unique_ptr<State> state_;
+};
+
+// Rolls back unless Commit() was called. Not copyable; the connection must outlive it.
+class Transaction {
+ public:
+  explicit Transaction(Connection& conn, std::string_view begin = "BEGIN");
+  Transaction(const Transaction&) = delete;
+  Transaction& operator=(const Transaction&) = delete;
+  ~Transaction();
+
+  void Commit();
+
+ private:
+  Connection& conn_;
+  bool done_ = false;
+};
+
+// True when a server at `conninfo` accepts connections (PQping; no authentication is done).
+bool Ping(const ConnInfo& conninfo);
+
+// Quotes an identifier without a connection: wraps in double quotes and doubles embedded ones.
+// Correct for UTF-8 and every server-safe encoding; prefer Connection::QuoteIdent where one exists.
+std::string QuoteIdentUtf8(std::string_view identifier);
+
+}  // namespace testpool::pg

@@ -1,0 +1,103 @@
+#include "orchestrator/pg/conninfo.h"
+
+#include <libpq-fe.h>
+
+#include <memory>
+
+#include "orchestrator/util/error.h"
+
+namespace testpool::pg {
+
+ConnInfo ConnInfo::Parse(const std::string& text) {
+  char* err = nullptr;
+  PQconninfoOption* opts = PQconninfoParse(text.c_str(), &err);
+  if (opts == nullptr) {
+    std::string message = err ? err : "out of memory";
+    if (err) PQfreemem(err);
+    while (!message.empty() && (message.back() == '\n' || message.back() == ' ')) message.pop_back();
+    throw Error(ErrorCode::kInvalidArgument, "invalid connection string: " + message);
+  }
+  std::unique_ptr<PQconninfoOption, decltype(&PQconninfoFree)> guard(opts, &PQconninfoFree);
+  ConnInfo info;
+  for (PQconninfoOption* o = opts; o->keyword != nullptr; ++o) {
+    if (o->val != nullptr) info.params_[o->keyword] = o->val;
+  }
+  return info;
+}
+
+ConnInfo& ConnInfo::Set(const std::string& key, const std::string& value) {
+  params_[key] = value;
+  return *this;
+}
+
+std::string ConnInfo::Get(const std::string& key, const std::string& fallback) const {
+  auto it = params_.find(key);
+  return it == params_.end() ? fallback : it->second;
+}
+
+namespace {
+std::string QuoteKeywordValue(const std::string& value) {
+  std::string out = "'";
+  for (char c : value) {
+    if (c == '\'' || c == '\\') out.push_back('\\');
+    out.push_back(c);
+  }
+  out.push_back('\'');
+  return out;
+}
+}  // namespace
+
+std::string ConnInfo::ToKeywordString() const {
+  std::string out;
+  for (const auto& [key, value] : params_) {
+    if (!out.empty()) out.push_back(' ');
+    out += key + "=" + QuoteKeywordValue(value);
+  }
+  return out;
+}
+
+std::string ConnInfo::Redacted() const {
+  ConnInfo copy = *this;
+  if (copy.Has("password")) copy.Set("password", "***");
+  return copy.ToKeywordString();
+}
+
+std::string PercentEncode(std::string_view text) {
+  static const char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : text) {
+    bool unreserved = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                      c == '-' || c == '.' || c == '_' || c == '~';
+    if (unreserved) {
+      out.push_back(static_cast<char>(c));
+    } else {
+      out.push_back('%');
+      out.push_back(kHex[c >> 4]);
+      out.push_back(kHex[c & 0xf]);
+    }
+  }
+  return out;
+}
+
+std::string ConnInfo::ToUri() const {
+  std::string out = "postgresql://";
+  std::string user = Get("user"), password = Get("password"), host = Get("host"), port = Get("port");
+  if (!user.empty()) {
+    out += PercentEncode(user);
+    if (!password.empty()) out += ":" + PercentEncode(password);
+    out += "@";
+  }
+  bool socket_host = !host.empty() && host[0] == '/';
+  if (!host.empty() && !socket_host) out += host;
+  if (!port.empty() && !socket_host) out += ":" + port;
+  out += "/" + PercentEncode(Get("dbname"));
+  std::string query;
+  for (const auto& [key, value] : params_) {
+    if (key == "user" || key == "password" || key == "dbname") continue;
+    if ((key == "host" || key == "port") && !socket_host) continue;
+    query += (query.empty() ? "?" : "&") + key + "=" + PercentEncode(value);
+  }
+  return out + query;
+}
+
+}  // namespace testpool::pg

@@ -1,0 +1,31 @@
+#include "orchestrator/pg/pool.h"
+
+namespace testpool::pg {
+
+ConnectionPool::Handle::~Handle() {
+  if (pool_ != nullptr) pool_->Release(std::move(conn_));
+}
+
+ConnectionPool::ConnectionPool(ConnInfo info, size_t max_idle, std::chrono::seconds connect_timeout)
+    : info_(std::move(info)), max_idle_(max_idle), connect_timeout_(connect_timeout) {}
+
+ConnectionPool::Handle ConnectionPool::Acquire() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    while (!idle_.empty()) {
+      Connection conn = std::move(idle_.back());
+      idle_.pop_back();
+      if (conn.IsOk()) return Handle(this, std::move(conn));
+    }
+  }
+  return Handle(this, Connection::Open(info_, connect_timeout_));
+}
+
+void ConnectionPool::Release(Connection conn) {
+  // A moved-from handle holds a moved-from connection: IsOk() is false and it is dropped.
+  if (!conn.IsOk()) return;
+  std::lock_guard<std::mutex> lock(mu_);
+  if (idle_.size() < max_idle_) idle_.push_back(std::move(conn));
+}
+
+}  // namespace testpool::pg

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Builds (optimised) and runs every benchmark; each prints its figures beside the raw PostgreSQL
+# primitive measured in the same run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/install-deps.sh
+./scripts/build.sh build-release -DCMAKE_BUILD_TYPE=Release -DTESTPOOL_BUILD_TESTS=OFF
+./build-release/bench/template_bench "$PWD" "${ROUNDS:-20}"

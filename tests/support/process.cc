@@ -1,0 +1,114 @@
+#include "tests/support/process.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <boost/process.hpp>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include <httplib.h>
+
+#include "tests/support/test_server.h"
+
+namespace bp = boost::process;
+
+namespace testpool::testing {
+namespace {
+
+std::string Slurp(const std::filesystem::path& p) {
+  std::ifstream in(p);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+bp::environment EnvWith(const std::map<std::string, std::string>& extra) {
+  bp::environment env = boost::this_process::environment();
+  for (const auto& [k, v] : extra) env[k] = v;
+  return env;
+}
+
+}  // namespace
+
+CliResult RunCli(const std::vector<std::string>& args, const std::map<std::string, std::string>& env) {
+  TempDir dir("testpool-cli");
+  auto out = dir.path() / "out", err = dir.path() / "err";
+  bp::child child(TestpoolBinary().string(), bp::args(args), bp::std_out > out.string(), bp::std_err > err.string(),
+                  bp::std_in < bp::null, EnvWith(env));
+  child.wait();
+  return CliResult{child.exit_code(), Slurp(out), Slurp(err)};
+}
+
+int FreePort() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  socklen_t len = sizeof addr;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
+
+struct Daemon::Impl {
+  TempDir dir{"testpool-daemon"};
+  std::filesystem::path log = dir.path() / "daemon.log";
+  bp::child child;
+};
+
+Daemon::Daemon(const std::vector<std::string>& args, std::chrono::seconds ready_timeout)
+    : impl_(std::make_unique<Impl>()), port_(FreePort()) {
+  std::vector<std::string> full = {"serve", "--listen", "127.0.0.1:" + std::to_string(port_)};
+  full.insert(full.end(), args.begin(), args.end());
+  impl_->child = bp::child(TestpoolBinary().string(), bp::args(full), bp::std_out > impl_->log.string(),
+                           bp::std_err > impl_->log.string(), bp::std_in < bp::null);
+  httplib::Client http("127.0.0.1", port_);
+  http.set_connection_timeout(std::chrono::seconds(1));
+  auto deadline = std::chrono::steady_clock::now() + ready_timeout;
+  while (std::chrono::steady_clock::now() < deadline && impl_->child.running()) {
+    if (auto r = http.Get("/healthz"); r && r->status == 200) {
+      ready_ = true;
+      return;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ADD_FAILURE() << "testpool serve did not become ready; its log:\n" << Log();
+}
+
+Daemon::~Daemon() {
+  if (impl_->child.running()) {
+    ::kill(impl_->child.id(), SIGKILL);
+    impl_->child.wait();
+  }
+}
+
+int Daemon::pid() const { return impl_->child.id(); }
+
+int Daemon::Terminate(std::chrono::seconds timeout) {
+  if (!impl_->child.running()) return impl_->child.exit_code();
+  ::kill(impl_->child.id(), SIGTERM);
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (impl_->child.running() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  if (impl_->child.running()) {
+    ::kill(impl_->child.id(), SIGKILL);
+    impl_->child.wait();
+    return -1;
+  }
+  impl_->child.wait();
+  return impl_->child.exit_code();
+}
+
+std::string Daemon::Log() const { return Slurp(impl_->log); }
+
+}  // namespace testpool::testing
