@@ -193,7 +193,8 @@ bool WaitForExit(pid_t pid, std::chrono::milliseconds timeout) {
   }
   bool exited = false;
   for (;;) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     pollfd p{fd, POLLIN, 0};
     const int r = ::poll(&p, 1, static_cast<int>(std::max<long>(0, left.count())));
     if (r > 0) exited = true;

@@ -205,7 +205,8 @@ TEST(LocalBackend, AdoptsAPostmasterLeftRunningByAKilledOwner) {
   ASSERT_EQ(::prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
   bp::child owner(fs::read_symlink("/proc/self/exe").string(),
                   "--gtest_filter=LocalBackendHelper.DISABLED_StartAndWaitToBeKilled",
-                  "--gtest_also_run_disabled_tests", std::string(kHelperFlag) + dir.path().string(), bp::std_in < bp::null,
+                  "--gtest_also_run_disabled_tests", std::string(kHelperFlag) + dir.path().string(),
+                  bp::std_in < bp::null,
                   (bp::std_out & bp::std_err) > (dir.path() / "owner.log").string());
   const bool ready = WaitUntil([&] { return fs::exists(ready_file) || !owner.running(); }, 180s);
   int postmaster = 0;
