@@ -23,6 +23,7 @@ PutOutcome TemplateService::Put(TemplateSpec spec, bool wait) {
   if (auto row = store_.FindBuild(spec.name, hash); row && row->state == "ready") {
     BuildOutcome outcome = builder_.Ensure(spec, hash, nullptr);  // verifies the database exists
     store_.SetCurrent(spec, hash);
+    if (listener_) listener_->TemplateReady(spec.name, hash, outcome.database, spec.pool);
     return PutOutcome{hash, outcome.database, "ready", outcome.built, outcome.build_ms};
   }
 
@@ -77,6 +78,7 @@ void TemplateService::RunJob(std::shared_ptr<Job> job, TemplateSpec spec) {
   try {
     outcome = builder_.Ensure(spec, hash, progress);
     store_.SetCurrent(spec, hash);
+    if (listener_) listener_->TemplateReady(spec.name, hash, outcome.database, spec.pool);
   } catch (const Error&) {
     error = std::current_exception();
   } catch (const std::exception& e) {
@@ -139,6 +141,7 @@ std::vector<std::string> TemplateService::Drop(const std::string& name, bool old
     dropped.push_back(b.database);
   }
   if (!old_only) {
+    if (listener_) listener_->TemplateDropped(name);
     store_.DeleteTemplate(name);
     std::lock_guard<std::mutex> lock(mu_);
     last_.erase(name);

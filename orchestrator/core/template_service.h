@@ -71,6 +71,16 @@ class TemplateService {
 
   ControlStore& store() { return store_; }
 
+  // Told whenever a hash of a template becomes its current, ready one (after a build, or when a
+  // PUT finds it built), and when a template is dropped. Set once, before the first Put().
+  struct Listener {
+    virtual ~Listener() = default;
+    virtual void TemplateReady(const std::string& name, const std::string& hash, const std::string& database,
+                               const PoolConfig& pool) = 0;
+    virtual void TemplateDropped(const std::string& name) = 0;
+  };
+  void SetListener(Listener* listener) { listener_ = listener; }
+
  private:
   struct Job {
     mutable std::mutex mu;
@@ -86,6 +96,7 @@ class TemplateService {
 
   ControlStore& store_;
   TemplateBuilder& builder_;
+  Listener* listener_ = nullptr;  // set before use; not owned
 
   mutable std::mutex mu_;
   std::map<std::string, std::shared_ptr<Job>> running_;  // by hash; guarded by mu_

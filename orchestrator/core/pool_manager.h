@@ -1,0 +1,168 @@
+// Warm pools of databases cloned from templates, and the leases that hand them out.
+//
+// One pool per template hash. Each pool keeps `min_ready` slots cloned and prepared ahead of
+// demand, up to `max` slots in all, and a global cap (`max_databases`) bounds slots across all
+// pools. A slot is a database `tp_s_<hash12>_<slot id>` cloned from the template with
+// CREATE DATABASE … TEMPLATE … STRATEGY FILE_COPY, plus a login role `tp_r_<slot id>_<n>` with a
+// random password that owns every object inside it and has CONNECT (and TEMP) on it alone.
+// Everything slow — the clone, the role, the grants, the ownership transfer — happens while the
+// slot warms, on a recycler thread; handing a lease out only marks the slot leased in memory and
+// writes one control row (the lease), so it costs about a millisecond.
+//
+// Slot states: warming → ready → leased → recycling → ready, and broken (then destroyed and
+// replaced). Every change of state goes through one function that checks it.
+//
+// Leases: Acquire() takes a ready slot at once, or waits up to `wait` in FIFO order (first come,
+// first served: a new request never overtakes a waiting one), then throws kPoolExhausted. Each
+// handout increments the slot's fencing token (strictly increasing per slot, persisted). A lease
+// ends by Release() (idempotent) or, past its expires_at, by the reaper (within a second). Ending
+// a lease cuts its credentials off: the role's sessions are terminated and its password replaced
+// (or the role dropped), then the slot is recycled:
+//   - skipped when dirty tracking shows nothing was written (pg_stat_database tuple counters of
+//     the slot's database and pg_sequences, compared after the lease's sessions are gone with a
+//     baseline taken when the slot became ready): the slot is ready again at once;
+//   - otherwise re-cloned from the template in the background.
+// Reset() restores the leased database to the template's state in place (re-clone under the same
+// name and credentials); the lease stays.
+//
+// Control state: slots and leases are rows in the control database; memory is a cache. Start()
+// reloads them and reconciles: slots caught mid-warm or mid-recycle are rebuilt, leases that
+// expired while the daemon was down are reaped, live leases keep working (same DSN), and every
+// database (tp_s_…) and role (tp_r_…) with testpool's prefix that no row owns is removed.
+//
+// Thread safety: all public methods are thread-safe. One mutex guards the in-memory state and is
+// never held across database I/O.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "orchestrator/backend/backend.h"
+#include "orchestrator/core/control_store.h"
+#include "orchestrator/core/template_service.h"
+#include "orchestrator/core/template_spec.h"
+#include "orchestrator/util/clock.h"
+
+namespace testpool::core {
+
+struct PoolOptions {
+  int max_databases = 200;                               // slots across all pools
+  int recycler_threads = 3;                              // background clone/recycle workers
+  std::chrono::seconds default_ttl{600};
+  std::chrono::seconds max_ttl{24 * 3600};               // longer → kInvalidArgument
+  std::chrono::seconds max_wait{600};                    // longer → kInvalidArgument
+  std::chrono::milliseconds reaper_interval{200};        // expiry is enforced within this + work
+};
+
+struct LeaseRequest {
+  std::string template_name;
+  std::chrono::seconds ttl{600};   // 1 s … max_ttl
+  std::chrono::seconds wait{30};   // 0 … max_wait
+  std::string holder;              // free text ≤ 200 chars (a CI worker's name)
+};
+
+// A lease as the API answers it.
+struct LeaseInfo {
+  std::string id;          // unguessable (128 random bits)
+  std::string template_name;
+  std::string hash;
+  std::string slot_id;
+  std::string holder;
+  std::string host;
+  int port = 0;
+  std::string user;
+  std::string password;
+  std::string database;
+  std::string dsn;         // postgresql://user:password@host:port/database
+  int64_t token = 0;       // fencing token: strictly increasing per slot
+  util::WallTime created_at;
+  util::WallTime expires_at;
+  std::string state;       // "active", "released", "expired"
+  double wait_ms = 0;      // how long Acquire waited for a slot
+};
+
+struct PoolStatus {
+  std::string template_name;
+  std::string hash;
+  bool current = false;    // the template's current hash (older hashes drain)
+  int min_ready = 0;
+  int max = 0;
+  int warming = 0, ready = 0, leased = 0, recycling = 0, broken = 0;
+  int waiting = 0;         // Acquire calls queued for a slot
+};
+
+// Counters since the daemon started, for /v1/status and /metrics.
+struct PoolCounters {
+  uint64_t leases_granted = 0;
+  uint64_t leases_released = 0;
+  uint64_t leases_expired = 0;
+  uint64_t leases_exhausted = 0;      // Acquire calls that ran out of wait
+  uint64_t recycles_cloned = 0;
+  uint64_t recycles_skipped = 0;      // clean slots returned with no clone
+  uint64_t resets = 0;
+  uint64_t slots_broken = 0;
+  // Histograms: upper bounds in ms, counts per bucket (cumulative as Prometheus wants), sum, count.
+  struct Histogram {
+    std::vector<double> bounds_ms;
+    std::vector<uint64_t> cumulative;
+    double sum_ms = 0;
+    uint64_t count = 0;
+  };
+  Histogram wait;      // Acquire: request to grant
+  Histogram recycle;   // release to ready again (clone or skip)
+};
+
+struct ManagerStatus {
+  std::vector<PoolStatus> pools;
+  int databases = 0;       // slots across all pools
+  int max_databases = 0;
+  PoolCounters counters;
+};
+
+class PoolManager final : public TemplateService::Listener {
+ public:
+  // `store` and `backend` must outlive the manager; `backend` must be started.
+  PoolManager(ControlStore& store, backend::Backend& backend, const util::Clock& clock, PoolOptions options);
+  ~PoolManager() override;  // Stop()
+  PoolManager(const PoolManager&) = delete;
+  PoolManager& operator=(const PoolManager&) = delete;
+
+  // Reloads slots and leases from the control database, reconciles (see above), starts the
+  // recycler threads and the reaper, and starts warming every current template's pool.
+  void Start();
+  // Stops the threads (work in progress finishes). Leases and slots stay in the control database.
+  void Stop();
+
+  // A template hash became current (a build finished, or a PUT found it built): warm its pool to
+  // `pool` sizes, and let older hashes of the name drain (no new leases; their slots are removed
+  // as they are released).
+  void TemplateReady(const std::string& name, const std::string& hash, const std::string& template_db,
+                     const PoolConfig& pool) override;
+  // The template was dropped: no new leases; ready slots removed now, leased ones at release.
+  void TemplateDropped(const std::string& name) override;
+
+  // Throws Error: kInvalidName / kInvalidArgument (bad ttl, wait, holder), kNotFound (no such
+  // template, or it has no ready hash yet), kPoolExhausted (nothing free within `wait`; the
+  // message names the template and the pool's figures), kUnavailable (control database down).
+  LeaseInfo Acquire(const LeaseRequest& request);
+  // New expires_at = now + ttl. kNotFound (unknown id), kLeaseExpired (it ended: released or expired).
+  LeaseInfo Renew(const std::string& lease_id, std::chrono::seconds ttl);
+  // Ends the lease. Idempotent: a lease that already ended is fine. kNotFound for an id never issued.
+  void Release(const std::string& lease_id);
+  // Restores the leased database to the template's state in place; same DSN. kNotFound, kLeaseExpired.
+  LeaseInfo Reset(const std::string& lease_id);
+  // The lease (also ended ones, for a while). kNotFound when unknown.
+  LeaseInfo GetLease(const std::string& lease_id);
+
+  ManagerStatus Status() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace testpool::core
