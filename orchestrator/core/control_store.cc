@@ -36,6 +36,35 @@ CREATE TABLE templates (
   FOREIGN KEY (name, current_hash) REFERENCES template_builds (name, hash)
 );
 )sql",
+    // 2: pool slots and leases
+    R"sql(
+CREATE TABLE slots (
+  id          text PRIMARY KEY,
+  template    text NOT NULL,
+  hash        text NOT NULL,
+  database    text NOT NULL UNIQUE,
+  state       text NOT NULL CHECK (state IN ('warming', 'ready', 'leased', 'recycling', 'broken')),
+  role        text,
+  password    text,
+  token       bigint NOT NULL DEFAULT 0,
+  lease_id    text,
+  baseline    text,
+  updated_at  timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE leases (
+  id          text PRIMARY KEY,
+  slot_id     text NOT NULL,
+  template    text NOT NULL,
+  hash        text NOT NULL,
+  token       bigint NOT NULL,
+  holder      text NOT NULL,
+  created_at  timestamptz NOT NULL,
+  expires_at  timestamptz NOT NULL,
+  ended_at    timestamptz,
+  state       text NOT NULL CHECK (state IN ('active', 'released', 'expired'))
+);
+CREATE INDEX leases_active_slot ON leases (slot_id) WHERE state = 'active';
+)sql",
 };
 
 // A lock key no other testpool lock uses: "tp" "schema".
@@ -115,6 +144,19 @@ std::unique_ptr<ControlStore> ControlStore::Open(const pg::ConnInfo& admin) {
     }
   }
   store->Migrate();
+  {
+    // Cluster-wide pieces, idempotent: the template owner role, and nobody but superusers in the
+    // control database (lease roles must not read other leases' passwords).
+    auto conn = store->pool_.Acquire();
+    try {
+      conn->Exec(std::string("DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '") +
+                 kTemplateOwnerRole + "') THEN CREATE ROLE " + kTemplateOwnerRole + " SUPERUSER NOLOGIN; END IF; END $$");
+    } catch (const pg::PgError& e) {
+      // Another daemon on this server created it at the same moment.
+      if (e.sqlstate() != pg::sqlstate::kDuplicateObject && e.sqlstate() != pg::sqlstate::kUniqueViolation) throw;
+    }
+    conn->Exec("REVOKE ALL ON DATABASE " + conn->QuoteIdent(kControlDatabase) + " FROM PUBLIC");
+  }
   return store;
 }
 

@@ -196,6 +196,7 @@ double TemplateBuilder::Build(const TemplateSpec& spec, const std::string& hash,
       ++index;
       util::MonoTime t0 = clock_.Now();
       if (index > 1) conn.Exec("DISCARD ALL");
+      conn.Exec(std::string("SET ROLE ") + kTemplateOwnerRole);
       ApplyFile(conn, spec.name, file, is_migration);
       double ms = util::MsBetween(t0, clock_.Now());
       log::Info("template.file_applied", {{"template", spec.name}, {"hash", hash12}, {"file", file.name},

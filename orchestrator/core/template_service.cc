@@ -133,6 +133,8 @@ std::vector<std::string> TemplateService::Drop(const std::string& name, bool old
       }
     }
   }
+  // Pools first: they stop leasing and warming before the databases they clone from go away.
+  if (!old_only && listener_) listener_->TemplateDropped(name);
   std::vector<std::string> dropped;
   for (const TemplateBuildRow& b : builds) {
     if (old_only && b.current) continue;
@@ -141,7 +143,6 @@ std::vector<std::string> TemplateService::Drop(const std::string& name, bool old
     dropped.push_back(b.database);
   }
   if (!old_only) {
-    if (listener_) listener_->TemplateDropped(name);
     store_.DeleteTemplate(name);
     std::lock_guard<std::mutex> lock(mu_);
     last_.erase(name);

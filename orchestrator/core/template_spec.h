@@ -16,7 +16,12 @@
 namespace testpool::core {
 
 // Bumped whenever the way a template is built changes what ends up in it.
-inline constexpr int kTemplateFormatVersion = 1;
+// 2: migrations run as the owner role kTemplateOwnerRole, so their objects belong to it.
+inline constexpr int kTemplateFormatVersion = 2;
+
+// The NOLOGIN superuser role migrations run as (SET ROLE): every object they create is owned by
+// it, so a slot can hand all of them to its lease's role with one REASSIGN OWNED.
+inline constexpr const char* kTemplateOwnerRole = "tp_migrator";
 
 struct SqlFile {
   std::string name;  // "0001_init.sql"
