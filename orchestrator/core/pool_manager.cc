@@ -376,6 +376,16 @@ struct PoolManager::Impl {
         mode = "clone";
         ops.DropDatabase(s.database);
         ops.DropRole(s.role);
+        {
+          // The template may have been dropped or replaced meanwhile: then there is nothing to
+          // clone from, and nothing to clone for.
+          std::lock_guard<std::mutex> lock(mu);
+          if (!pools.at(s.pool).current) {
+            s.role.clear();
+            Discard(slots.at(s.id));
+            return;
+          }
+        }
         ++s.generation;
         s.role = "tp_r_" + s.id + "_" + std::to_string(s.generation);
         s.password = util::RandomToken(32);
@@ -454,11 +464,15 @@ struct PoolManager::Impl {
   // Ends a lease whose id is in `ending`: cuts its credentials off first (so an ended lease's DSN
   // never connects), then marks it ended and queues the recycle, then records it. Not under mu.
   void Finish(const std::string& lease_id, const std::string& role, const char* how) {
-    try {
-      ops.CutOff(role);
-    } catch (const std::exception& e) {
-      // The recycle job cuts off again before it touches the database.
-      log::Error("lease.cutoff_failed", {{"lease", lease_id}, {"role", role}, {"error", e.what()}});
+    for (int attempt = 1; attempt <= 3; ++attempt) {
+      try {
+        ops.CutOff(role);
+        break;
+      } catch (const std::exception& e) {
+        // After three tries the recycle job still cuts off before it touches the database.
+        log::Error("lease.cutoff_failed", {{"lease", lease_id}, {"role", role}, {"attempt", std::to_string(attempt)},
+                                           {"error", e.what()}});
+      }
     }
     std::string slot_id;
     {

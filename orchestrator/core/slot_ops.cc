@@ -41,9 +41,16 @@ void SlotOps::SetPassword(const std::string& role, const std::string& password) 
 
 void SlotOps::WaitNoSessions(const char* column, const std::string& value) {
   auto conn = admin_.Acquire();
-  const std::string sql = std::string("SELECT count(*) FROM pg_stat_activity WHERE ") + column + " = $1";
+  // Terminate on every round, not only once: a connection that was mid-handshake when we looked
+  // can finish authenticating after the first terminate.
+  const std::string terminate = std::string("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE ") + column +
+                                " = $1 AND pid <> pg_backend_pid()";
+  const std::string count = std::string("SELECT count(*) FROM pg_stat_activity WHERE ") + column +
+                            " = $1 AND pid <> pg_backend_pid()";
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-  while (conn->Exec(sql, {value}).Get(0, 0) != "0") {
+  for (;;) {
+    conn->Exec(terminate, {value});
+    if (conn->Exec(count, {value}).Get(0, 0) == "0") return;
     if (std::chrono::steady_clock::now() > deadline) {
       throw Error(ErrorCode::kTimeout, std::string("sessions of ") + column + " '" + value + "' did not end within 30 s");
     }
@@ -55,8 +62,10 @@ void SlotOps::CutOff(const std::string& role) {
   {
     auto conn = admin_.Acquire();
     if (conn->Exec("SELECT 1 FROM pg_roles WHERE rolname = $1", {role}).rows() == 0) return;
-    conn->Exec("ALTER ROLE " + conn->QuoteIdent(role) + " NOLOGIN");
-    conn->Exec("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1", {role});
+    // NOLOGIN alone is not enough: a handshake reads the stored password before it checks
+    // rolcanlogin, so one that straddles a later "LOGIN PASSWORD new" would get in with the old
+    // password. With no password stored, no handshake can succeed until a new one is set.
+    conn->Exec("ALTER ROLE " + conn->QuoteIdent(role) + " NOLOGIN PASSWORD NULL");
   }
   WaitNoSessions("usename", role);
 }
@@ -71,13 +80,8 @@ std::string SlotOps::Fingerprint(const std::string& db) {
     sequences = r.IsNull(0, 0) ? "" : std::string(r.Get(0, 0));
   }
   // Our own session wrote nothing. Any other session (a superuser's) is ended: the slot is between
-  // holders. Then wait until every session has gone and flushed its statistics (a backend reports
-  // them as it exits, before it leaves pg_stat_activity).
-  {
-    auto admin = admin_.Acquire();
-    admin->Exec("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
-                {db});
-  }
+  // holders. Every session must be gone, and so have flushed its statistics (a backend reports
+  // them as it exits, before it leaves pg_stat_activity), before the counters are read.
   WaitNoSessions("datname", db);
   auto conn = admin_.Acquire();
   pg::Result r = conn->Exec(

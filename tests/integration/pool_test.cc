@@ -430,6 +430,40 @@ TEST_F(PoolTest, ExpiredLeaseIsCutOffAndItsSlotComesBack) {
   EXPECT_EQ(CodeOf([&] { pools_->Renew(l.id, 60s); }), "lease_expired");
 }
 
+// Ending a lease must leave no session of its role behind, even for an old holder that keeps
+// reconnecting while the slot is cut off and recycled. Only a leak can fail this (no timing).
+TEST_F(PoolTest, OldCredentialsRacingTheRecycleLeaveNoSessionInTheRecycledSlot) {
+  StartPools();
+  std::string name = Build("race", 1, 1);
+  ASSERT_TRUE(WaitReady(name, 1));
+  int leaked = 0;
+  std::string first_leak;
+  for (int round = 0; round < 20 && leaked == 0; ++round) {
+    LeaseInfo l = Lease(name);
+    std::atomic<bool> stop{false};
+    std::vector<pg::Connection> got_in;  // touched by the hammer thread until joined
+    std::thread hammer([&] {
+      while (!stop) {
+        try {
+          got_in.push_back(pg::Connection::Open(l.dsn, 5s));
+        } catch (const std::exception&) {
+        }
+      }
+    });
+    std::this_thread::sleep_for(50ms);
+    pools_->Release(l.id);
+    EXPECT_TRUE(WaitReady(name, 1));
+    stop = true;
+    hammer.join();
+    for (pg::Connection& c : got_in) {
+      if (CodeOf([&] { c.Exec("SELECT 1"); }) == "no error") {
+        if (leaked++ == 0) first_leak = "round " + std::to_string(round) + ": a session of " + l.user + " on " + l.database;
+      }
+    }
+  }
+  EXPECT_EQ(leaked, 0) << first_leak << " still runs queries after its lease ended and the slot was ready again";
+}
+
 // ---- 7. renew, release, get ------------------------------------------------------------------
 
 TEST_F(PoolTest, RenewMovesExpiresAtAndKeepsTheLeasePastItsFirstExpiry) {
