@@ -6,3 +6,4 @@ cd "$(dirname "$0")/.."
 ./scripts/install-deps.sh
 ./scripts/build.sh build-release -DCMAKE_BUILD_TYPE=Release -DTESTPOOL_BUILD_TESTS=OFF
 ./build-release/bench/template_bench "$PWD" "${ROUNDS:-20}"
+./build-release/bench/lease_bench "$PWD" "$PWD/build-release/testpool" "${LEASES:-2000}"

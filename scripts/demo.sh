@@ -61,19 +61,45 @@ echo "exit status: $?"
 set -e
 "$tp" template drop broken >/dev/null 2>&1 || true
 
-step "6. what the template holds: clone it the raw way (what leases will hand out, pre-cloned)"
-state=/var/lib/testpool
-[ "$(id -u)" -eq 0 ] || state=${XDG_STATE_HOME:-$HOME/.local/state}/testpool
-if [ -f "$state/pg/superuser.password" ]; then
-  db=$("$tp" template show app | python3 -c 'import json,sys; print(json.load(sys.stdin)["database"])')
-  export PGHOST="$state/pg/run" PGPORT=$(cat "$state/pg/port") PGUSER=postgres PGPASSWORD=$(cat "$state/pg/superuser.password")
-  clone="tp_demo_clone_$$"
-  psql -X -q -d postgres -c '\timing on' -c "CREATE DATABASE $clone TEMPLATE $db STRATEGY FILE_COPY" | sed 's/^/  /'
-  psql -X -d "$clone" -c "SELECT sku, name, stock FROM products ORDER BY sku" | sed 's/^/  /'
-  psql -X -q -d postgres -c "DROP DATABASE $clone"
-else
-  echo "(the daemon is not on this machine's default state dir; skipping the raw clone)"
-fi
+step "6. the warm pool: databases cloned and prepared ahead of demand"
+for _ in $(seq 1 300); do
+  ready=$("$tp" status --json | python3 -c 'import json,sys; print(sum(p["ready"] for p in json.load(sys.stdin)["pools"] if p["template"]=="app" and p["current"]))')
+  [ "$ready" -ge 4 ] && break
+  sleep 0.1
+done
+show "$tp" status
+
+step "7. four workers lease at once: each gets its own database and credentials"
+for i in 1 2 3 4; do
+  ( start=$(date +%s%N); "$tp" lease app --holder "worker$i" --ttl 300 --json > "$work/lease$i.json";
+    echo "worker$i: leased in $(( ($(date +%s%N) - start) / 1000000 )) ms (CLI process start included)" ) &
+done
+wait
+for i in 1 2 3 4; do
+  python3 -c 'import json,sys; l=json.load(open(sys.argv[1])); print(f"  {sys.argv[2]}: database {l[\"database\"]}  user {l[\"user\"]}  token {l[\"token\"]}")' "$work/lease$i.json" "worker$i"
+done
+dsn() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["dsn"])' "$work/lease$1.json"; }
+id() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["id"])' "$work/lease$1.json"; }
+
+step "8. isolation: worker1 buys the last item in stock; nobody else sees it"
+psql -X -q "$(dsn 1)" -c "INSERT INTO orders (customer_id) SELECT min(id) FROM customers" \
+  -c "INSERT INTO order_items (order_id, product_id, quantity, unit_price_cents) SELECT max(o.id), p.id, 1, p.price_cents FROM orders o, products p WHERE p.sku = 'LST-0001' GROUP BY p.id, p.price_cents"
+for i in 1 2 3 4; do
+  printf '  worker%s sees LST-0001 stock = %s\n' "$i" "$(psql -X -A -t "$(dsn $i)" -c "SELECT stock FROM products WHERE sku = 'LST-0001'")"
+done
+echo "  worker2 tries to reach worker1's database with its own credentials:"
+w2_in_w1=$(python3 -c 'import json,sys; a=json.load(open(sys.argv[1])); b=json.load(open(sys.argv[2])); print(f"postgresql://{b[\"user\"]}:{b[\"password\"]}@{a[\"host\"]}:{a[\"port\"]}/{a[\"database\"]}")' "$work/lease1.json" "$work/lease2.json")
+psql -X "$w2_in_w1" -c "SELECT 1" 2>&1 | sed 's/^/    /' || true
+
+step "9. release: credentials cut off at once; written databases re-cloned, clean ones reused"
+for i in 1 2 3 4; do "$tp" release "$(id $i)"; done
+echo "  worker1's old DSN after release:"
+psql -X "$(dsn 1)" -c "SELECT 1" 2>&1 | sed 's/^/    /' || true
+sleep 1
+show "$tp" status
+
+step "10. testpool run: lease, run a command with DATABASE_URL and PG* set, release whatever happens"
+show "$tp" run --template app -- sh -c 'echo "  DATABASE_URL=${DATABASE_URL%%@*}@…"; psql -X -A -t -c "SELECT count(*) || '"'"' products in '"'"' || current_database() FROM products"'
 
 step "done"
 echo "The daemon keeps running at $TESTPOOL_URL (pid ${daemon_pid:-?}, log $log)."

@@ -13,6 +13,10 @@ namespace testpool::api {
 
 int HttpStatus(ErrorCode code);
 
+// The one status that does not come from an ErrorCode: a body larger than the route accepts
+// (api/routes.h) is refused with 413 and code invalid_argument, before any handler runs.
+inline constexpr int kHttpPayloadTooLarge = 413;
+
 nlohmann::json ErrorBody(const Error& error);
 
 }  // namespace testpool::api

@@ -1,5 +1,11 @@
 #include "orchestrator/api/json_io.h"
 
+#include <time.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdio>
+
 #include "orchestrator/util/error.h"
 
 namespace testpool::api {
@@ -33,6 +39,19 @@ int Int(const json& v, const std::string& what) {
   long long n = v.get<long long>();
   if (n < -1000000000LL || n > 1000000000LL) throw Bad(what + " is out of range");
   return static_cast<int>(n);
+}
+
+// An integer of any size, clamped to ±(2^31 - 1): the range check is the caller's.
+int ClampedInt(const json& v, const std::string& what) {
+  constexpr int64_t kLimit = INT32_MAX;
+  if (!v.is_number_integer()) throw Bad(what + " must be an integer");
+  if (v.is_number_unsigned()) return static_cast<int>(std::min<uint64_t>(v.get<uint64_t>(), kLimit));
+  return static_cast<int>(std::clamp<int64_t>(v.get<int64_t>(), -kLimit, kLimit));
+}
+
+const json& ObjectBody(const json& body, const std::string& what) {
+  if (!body.is_object()) throw Bad("the body must be a JSON object (" + what + ")");
+  return body;
 }
 
 std::vector<core::SqlFile> Files(const json& v, const std::string& what) {
@@ -141,6 +160,84 @@ json TemplateJson(const std::string& name, const std::optional<core::TemplateRow
     out["builds"] = all;
   }
   return out;
+}
+
+core::LeaseRequest LeaseRequestFromJson(const std::string& name, const json& body) {
+  ObjectBody(body, "{\"ttl_s\",\"wait_s\",\"holder\"}, each optional");
+  OnlyFields(body, "the lease request", {"ttl_s", "wait_s", "holder"});
+  core::LeaseRequest request;
+  request.template_name = name;
+  if (auto it = body.find("ttl_s"); it != body.end()) request.ttl = std::chrono::seconds(ClampedInt(*it, "ttl_s"));
+  if (auto it = body.find("wait_s"); it != body.end()) request.wait = std::chrono::seconds(ClampedInt(*it, "wait_s"));
+  if (auto it = body.find("holder"); it != body.end()) request.holder = String(*it, "holder");
+  return request;
+}
+
+std::chrono::seconds RenewTtlFromJson(const json& body) {
+  ObjectBody(body, "{\"ttl_s\"}, optional");
+  OnlyFields(body, "the renew request", {"ttl_s"});
+  if (auto it = body.find("ttl_s"); it != body.end()) return std::chrono::seconds(ClampedInt(*it, "ttl_s"));
+  return core::LeaseRequest{}.ttl;
+}
+
+void CheckResetBody(const json& body) {
+  ObjectBody(body, "a reset takes no fields");
+  OnlyFields(body, "the reset request", {});
+}
+
+std::string IsoUtcMs(util::WallTime t) {
+  auto ms = std::chrono::floor<std::chrono::milliseconds>(t.time_since_epoch()).count();
+  auto secs = static_cast<time_t>(ms >= 0 ? ms / 1000 : -((-ms + 999) / 1000));
+  int millis = static_cast<int>(ms - static_cast<int64_t>(secs) * 1000);
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char out[96];  // room for any int the compiler imagines in each field
+  std::snprintf(out, sizeof out, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+                tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, millis);
+  return out;
+}
+
+json LeaseJson(const core::LeaseInfo& l) {
+  return {{"id", l.id},
+          {"dsn", l.dsn},
+          {"host", l.host},
+          {"port", l.port},
+          {"user", l.user},
+          {"password", l.password},
+          {"database", l.database},
+          {"token", l.token},
+          {"expires_at", IsoUtcMs(l.expires_at)},
+          {"created_at", IsoUtcMs(l.created_at)},
+          {"holder", l.holder},
+          {"template", l.template_name},
+          {"hash", l.hash},
+          {"slot", l.slot_id},
+          {"state", l.state},
+          {"wait_ms", l.wait_ms}};
+}
+
+namespace {
+json HistogramJson(const core::PoolCounters::Histogram& h) {
+  return {{"count", h.count}, {"sum_ms", h.sum_ms}, {"mean_ms", h.count > 0 ? h.sum_ms / double(h.count) : 0.0}};
+}
+}  // namespace
+
+json StatusJson(const core::ManagerStatus& status) {
+  json pools = json::array();
+  for (const core::PoolStatus& p : status.pools) {
+    pools.push_back({{"template", p.template_name}, {"hash", p.hash}, {"current", p.current},
+                     {"min_ready", p.min_ready}, {"max", p.max}, {"warming", p.warming}, {"ready", p.ready},
+                     {"leased", p.leased}, {"recycling", p.recycling}, {"broken", p.broken},
+                     {"waiting", p.waiting}});
+  }
+  const core::PoolCounters& c = status.counters;
+  json counters = {{"leases_granted", c.leases_granted},     {"leases_released", c.leases_released},
+                   {"leases_expired", c.leases_expired},     {"leases_exhausted", c.leases_exhausted},
+                   {"recycles_cloned", c.recycles_cloned},   {"recycles_skipped", c.recycles_skipped},
+                   {"resets", c.resets},                     {"slots_broken", c.slots_broken},
+                   {"lease_wait", HistogramJson(c.wait)},    {"recycle", HistogramJson(c.recycle)}};
+  return {{"pools", pools}, {"databases", status.databases}, {"max_databases", status.max_databases},
+          {"counters", counters}};
 }
 
 }  // namespace testpool::api

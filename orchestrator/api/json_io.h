@@ -2,14 +2,17 @@
 // fields are Error(kInvalidArgument) naming the field), and the shapes the API answers with.
 #pragma once
 
+#include <chrono>
 #include <optional>
 #include <string>
 
 #include <nlohmann/json.hpp>
 
 #include "orchestrator/core/control_store.h"
+#include "orchestrator/core/pool_manager.h"
 #include "orchestrator/core/template_service.h"
 #include "orchestrator/core/template_spec.h"
+#include "orchestrator/util/clock.h"
 
 namespace testpool::api {
 
@@ -27,5 +30,29 @@ nlohmann::json BuildJson(const core::TemplateBuildRow& b);
 nlohmann::json TemplateJson(const std::string& name, const std::optional<core::TemplateRow>& row,
                             const std::vector<core::TemplateBuildRow>& builds,
                             const std::optional<core::BuildProgress>& progress, bool with_builds);
+
+// ---- leases ------------------------------------------------------------------------------------
+// Bodies are strict like the template's (unknown fields and wrong types are Error(kInvalidArgument)
+// naming the field) but check only shape: the ranges (ttl 1 s … max_ttl, wait 0 … max_wait, holder
+// length) are PoolManager's, which answers with its own Error. Integers beyond ±2^31 are clamped
+// on the way, so they still reach it as out of range.
+
+// POST /v1/templates/{name}/leases: {"ttl_s","wait_s","holder"}, each optional (the defaults are
+// core::LeaseRequest's: 600 s, 30 s, ""). An empty body is an empty object.
+core::LeaseRequest LeaseRequestFromJson(const std::string& name, const nlohmann::json& body);
+// POST /v1/leases/{id}/renew: {"ttl_s"}, optional (default: core::LeaseRequest's ttl).
+std::chrono::seconds RenewTtlFromJson(const nlohmann::json& body);
+// POST /v1/leases/{id}/reset: no fields ({} or an empty body).
+void CheckResetBody(const nlohmann::json& body);
+
+// A wall time as ISO 8601 UTC with milliseconds: "2026-11-24T21:30:00.123Z".
+std::string IsoUtcMs(util::WallTime t);
+
+// {"id","dsn","host","port","user","password","database","token","expires_at","created_at",
+//  "holder","template","hash","slot","state","wait_ms"}
+nlohmann::json LeaseJson(const core::LeaseInfo& lease);
+// {"pools":[{"template","hash","current","min_ready","max","warming","ready","leased",
+//  "recycling","broken","waiting"}…],"databases","max_databases","counters":{…}}
+nlohmann::json StatusJson(const core::ManagerStatus& status);
 
 }  // namespace testpool::api

@@ -1,13 +1,17 @@
 // The HTTP API (v1, DESIGN.md): routes, JSON in and out, errors through api/errors.h.
 //
+// The routes are the rows of api/routes.h (the same table /openapi.json describes).
+//
 // Bind() then Run() (blocks) on one thread; Stop() from any thread makes Run() return. Requests
-// are served by a pool of worker threads; a request that waits (a template build with wait) holds
-// one worker, so the pool is sized for waiting requests, not for cores.
+// are served by a pool of worker threads; a request that waits (a template build with wait, a
+// lease waiting for a free slot) holds one worker, and so does an idle keep-alive connection, so
+// the pool is sized for concurrent clients, not for cores.
 #pragma once
 
 #include <memory>
 #include <string>
 
+#include "orchestrator/core/pool_manager.h"
 #include "orchestrator/core/template_service.h"
 
 namespace testpool::api {
@@ -19,7 +23,8 @@ struct ServerInfo {
 
 class ApiServer {
  public:
-  ApiServer(core::TemplateService& templates, ServerInfo info);
+  // `templates` and `pools` must outlive the server (and stay usable until Run() returned).
+  ApiServer(core::TemplateService& templates, core::PoolManager& pools, ServerInfo info);
   ~ApiServer();
   ApiServer(const ApiServer&) = delete;
   ApiServer& operator=(const ApiServer&) = delete;

@@ -18,6 +18,15 @@ commands:
   template create NAME --migrations DIR [--seed FILE]…
   template create --file templates/app.json
   template list | show NAME | drop NAME [--old-only]
+  lease NAME [--ttl S] [--wait S] [--holder H] [--json]
+                                lease a database; prints its DSN (or the whole lease)
+  renew ID [--ttl S]            push the lease's expiry to ttl seconds from now (default 600)
+  release ID                    end the lease (a second release is fine)
+  reset ID                      restore the leased database to its template, same DSN
+  status [--json]               pools (slots by state, waiting requests) and counters
+  run --template NAME [--ttl S] [--wait S] [--holder H] -- CMD [ARG…]
+                                lease, run CMD with DATABASE_URL and PG* set, renew while it runs,
+                                release whatever happens; exits with CMD's status
   version
 
 The client commands talk to the daemon at $TESTPOOL_URL (default http://127.0.0.1:7432).
@@ -38,6 +47,12 @@ int Main(int argc, char** argv) {
   std::string command = argv[1];
   if (command == "serve") return Serve(argc - 1, argv + 1);
   if (command == "template") return Template(argc - 1, argv + 1);
+  if (command == "lease") return Lease(argc - 1, argv + 1);
+  if (command == "renew") return Renew(argc - 1, argv + 1);
+  if (command == "release") return Release(argc - 1, argv + 1);
+  if (command == "reset") return Reset(argc - 1, argv + 1);
+  if (command == "status") return Status(argc - 1, argv + 1);
+  if (command == "run") return Run(argc - 1, argv + 1);
   if (command == "version" || command == "--version") {
     std::cout << "testpool " << TESTPOOL_VERSION << "\n";
     return kExitOk;

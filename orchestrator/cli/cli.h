@@ -1,7 +1,8 @@
 // The `testpool` command line: one binary, the daemon (`serve`) and its client commands.
 //
 // Exit codes: 0 success; 1 the operation failed (the daemon answered with an error, or the
-// daemon could not start); 2 usage error; 3 the daemon could not be reached.
+// daemon could not start); 2 usage error; 3 the daemon could not be reached. `testpool run` exits
+// with its command's status instead once the command started (see run_cmd.cc).
 #pragma once
 
 namespace testpool::cli {
@@ -16,5 +17,11 @@ int Main(int argc, char** argv);
 // Subcommands; each gets the arguments after its own name.
 int Serve(int argc, char** argv);
 int Template(int argc, char** argv);
+int Lease(int argc, char** argv);
+int Renew(int argc, char** argv);
+int Release(int argc, char** argv);
+int Reset(int argc, char** argv);
+int Status(int argc, char** argv);
+int Run(int argc, char** argv);
 
 }  // namespace testpool::cli

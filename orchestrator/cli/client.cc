@@ -2,13 +2,20 @@
 
 #include <httplib.h>
 
+#include <boost/program_options/errors.hpp>
+#include <cctype>
 #include <cstdlib>
+#include <iostream>
+
+#include "orchestrator/cli/cli.h"
+#include "orchestrator/util/error.h"
 
 namespace testpool::cli {
 
 struct ApiClient::Impl {
   explicit Impl(const std::string& url) : http(url) {
     http.set_connection_timeout(std::chrono::seconds(5));
+    http.set_tcp_nodelay(true);  // small requests: no Nagle delay
     http.set_read_timeout(std::chrono::seconds(900));  // a template build with wait can take long
     http.set_write_timeout(std::chrono::seconds(60));
   }
@@ -50,6 +57,8 @@ ApiReply ApiClient::Post(const std::string& path, const nlohmann::json& body) {
 
 ApiReply ApiClient::Delete(const std::string& path) { return ToReply(impl_->http.Delete(path), base_url_, path); }
 
+void ApiClient::Stop() { impl_->http.stop(); }
+
 std::string DefaultUrl() {
   const char* url = std::getenv("TESTPOOL_URL");
   return (url && *url) ? url : "http://127.0.0.1:7432";
@@ -62,6 +71,36 @@ std::string DescribeError(const ApiReply& reply) {
     return out;
   }
   return "HTTP " + std::to_string(reply.status) + " from the daemon";
+}
+
+std::string PathSegment(std::string_view text) {
+  static const char* kHex = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : text) {
+    if (std::isalnum(c) || c == '_' || c == '-' || c == '~') {
+      out.push_back(static_cast<char>(c));
+    } else {
+      out.push_back('%');
+      out.push_back(kHex[c >> 4]);
+      out.push_back(kHex[c & 15]);
+    }
+  }
+  return out;
+}
+
+int RunCommand(const std::string& command, const char* usage, const std::function<int()>& body) {
+  try {
+    return body();
+  } catch (const boost::program_options::error& e) {
+    std::cerr << "testpool " << command << ": " << e.what() << "\n" << usage;
+    return kExitUsage;
+  } catch (const Unreachable& e) {
+    std::cerr << "testpool: " << e.what() << "\n";
+    return kExitUnreachable;
+  } catch (const std::exception& e) {
+    std::cerr << "testpool " << command << ": " << e.what() << "\n";
+    return kExitFailed;
+  }
 }
 
 }  // namespace testpool::cli

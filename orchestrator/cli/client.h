@@ -2,8 +2,10 @@
 // (default http://127.0.0.1:7432).
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include <nlohmann/json.hpp>
 
@@ -31,6 +33,10 @@ class ApiClient {
   ApiReply Post(const std::string& path, const nlohmann::json& body);
   ApiReply Delete(const std::string& path);
 
+  // Aborts the request in flight (from another thread): it throws Unreachable. Later requests
+  // work again.
+  void Stop();
+
   const std::string& base_url() const { return base_url_; }
 
  private:
@@ -44,5 +50,14 @@ std::string DefaultUrl();
 
 // "code: message" from an error reply (or a generic line for a non-JSON one).
 std::string DescribeError(const ApiReply& reply);
+
+// `text` percent-encoded for one URL path segment (everything but [A-Za-z0-9_~-], so not "." either), so a name
+// or id a user typed cannot change the path.
+std::string PathSegment(std::string_view text);
+
+// Runs a client command's body and maps what escapes it to the CLI's exit codes: Unreachable → 3,
+// Boost.Program_options errors → 2 (with `usage`), testpool::Error and other exceptions → 1.
+// Messages go to stderr prefixed with "testpool <command>: ".
+int RunCommand(const std::string& command, const char* usage, const std::function<int()>& body);
 
 }  // namespace testpool::cli

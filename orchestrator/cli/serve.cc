@@ -1,5 +1,5 @@
-// `testpool serve`: wires a backend, the control store, the template service and the HTTP API,
-// and runs until SIGINT/SIGTERM.
+// `testpool serve`: wires a backend, the control store, the template service, the pools and the
+// HTTP API, and runs until SIGINT/SIGTERM.
 #include <pthread.h>
 #include <signal.h>
 #include <unistd.h>
@@ -16,6 +16,7 @@
 #include "orchestrator/backend/local_backend.h"
 #include "orchestrator/cli/cli.h"
 #include "orchestrator/core/control_store.h"
+#include "orchestrator/core/pool_manager.h"
 #include "orchestrator/core/template_builder.h"
 #include "orchestrator/core/template_service.h"
 #include "orchestrator/util/clock.h"
@@ -64,6 +65,8 @@ int Serve(int argc, char** argv) {
       ("pg-bin", po::value<std::string>(), "directory with initdb and postgres (default: pg_config --bindir)")
       ("pg-port", po::value<int>()->default_value(0), "TCP port of the local postgres (0: chosen once, then kept)")
       ("pg-setting", po::value<std::vector<std::string>>()->composing(), "postgres setting key=value (repeatable)")
+      ("max-databases", po::value<int>()->default_value(core::PoolOptions{}.max_databases),
+       "cap on pooled databases across all templates")
       ("log-level", po::value<std::string>(), "debug | info | warn | error");
   po::variables_map vm;
   try {
@@ -84,6 +87,12 @@ int Serve(int argc, char** argv) {
       return kExitUsage;
     }
     log::SetLevel(level);
+  }
+  core::PoolOptions pool_options;
+  pool_options.max_databases = vm["max-databases"].as<int>();
+  if (pool_options.max_databases < 1) {
+    std::cerr << "testpool serve: --max-databases must be at least 1\n";
+    return kExitUsage;
   }
   std::string host;
   int port = 0;
@@ -139,7 +148,13 @@ int Serve(int argc, char** argv) {
     auto store = core::ControlStore::Open(server->AdminConnInfo());
     core::TemplateBuilder builder(*store, util::RealClock());
     auto templates = std::make_unique<core::TemplateService>(*store, builder);
-    api::ApiServer api(*templates, api::ServerInfo{kind, daemon_id});
+    // Declared after the template service, yet the service is destroyed first (below), so every
+    // listener call it makes finds the pools alive (a build ending after pools.Stop() still calls
+    // TemplateReady, on a stopped manager).
+    core::PoolManager pools(*store, *server, util::RealClock(), pool_options);
+    templates->SetListener(&pools);
+    pools.Start();
+    api::ApiServer api(*templates, pools, api::ServerInfo{kind, daemon_id});
     int bound = api.Bind(host, port);
 
     std::thread signal_thread([&api, &signals] {
@@ -155,7 +170,11 @@ int Serve(int argc, char** argv) {
     // Run() returns after Stop(): either from the signal thread, or because listening failed.
     pthread_kill(signal_thread.native_handle(), SIGTERM);  // wakes sigwait if no signal came
     signal_thread.join();
-    templates.reset();  // waits for running builds
+    // Shutdown in dependency order: no more requests, then no more pool work, then no more
+    // builds (the service's destructor waits for them), then the server.
+    api.Stop();
+    pools.Stop();
+    templates.reset();
     server->Stop();
     log::Info("daemon.stopped", {{"daemon", daemon_id}});
     return kExitOk;

@@ -7,6 +7,7 @@
 
 #include "orchestrator/api/server.h"
 #include "orchestrator/core/control_store.h"
+#include "orchestrator/core/pool_manager.h"
 #include "orchestrator/core/template_builder.h"
 #include "orchestrator/core/template_service.h"
 #include "orchestrator/util/crypto.h"
@@ -23,7 +24,10 @@ class ApiTest : public ::testing::Test {
     store_ = core::ControlStore::Open(testing::Server().AdminConnInfo()).release();
     builder_ = new core::TemplateBuilder(*store_, util::RealClock());
     service_ = new core::TemplateService(*store_, *builder_);
-    server_ = new ApiServer(*service_, ServerInfo{"local", "test"});
+    // The template routes do not use the pools: a manager that is never started (and that the
+    // service does not tell about templates) stands in for them.
+    pools_ = new core::PoolManager(*store_, testing::Server(), util::RealClock(), core::PoolOptions{});
+    server_ = new ApiServer(*service_, *pools_, ServerInfo{"local", "test"});
     port_ = server_->Bind("127.0.0.1", 0);
     thread_ = new std::thread([] { server_->Run(); });
   }
@@ -32,6 +36,7 @@ class ApiTest : public ::testing::Test {
     thread_->join();
     delete thread_;
     delete server_;
+    delete pools_;
     delete service_;
     delete builder_;
     delete store_;
@@ -66,6 +71,7 @@ class ApiTest : public ::testing::Test {
   static core::ControlStore* store_;
   static core::TemplateBuilder* builder_;
   static core::TemplateService* service_;
+  static core::PoolManager* pools_;
   static ApiServer* server_;
   static std::thread* thread_;
   static int port_;
@@ -74,6 +80,7 @@ class ApiTest : public ::testing::Test {
 core::ControlStore* ApiTest::store_;
 core::TemplateBuilder* ApiTest::builder_;
 core::TemplateService* ApiTest::service_;
+core::PoolManager* ApiTest::pools_;
 ApiServer* ApiTest::server_;
 std::thread* ApiTest::thread_;
 int ApiTest::port_;

@@ -31,7 +31,7 @@ std::string Slurp(const std::filesystem::path& p) {
 
 bp::environment EnvWith(const std::map<std::string, std::string>& extra) {
   bp::environment env = boost::this_process::environment();
-  for (const auto& [k, v] : extra) env[k] = v;
+  for (const auto& [k, v] : extra) env.set(k, v);  // env[k] = v reads out of bounds in Boost 1.74
   return env;
 }
 

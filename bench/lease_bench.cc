@@ -1,0 +1,832 @@
+// Lease handout, recycle throughput and daemon memory, measured against the real `testpool serve`
+// over HTTP, each beside the raw PostgreSQL primitive measured on the same server in the same run:
+//   1. starts the daemon (local backend, fresh state dir), PUTs the demo template, waits for 40 ready;
+//   2. 20 keep-alive clients lease and release ~2000 times: handout latency (the POST only), asking
+//      only while the pool has ready slots to spare, so it is a warm handout (hold-back time reported);
+//   3. raw CREATE DATABASE … TEMPLATE … STRATEGY FILE_COPY ×20 (+ DROP) as the daemon's superuser;
+//   4. 40 leases dirtied and released at once: time until the pool is whole again → clones/s,
+//      beside sequential raw CREATE + DROP pairs on one connection;
+//   5. a second template so that 100 slots exist: the daemon's VmRSS;
+// then prints one table with the targets from DESIGN.md marked met/missed, stops the daemon
+// (SIGTERM) and removes the state dir. Every wait is bounded; a daemon that fails ends the run
+// with a non-zero exit and the tail of its log.
+//
+// usage: lease_bench [SOURCE_DIR] [TESTPOOL_BINARY] [LEASES]
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <boost/process.hpp>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <httplib.h>
+#include <nlohmann/json.hpp>
+
+#include "bench/bench_util.h"
+#include "orchestrator/pg/connection.h"
+#include "orchestrator/pg/conninfo.h"
+#include "orchestrator/util/crypto.h"
+
+namespace bp = boost::process;
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+using SteadyClock = std::chrono::steady_clock;
+using namespace std::chrono_literals;
+using namespace testpool;
+
+namespace {
+
+constexpr int kClients = 20;
+constexpr int kMinReady = 40;
+constexpr int kPoolMax = 120;
+constexpr int kMaxDatabases = 150;
+constexpr int kRawClones = 20;
+constexpr int kRecycleCount = 40;
+constexpr int kRssSlots = 100;
+const char* const kTemplate = "app";
+const char* const kRssTemplate = "app_rss";
+
+// Targets from DESIGN.md "Figures we hold ourselves to".
+constexpr double kTargetP50Ms = 1.0;
+constexpr double kTargetP99Ms = 5.0;
+constexpr double kTargetRecycleRatio = 0.8;
+constexpr double kTargetRssMb = 50.0;
+
+struct BenchFailure : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+[[noreturn]] void Fail(const std::string& message) { throw BenchFailure(message); }
+
+double SecondsSince(SteadyClock::time_point t0) {
+  return std::chrono::duration<double>(SteadyClock::now() - t0).count();
+}
+
+std::string Slurp(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+std::string Trim(std::string s) {
+  while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ')) s.pop_back();
+  return s;
+}
+
+std::string LastLines(const std::string& text, int n) {
+  size_t pos = text.size();
+  for (int i = 0; i <= n && pos > 0; ++i) {
+    size_t nl = text.rfind('\n', pos - 1);
+    if (nl == std::string::npos) return text;
+    pos = nl;
+  }
+  return text.substr(pos + 1);
+}
+
+int FreePort() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) Fail("socket() failed");
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  socklen_t len = sizeof addr;
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    ::close(fd);
+    Fail("could not find a free TCP port");
+  }
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
+
+bool ProcessAlive(int pid) { return pid > 0 && ::kill(pid, 0) == 0; }
+
+// `testpool serve` as a child process, its stdout and stderr in one log file.
+class Daemon {
+ public:
+  Daemon(const fs::path& binary, const fs::path& state_dir, const fs::path& log, int port)
+      : state_dir_(state_dir), log_(log), port_(port) {
+    std::vector<std::string> args = {"serve",          "--state-dir",   state_dir.string(),
+                                      "--listen",       "127.0.0.1:" + std::to_string(port),
+                                      "--max-databases", std::to_string(kMaxDatabases)};
+    child_ = bp::child(binary.string(), bp::args(args), (bp::std_out & bp::std_err) > log.string(),
+                       bp::std_in < bp::null);
+  }
+  ~Daemon() { Stop(30s); }
+  Daemon(const Daemon&) = delete;
+  Daemon& operator=(const Daemon&) = delete;
+
+  int pid() const { return child_.id(); }
+  int port() const { return port_; }
+  bool Running() {
+    std::error_code ec;
+    return child_.valid() && child_.running(ec);
+  }
+  // Throws when the daemon is gone.
+  void CheckAlive(const std::string& during) {
+    if (!Running()) {
+      Fail("testpool serve exited (code " + std::to_string(child_.exit_code()) + ") while " + during);
+    }
+  }
+  std::string LogTail(int lines) const { return LastLines(Slurp(log_), lines); }
+
+  // SIGTERM, bounded wait; SIGKILL (and a fast shutdown of its postmaster) past the timeout.
+  // Returns the exit code, -1 when it had to be killed, -2 when it was not running.
+  int Stop(std::chrono::seconds timeout) {
+    if (stopped_) return exit_code_;
+    stopped_ = true;
+    if (!Running()) {
+      exit_code_ = child_.valid() ? child_.exit_code() : -2;
+      return exit_code_;
+    }
+    ::kill(child_.id(), SIGTERM);
+    auto deadline = SteadyClock::now() + timeout;
+    while (Running() && SteadyClock::now() < deadline) std::this_thread::sleep_for(20ms);
+    if (Running()) {
+      std::fprintf(stderr, "lease_bench: testpool serve ignored SIGTERM for %llds; killing it\n",
+                   static_cast<long long>(timeout.count()));
+      ::kill(child_.id(), SIGKILL);
+      std::error_code ec;
+      child_.wait(ec);
+      StopOrphanedPostmaster();
+      exit_code_ = -1;
+      return exit_code_;
+    }
+    exit_code_ = child_.exit_code();
+    StopOrphanedPostmaster();  // normally already stopped by the daemon; this is a no-op then
+    return exit_code_;
+  }
+
+ private:
+  void StopOrphanedPostmaster() {
+    std::string pidfile = Slurp(state_dir_ / "pg" / "data" / "postmaster.pid");
+    int pm = std::atoi(pidfile.substr(0, pidfile.find('\n')).c_str());
+    if (!ProcessAlive(pm)) return;
+    std::fprintf(stderr, "lease_bench: stopping postmaster %d left behind\n", pm);
+    ::kill(pm, SIGINT);
+    auto deadline = SteadyClock::now() + 30s;
+    while (ProcessAlive(pm) && SteadyClock::now() < deadline) std::this_thread::sleep_for(50ms);
+    if (ProcessAlive(pm)) ::kill(pm, SIGKILL);
+  }
+
+  fs::path state_dir_, log_;
+  int port_;
+  bp::child child_;
+  bool stopped_ = false;
+  int exit_code_ = -2;
+};
+
+std::unique_ptr<httplib::Client> MakeClient(int port, std::chrono::seconds read_timeout) {
+  auto c = std::make_unique<httplib::Client>("127.0.0.1", port);
+  c->set_keep_alive(true);
+  // Without it a POST's body, written after its headers, waits out Nagle + delayed ACK (~40 ms).
+  c->set_tcp_nodelay(true);
+  c->set_connection_timeout(2s);
+  c->set_read_timeout(read_timeout);
+  c->set_write_timeout(30s);
+  return c;
+}
+
+// "HTTP 503 pool_exhausted" / "transport: Read" — for error tallies and messages.
+std::string Describe(const httplib::Result& r) {
+  if (!r) return "transport error: " + httplib::to_string(r.error());
+  std::string what = "HTTP " + std::to_string(r->status);
+  json body = json::parse(r->body, nullptr, false);
+  if (!body.is_discarded() && body.is_object() && body.contains("error") && body["error"].is_object()) {
+    what += " " + body["error"].value("code", std::string("?"));
+  }
+  return what;
+}
+std::string DescribeWithBody(const httplib::Result& r) {
+  std::string what = Describe(r);
+  if (r) what += ": " + r->body.substr(0, 400);
+  return what;
+}
+
+struct PoolFigures {
+  std::string template_name, hash;
+  int ready = 0, leased = 0, warming = 0, recycling = 0, broken = 0, waiting = 0;
+};
+struct Status {
+  std::vector<PoolFigures> pools;
+  int databases = 0;
+  int max_databases = 0;
+  json counters;
+  const PoolFigures* Find(const std::string& name, const std::string& hash) const {
+    for (const auto& p : pools) {
+      if (p.template_name == name && (hash.empty() || p.hash == hash)) return &p;
+    }
+    return nullptr;
+  }
+  int Warming() const {
+    int n = 0;
+    for (const auto& p : pools) n += p.warming + p.recycling;
+    return n;
+  }
+  long long Counter(const char* name) const {
+    if (!counters.is_object() || !counters.contains(name) || !counters[name].is_number()) return -1;
+    return counters[name].get<long long>();
+  }
+};
+
+int IntField(const json& j, const char* key) {
+  auto it = j.find(key);
+  return it != j.end() && it->is_number() ? it->get<int>() : 0;
+}
+
+Status GetStatus(httplib::Client& c) {
+  auto r = c.Get("/v1/status");
+  if (!r || r->status != 200) Fail("GET /v1/status failed: " + DescribeWithBody(r));
+  json j = json::parse(r->body, nullptr, false);
+  if (j.is_discarded() || !j.is_object() || !j.contains("pools") || !j["pools"].is_array()) {
+    Fail("GET /v1/status answered something unexpected: " + r->body.substr(0, 400));
+  }
+  Status s;
+  for (const json& p : j["pools"]) {
+    PoolFigures f;
+    f.template_name = p.value("template", std::string());
+    f.hash = p.value("hash", std::string());
+    f.ready = IntField(p, "ready");
+    f.leased = IntField(p, "leased");
+    f.warming = IntField(p, "warming");
+    f.recycling = IntField(p, "recycling");
+    f.broken = IntField(p, "broken");
+    f.waiting = IntField(p, "waiting");
+    s.pools.push_back(f);
+  }
+  s.databases = IntField(j, "databases");
+  s.max_databases = IntField(j, "max_databases");
+  if (j.contains("counters")) s.counters = j["counters"];
+  return s;
+}
+
+// Polls /v1/status every `every` until `done(status)`; fails past `timeout` or when the daemon dies.
+template <typename Done, typename Progress>
+Status WaitForStatus(Daemon& daemon, httplib::Client& c, const std::string& what, std::chrono::seconds timeout,
+                     std::chrono::milliseconds every, Done done, Progress progress) {
+  auto deadline = SteadyClock::now() + timeout;
+  Status s;
+  for (;;) {
+    daemon.CheckAlive(what);
+    s = GetStatus(c);
+    progress(s);
+    if (done(s)) return s;
+    if (SteadyClock::now() > deadline) {
+      std::string pools;
+      for (const auto& p : s.pools) {
+        pools += " [" + p.template_name + " ready " + std::to_string(p.ready) + " leased " + std::to_string(p.leased) +
+                 " warming " + std::to_string(p.warming) + " recycling " + std::to_string(p.recycling) + " broken " +
+                 std::to_string(p.broken) + "]";
+      }
+      Fail("timed out after " + std::to_string(timeout.count()) + "s " + what + "; status: databases " +
+           std::to_string(s.databases) + pools);
+    }
+    std::this_thread::sleep_for(every);
+  }
+}
+
+// The template definition the API takes: migrations/ in order, the demo seed, pool sizes.
+json TemplateBody(const fs::path& source, int min_ready, int max, const std::vector<json>& extra_seed) {
+  std::vector<fs::path> files;
+  for (const auto& e : fs::directory_iterator(source / "migrations")) {
+    if (e.is_regular_file() && e.path().extension() == ".sql") files.push_back(e.path());
+  }
+  if (files.empty()) Fail("no migrations in " + (source / "migrations").string());
+  std::sort(files.begin(), files.end());  // NNNN_ prefixes: name order is migration order
+  json migrations = json::array();
+  for (const auto& f : files) migrations.push_back({{"name", f.filename().string()}, {"sql", Slurp(f)}});
+  fs::path seed_file = source / "templates" / "seed" / "app_seed.sql";
+  if (!fs::exists(seed_file)) Fail("missing " + seed_file.string());
+  json seed = json::array({{{"name", seed_file.filename().string()}, {"sql", Slurp(seed_file)}}});
+  for (const json& s : extra_seed) seed.push_back(s);
+  return {{"migrations", migrations}, {"seed", seed}, {"pool", {{"min_ready", min_ready}, {"max", max}}}};
+}
+
+struct PutAnswer {
+  std::string hash, database;
+};
+PutAnswer PutTemplate(Daemon& daemon, const std::string& name, const json& body) {
+  auto c = MakeClient(daemon.port(), 600s);
+  auto r = c->Put("/v1/templates/" + name, body.dump(), "application/json");
+  if (!r || (r->status != 200 && r->status != 201)) {
+    daemon.CheckAlive("building template " + name);
+    Fail("PUT /v1/templates/" + name + " failed: " + DescribeWithBody(r));
+  }
+  json j = json::parse(r->body, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) Fail("PUT /v1/templates/" + name + " answered " + r->body.substr(0, 200));
+  return PutAnswer{j.value("hash", std::string()), j.value("database", std::string())};
+}
+
+struct Lease {
+  std::string id, dsn;
+};
+const char* const kLeaseFields[] = {"id", "dsn", "host", "port", "user", "password", "database", "token", "expires_at"};
+
+// One POST …/leases; nullopt with `error` set on anything but a well-formed 201.
+std::optional<Lease> TakeLease(httplib::Client& c, const std::string& tpl, int wait_s, std::string* error) {
+  json req = {{"ttl_s", 600}, {"wait_s", wait_s}, {"holder", "lease_bench"}};
+  auto r = c.Post("/v1/templates/" + tpl + "/leases", req.dump(), "application/json");
+  if (!r || r->status != 201) {
+    *error = Describe(r);
+    return std::nullopt;
+  }
+  json j = json::parse(r->body, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) {
+    *error = "malformed lease answer";
+    return std::nullopt;
+  }
+  for (const char* f : kLeaseFields) {
+    if (!j.contains(f)) {
+      *error = std::string("lease answer without '") + f + "'";
+      return std::nullopt;
+    }
+  }
+  if (!j["id"].is_string() || !j["dsn"].is_string()) {
+    *error = "lease answer with non-string id/dsn";
+    return std::nullopt;
+  }
+  return Lease{j["id"].get<std::string>(), j["dsn"].get<std::string>()};
+}
+
+bool ReleaseLease(httplib::Client& c, const std::string& id, std::string* error) {
+  auto r = c.Delete("/v1/leases/" + id);
+  if (r && r->status == 204) return true;
+  *error = Describe(r);
+  return false;
+}
+
+struct Tally {
+  std::mutex mu;
+  std::map<std::string, int> kinds;
+  std::atomic<int> total{0};
+  void Add(const std::string& kind) {
+    std::lock_guard<std::mutex> lock(mu);
+    ++kinds[kind];
+    ++total;
+  }
+  std::string Summary() {
+    std::lock_guard<std::mutex> lock(mu);
+    std::string s;
+    for (const auto& [k, n] : kinds) s += (s.empty() ? "" : ", ") + std::to_string(n) + "× " + k;
+    return s;
+  }
+};
+
+// The daemon's superuser connection, from the files its local backend keeps in the state dir.
+pg::Connection AdminConnection(const fs::path& state_dir) {
+  std::string port = Trim(Slurp(state_dir / "pg" / "port"));
+  std::string password = Trim(Slurp(state_dir / "pg" / "superuser.password"));
+  if (port.empty() || password.empty()) Fail("cannot read pg/port and pg/superuser.password in " + state_dir.string());
+  pg::ConnInfo info;
+  info.Set("host", (state_dir / "pg" / "run").string());
+  info.Set("port", port);
+  info.Set("user", "postgres");
+  info.Set("password", password);
+  info.Set("dbname", "postgres");
+  return pg::Connection::Open(info);
+}
+
+double ReadProcStatusKb(int pid, const std::string& key) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind(key + ":", 0) == 0) return std::atof(line.c_str() + key.size() + 1);
+  }
+  return -1;
+}
+
+// Latency rows: bench_util's columns plus p99.
+void PrintLatencyHeader() {
+  std::printf("%-46s %6s %9s %9s %9s %9s %9s\n", "measurement", "n", "p50 ms", "p95 ms", "p99 ms", "mean ms", "max ms");
+}
+void PrintLatencyRow(const std::string& what, const bench::Samples& s) {
+  std::printf("%-46s %6zu %9.3f %9.3f %9.3f %9.3f %9.3f\n", what.c_str(), s.ms.size(), s.Percentile(0.5),
+              s.Percentile(0.95), s.Percentile(0.99), s.Mean(), s.Percentile(1.0));
+}
+void PrintFigure(const std::string& figure, const std::string& measured, const std::string& raw,
+                 const std::string& ratio, const std::string& target, bool met) {
+  std::printf("%-40s %-16s %-26s %-9s %-13s %s\n", figure.c_str(), measured.c_str(), raw.c_str(), ratio.c_str(),
+              target.c_str(), met ? "met" : "MISSED");
+}
+std::string Fmt(const char* fmt, double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, fmt, v);
+  return buf;
+}
+
+// What the daemon itself says about the recycles between two status snapshots.
+struct RecycleFigures {
+  long long cloned = -1, skipped = -1;
+  double mean_ms = -1;
+};
+RecycleFigures Recycles(const Status& a, const Status& b) {
+  RecycleFigures f;
+  if (a.Counter("recycles_cloned") < 0 || b.Counter("recycles_cloned") < 0) return f;
+  f.cloned = b.Counter("recycles_cloned") - a.Counter("recycles_cloned");
+  f.skipped = b.Counter("recycles_skipped") - a.Counter("recycles_skipped");
+  auto hist = [](const Status& s, const char* key) {
+    const json& h = s.counters.is_object() && s.counters.contains("recycle") ? s.counters["recycle"] : json();
+    return h.is_object() && h.contains(key) && h[key].is_number() ? h[key].get<double>() : 0.0;
+  };
+  double n = hist(b, "count") - hist(a, "count");
+  if (n > 0) f.mean_ms = (hist(b, "sum_ms") - hist(a, "sum_ms")) / n;
+  return f;
+}
+std::string RecycleText(const RecycleFigures& f) {
+  if (f.cloned < 0) return "daemon recycle counters unavailable";
+  return std::to_string(f.cloned) + " re-cloned, " + std::to_string(f.skipped) + " skipped, daemon-side mean " +
+         Fmt("%.1f ms", f.mean_ms) + " per recycle";
+}
+
+std::string LoadAverage() {
+  std::string l = Trim(Slurp("/proc/loadavg"));
+  return l.substr(0, l.find(' ', l.find(' ', l.find(' ') + 1) + 1));  // 1, 5 and 15 minutes
+}
+
+struct Results {
+  std::string load_before, load_after;
+  bench::Samples handout, release, clone, drop, pair;
+  int leases_asked = 0;
+  int handout_errors = 0, release_errors = 0;
+  std::string handout_error_kinds;
+  int min_ready_seen = -1, max_waiting_seen = 0;
+  double recycle_s = 0, raw_pairs_s = 0;
+  RecycleFigures handout_recycles, dirty_recycles;
+  double handout_s = 0, held_back_s = 0;
+  double rss_mb = -1, hwm_mb = -1;
+  int rss_slots = 0;
+  int threads = -1;
+  int pg_major = 0;
+};
+
+void Run(const fs::path& source, const fs::path& binary, const fs::path& state_dir, int leases, Results* out) {
+  out->load_before = LoadAverage();
+  // 1. The daemon, the template, a warm pool.
+  int port = FreePort();
+  std::printf("starting %s serve --state-dir %s --listen 127.0.0.1:%d --max-databases %d\n", binary.c_str(),
+              state_dir.c_str(), port, kMaxDatabases);
+  Daemon daemon(binary, state_dir, state_dir.parent_path() / "daemon.log", port);
+  struct DumpLogOnFailure {
+    Daemon& d;
+    ~DumpLogOnFailure() {
+      if (std::uncaught_exceptions() > 0) {
+        std::fprintf(stderr, "---- last lines of the daemon's log ----\n%s\n----\n", d.LogTail(40).c_str());
+      }
+    }
+  } dump_log{daemon};
+
+  auto status_client = MakeClient(port, 30s);
+  {
+    auto deadline = SteadyClock::now() + 180s;
+    for (;;) {
+      daemon.CheckAlive("starting (waiting for /healthz)");
+      if (auto r = status_client->Get("/healthz"); r && r->status == 200) break;
+      if (SteadyClock::now() > deadline) Fail("testpool serve did not answer /healthz within 180 s");
+      std::this_thread::sleep_for(50ms);
+    }
+  }
+  std::printf("daemon up (pid %d); building template '%s'\n", daemon.pid(), kTemplate);
+  PutAnswer tpl = PutTemplate(daemon, kTemplate, TemplateBody(source, kMinReady, kPoolMax, {}));
+  if (tpl.database.empty()) Fail("PUT /v1/templates/app answered no database name");
+
+  int last_shown = -1;
+  auto ready_pool = [&](const Status& s) { return s.Find(kTemplate, tpl.hash); };
+  WaitForStatus(
+      daemon, *status_client, "warming the pool to " + std::to_string(kMinReady) + " ready", 600s, 100ms,
+      [&](const Status& s) { return ready_pool(s) && ready_pool(s)->ready >= kMinReady; },
+      [&](const Status& s) {
+        int ready = ready_pool(s) ? ready_pool(s)->ready : 0;
+        if (ready != last_shown) std::printf("warming %d/%d\n", ready, kMinReady);
+        std::fflush(stdout);
+        last_shown = ready;
+      });
+  auto quiet = [&](const Status& s) {
+    const PoolFigures* p = ready_pool(s);
+    return p && p->ready >= kMinReady && p->leased == 0 && p->warming == 0 && p->recycling == 0;
+  };
+  auto no_progress = [](const Status&) {};
+
+  // A first lease, alone: the API must work before 20 clients hammer it.
+  {
+    std::string err;
+    auto c = MakeClient(port, 40s);
+    auto lease = TakeLease(*c, kTemplate, 10, &err);
+    if (!lease) Fail("the first lease failed: " + err);
+    if (!ReleaseLease(*c, lease->id, &err)) Fail("releasing the first lease failed: " + err);
+  }
+
+  // 2. Lease handout over HTTP, 20 concurrent keep-alive clients. The clients only ask while
+  // the pool has ready slots to spare (a budget refreshed from /v1/status every 5 ms, keeping
+  // kReserve in hand), so this measures a warm handout, not the wait for a recycle; how long they
+  // held back shows how far the recycler keeps up with back-to-back lease/release.
+  std::printf("lease handout: %d clients, %d leases\n", kClients, leases);
+  Status h_before =
+      WaitForStatus(daemon, *status_client, "waiting for a quiet pool", 300s, 20ms, quiet, no_progress);
+  {
+    constexpr int kReserve = 10;
+    std::atomic<int> next{0};
+    std::atomic<bool> stop{false}, poll_stop{false};
+    Tally errors, release_errors;
+    std::mutex mu;
+    auto deadline = SteadyClock::now() + 300s;
+    std::atomic<int> budget{ready_pool(h_before)->ready - kReserve};
+    std::atomic<int> min_ready{1 << 30}, max_waiting{0};
+    std::atomic<long long> held_back_us{0};
+    std::atomic<int> taken{0}, answered{0};  // budget units used / their POSTs answered
+    std::thread poller([&] {
+      auto c = MakeClient(port, 10s);
+      while (!poll_stop) {
+        int answered_before = answered.load();
+        if (auto r = c->Get("/v1/status"); r && r->status == 200) {
+          json j = json::parse(r->body, nullptr, false);
+          if (!j.is_discarded() && j.contains("pools") && j["pools"].is_array()) {
+            for (const json& p : j["pools"]) {
+              if (p.value("template", std::string()) != kTemplate || p.value("hash", std::string()) != tpl.hash) continue;
+              int ready = IntField(p, "ready");
+              // Minus every lease not answered before this GET went out: it may not show in `ready` yet.
+              budget = ready - kReserve - (taken.load() - answered_before);
+              min_ready = std::min(min_ready.load(), ready);
+              max_waiting = std::max(max_waiting.load(), IntField(p, "waiting"));
+            }
+          }
+        }
+        std::this_thread::sleep_for(5ms);
+      }
+    });
+    auto t_phase = SteadyClock::now();
+    std::vector<std::thread> clients;
+    for (int t = 0; t < kClients; ++t) {
+      clients.emplace_back([&] {
+        auto c = MakeClient(port, 45s);
+        bench::Samples handout, release;
+        while (!stop && next.fetch_add(1) < leases) {
+          auto hold0 = SteadyClock::now();
+          for (;;) {  // take one unit of budget, or wait for the next poll
+            int b = budget.load();
+            while (b > 0 && !budget.compare_exchange_weak(b, b - 1)) {
+            }
+            if (b > 0) {
+              ++taken;
+              break;
+            }
+            if (SteadyClock::now() > deadline) break;
+            std::this_thread::sleep_for(1ms);
+          }
+          held_back_us += std::chrono::duration_cast<std::chrono::microseconds>(SteadyClock::now() - hold0).count();
+          if (SteadyClock::now() > deadline) break;
+          std::string err;
+          std::optional<Lease> lease;
+          double ms = bench::TimeMs([&] { lease = TakeLease(*c, kTemplate, 30, &err); });
+          ++answered;
+          if (!lease) {  // only handouts that succeeded count as latency samples
+            errors.Add(err);
+            if (errors.total >= 50) stop = true;  // broken: do not sit out 2000 × wait_s
+            continue;
+          }
+          handout.Add(ms);
+          bool ok = true;
+          release.Add(bench::TimeMs([&] { ok = ReleaseLease(*c, lease->id, &err); }));
+          if (!ok) release_errors.Add(err);
+        }
+        std::lock_guard<std::mutex> lock(mu);
+        out->handout.ms.insert(out->handout.ms.end(), handout.ms.begin(), handout.ms.end());
+        out->release.ms.insert(out->release.ms.end(), release.ms.begin(), release.ms.end());
+      });
+    }
+    for (auto& t : clients) t.join();
+    out->handout_s = SecondsSince(t_phase);
+    poll_stop = true;
+    poller.join();
+    out->leases_asked = std::min(next.load(), leases);
+    out->handout_errors = errors.total;
+    out->release_errors = release_errors.total;
+    out->handout_error_kinds = errors.Summary();
+    if (!release_errors.kinds.empty()) out->handout_error_kinds += " / release: " + release_errors.Summary();
+    out->min_ready_seen = min_ready.load() == (1 << 30) ? -1 : min_ready.load();
+    out->max_waiting_seen = max_waiting.load();
+    out->held_back_s = static_cast<double>(held_back_us.load()) / 1e6 / kClients;
+    daemon.CheckAlive("leasing");
+    if (SteadyClock::now() >= deadline) std::printf("note: the handout phase hit its 300 s deadline\n");
+    if (stop) Fail("the lease handout phase stopped after 50 errors: " + errors.Summary());
+  }
+  Status h_after = WaitForStatus(daemon, *status_client, "waiting for the pool to settle after the handout phase", 300s,
+                                 20ms, quiet, no_progress);
+  out->handout_recycles = Recycles(h_before, h_after);
+
+  // 3. The raw primitive: an on-demand clone, as the daemon's superuser, on a quiet server.
+  std::printf("raw clones: %d × CREATE DATABASE … TEMPLATE %s STRATEGY FILE_COPY\n", kRawClones, tpl.database.c_str());
+  WaitForStatus(daemon, *status_client, "waiting for a quiet pool", 300s, 20ms, quiet, no_progress);
+  std::optional<pg::Connection> admin_conn(AdminConnection(state_dir));
+  pg::Connection& admin = *admin_conn;
+  out->pg_major = admin.ServerVersion() / 10000;
+  const std::string tpl_db = admin.QuoteIdent(tpl.database);
+  for (int i = 0; i < kRawClones; ++i) {
+    std::string db = admin.QuoteIdent("tp_bench_raw_" + util::RandomToken(8));
+    out->clone.Add(bench::TimeMs([&] { admin.Exec("CREATE DATABASE " + db + " TEMPLATE " + tpl_db + " STRATEGY FILE_COPY"); }));
+    out->drop.Add(bench::TimeMs([&] { admin.Exec("DROP DATABASE " + db); }));
+  }
+
+  // 4. Recycle throughput: 40 dirty slots released at once, until the pool is whole again.
+  std::printf("recycle: leasing %d, dirtying each, releasing all at once\n", kRecycleCount);
+  WaitForStatus(daemon, *status_client, "waiting for a quiet pool", 300s, 20ms, quiet, no_progress);
+  std::vector<Lease> held;
+  {
+    auto c = MakeClient(port, 40s);
+    for (int i = 0; i < kRecycleCount; ++i) {
+      std::string err;
+      auto lease = TakeLease(*c, kTemplate, 30, &err);
+      if (!lease) Fail("leasing slot " + std::to_string(i + 1) + " of " + std::to_string(kRecycleCount) + " failed: " + err);
+      try {
+        pg::Connection conn = pg::Connection::Open(lease->dsn);
+        conn.Exec("INSERT INTO customers (email, full_name, country, postal_code) VALUES ($1, 'Lease Bench', 'DE', '10115')",
+                  {"bench" + std::to_string(i) + "@example.com"});
+      } catch (const std::exception& e) {
+        Fail("writing through the lease's DSN failed: " + std::string(e.what()));
+      }
+      held.push_back(*lease);
+    }
+  }
+  // Replacements warmed while these were held must be done, so the recycle runs alone.
+  WaitForStatus(
+      daemon, *status_client, "waiting for replacement slots to finish warming", 300s, 20ms,
+      [&](const Status& s) { return ready_pool(s) && ready_pool(s)->warming == 0 && ready_pool(s)->recycling == 0; },
+      no_progress);
+  Status before = GetStatus(*status_client);
+  std::atomic<bool> go{false};
+  std::atomic<int> armed{0};
+  Tally recycle_errors;
+  std::vector<std::thread> releasers;
+  for (int t = 0; t < kClients; ++t) {
+    releasers.emplace_back([&, t] {
+      auto c = MakeClient(port, 30s);
+      ++armed;
+      while (!go) std::this_thread::yield();
+      for (size_t i = t; i < held.size(); i += kClients) {
+        std::string err;
+        if (!ReleaseLease(*c, held[i].id, &err)) recycle_errors.Add(err);
+      }
+    });
+  }
+  while (armed < kClients) std::this_thread::yield();
+  auto t0 = SteadyClock::now();
+  go = true;
+  for (auto& t : releasers) t.join();
+  if (recycle_errors.total > 0) Fail("releasing the dirty leases failed: " + recycle_errors.Summary());
+  Status after = WaitForStatus(
+      daemon, *status_client, "waiting for the released slots to be recycled", 300s, 5ms,
+      [&](const Status& s) {
+        const PoolFigures* p = ready_pool(s);
+        return p && p->leased == 0 && p->recycling == 0 && p->warming == 0 && p->ready >= kMinReady;
+      },
+      no_progress);
+  out->recycle_s = SecondsSince(t0);
+  out->dirty_recycles = Recycles(before, after);
+  // Beside it: the same count of raw CREATE + DROP pairs, sequentially on one connection.
+  auto r0 = SteadyClock::now();
+  for (int i = 0; i < kRecycleCount; ++i) {
+    std::string db = admin.QuoteIdent("tp_bench_raw_" + util::RandomToken(8));
+    out->pair.Add(bench::TimeMs([&] {
+      admin.Exec("CREATE DATABASE " + db + " TEMPLATE " + tpl_db + " STRATEGY FILE_COPY");
+      admin.Exec("DROP DATABASE " + db);
+    }));
+  }
+  out->raw_pairs_s = SecondsSince(r0);
+
+  // 5. RSS with 100 slots: a second template's pool makes up the difference.
+  Status now = GetStatus(*status_client);
+  int need = kRssSlots - now.databases;
+  std::printf("memory: %d slots exist; ", now.databases);
+  if (need > 0) {
+    std::printf("adding template '%s' with min_ready %d\n", kRssTemplate, need);
+    json extra = {{"name", "lease_bench_rss.sql"}, {"sql", "SELECT 1;"}};  // a distinct hash
+    PutAnswer second = PutTemplate(daemon, kRssTemplate, TemplateBody(source, need, need, {extra}));
+    WaitForStatus(
+        daemon, *status_client, "warming to " + std::to_string(kRssSlots) + " slots", 600s, 100ms,
+        [&](const Status& s) {
+          const PoolFigures* p = s.Find(kRssTemplate, second.hash);
+          return p && p->ready >= need && s.databases >= kRssSlots && s.Warming() == 0;
+        },
+        no_progress);
+  } else {
+    std::printf("enough\n");
+  }
+  std::this_thread::sleep_for(1s);  // let transient buffers go
+  daemon.CheckAlive("measuring memory");
+  out->rss_slots = GetStatus(*status_client).databases;
+  out->load_after = LoadAverage();
+  out->rss_mb = ReadProcStatusKb(daemon.pid(), "VmRSS") / 1024.0;
+  out->hwm_mb = ReadProcStatusKb(daemon.pid(), "VmHWM") / 1024.0;
+  out->threads = static_cast<int>(ReadProcStatusKb(daemon.pid(), "Threads"));
+
+  status_client.reset();
+  admin_conn.reset();
+  int code = daemon.Stop(60s);
+  if (code != 0) Fail("testpool serve did not stop cleanly on SIGTERM (exit code " + std::to_string(code) + ")");
+}
+
+// "1/37" when `value` is the smaller, else "2.4x".
+std::string RatioText(double value, double raw) {
+  if (value <= 0 || raw <= 0) return "-";
+  if (value >= raw) return Fmt("%.1fx", value / raw);
+  return "1/" + Fmt(raw / value < 10 ? "%.1f" : "%.0f", raw / value);
+}
+
+void Report(const Results& r, int leases) {
+  double handout_p50 = r.handout.Percentile(0.5), handout_p99 = r.handout.Percentile(0.99);
+  double clone_p50 = r.clone.Percentile(0.5);
+  double daemon_rate = r.recycle_s > 0 ? kRecycleCount / r.recycle_s : 0;
+  double raw_rate = r.raw_pairs_s > 0 ? kRecycleCount / r.raw_pairs_s : 0;
+  double recycle_ratio = raw_rate > 0 ? daemon_rate / raw_rate : 0;
+
+  std::printf("\ntestpool lease bench — demo schema, PostgreSQL %d, %d clients, %d leases asked, pool min_ready %d / max %d\n",
+              r.pg_major, kClients, leases, kMinReady, kPoolMax);
+  std::printf("machine: %u cores, load average %s at start, %s at the end\n\n", std::thread::hardware_concurrency(),
+              r.load_before.c_str(), r.load_after.c_str());
+  PrintLatencyHeader();
+  PrintLatencyRow("lease handout, POST …/leases (20 clients)", r.handout);
+  PrintLatencyRow("lease release, DELETE /v1/leases/{id}", r.release);
+  PrintLatencyRow("raw CREATE DATABASE … STRATEGY FILE_COPY", r.clone);
+  PrintLatencyRow("raw DROP DATABASE (clone)", r.drop);
+  PrintLatencyRow("raw CREATE + DROP pair, sequential", r.pair);
+  std::printf("\nhandout phase: %zu leases in %.1f s (%.0f lease+release/s); clients held back %.0f%% of the time for "
+              "ready slots; lowest ready %d, most waiting %d; errors %d handout, %d release%s%s\n",
+              r.handout.ms.size(), r.handout_s, r.handout_s > 0 ? static_cast<double>(r.handout.ms.size()) / r.handout_s : 0,
+              r.handout_s > 0 ? 100.0 * r.held_back_s / r.handout_s : 0, r.min_ready_seen, r.max_waiting_seen,
+              r.handout_errors, r.release_errors, r.handout_error_kinds.empty() ? "" : " — ",
+              r.handout_error_kinds.c_str());
+  std::printf("  recycles behind it: %s\n", RecycleText(r.handout_recycles).c_str());
+  std::printf("recycle phase: %d dirty slots back in %.3f s (%s); raw pairs %.3f s\n\n", kRecycleCount, r.recycle_s,
+              RecycleText(r.dirty_recycles).c_str(), r.raw_pairs_s);
+
+  std::printf("%-40s %-16s %-26s %-9s %-13s %s\n", "figure", "measured", "raw primitive (same run)", "ratio", "target",
+              "verdict");
+  std::string clone_txt = "clone p50 " + Fmt("%.2f ms", clone_p50);
+  PrintFigure("warm lease handout p50, 20 clients", Fmt("%.3f ms", handout_p50), clone_txt,
+              RatioText(handout_p50, clone_p50), "<= 1 ms", !r.handout.ms.empty() && handout_p50 <= kTargetP50Ms);
+  PrintFigure("warm lease handout p99, 20 clients", Fmt("%.3f ms", handout_p99), clone_txt,
+              RatioText(handout_p99, clone_p50), "<= 5 ms", !r.handout.ms.empty() && handout_p99 <= kTargetP99Ms);
+  PrintFigure("handout errors (503, timeouts, other)",
+              std::to_string(r.handout_errors) + " of " + std::to_string(r.leases_asked), "-", "-", "0",
+              r.handout_errors == 0 && r.release_errors == 0);
+  PrintFigure("recycle throughput, 40 dirty slots", Fmt("%.1f clones/s", daemon_rate),
+              "raw pairs " + Fmt("%.1f/s", raw_rate), Fmt("%.2fx", recycle_ratio), ">= 0.8x raw",
+              recycle_ratio >= kTargetRecycleRatio);
+  PrintFigure("daemon RSS with " + std::to_string(r.rss_slots) + " slots", Fmt("%.1f MB", r.rss_mb),
+              "peak " + Fmt("%.1f MB", r.hwm_mb) + ", " + std::to_string(r.threads) + " threads", "-", "<= 50 MB",
+              r.rss_mb >= 0 && r.rss_mb <= kTargetRssMb && r.rss_slots >= kRssSlots);
+  std::printf("\nlease handout is %s of an on-demand clone (p50 %.3f ms vs %.2f ms)\n",
+              RatioText(handout_p50, clone_p50).c_str(), handout_p50, clone_p50);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  fs::path source = argc > 1 ? argv[1] : TESTPOOL_SOURCE_DIR;
+  fs::path binary = argc > 2 ? argv[2] : TESTPOOL_BIN_PATH;
+  int leases = argc > 3 ? std::atoi(argv[3]) : 2000;
+  if (leases < 1 || !fs::exists(binary) || !fs::exists(source / "migrations")) {
+    std::fprintf(stderr, "usage: lease_bench [SOURCE_DIR] [TESTPOOL_BINARY] [LEASES]\n"
+                         "(source %s, binary %s, leases %d)\n", source.c_str(), binary.c_str(), leases);
+    return 2;
+  }
+  ::signal(SIGPIPE, SIG_IGN);
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);  // progress lines show up when piped
+
+  char tmpl[] = "/tmp/testpool-lease-bench-XXXXXX";
+  if (::mkdtemp(tmpl) == nullptr) {
+    std::perror("mkdtemp");
+    return 1;
+  }
+  fs::path dir = tmpl;
+  fs::path state_dir = dir / "state";
+  int rc = 0;
+  Results results;
+  try {
+    fs::permissions(dir, fs::perms(0755));
+    fs::create_directory(state_dir);
+    fs::permissions(state_dir, fs::perms(0755));
+    Run(source, binary, state_dir, leases, &results);
+    Report(results, leases);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "lease_bench: FAILED: %s\n", e.what());
+    rc = 1;
+  }
+  std::error_code ec;
+  fs::remove_all(dir, ec);
+  if (ec) std::fprintf(stderr, "lease_bench: could not remove %s: %s\n", dir.c_str(), ec.message().c_str());
+  return rc;
+}

@@ -1,0 +1,296 @@
+#include "orchestrator/api/openapi.h"
+
+#include <string>
+
+#include "orchestrator/api/handlers.h"
+#include "orchestrator/core/pool_manager.h"
+
+namespace testpool::api {
+namespace {
+
+using nlohmann::json;
+
+// The bodies' shapes (data, so written as JSON). Ranges that depend on PoolOptions are filled in
+// by Schemas() below.
+constexpr const char* kSchemas = R"json({
+  "Error": {
+    "type": "object", "required": ["error"],
+    "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {
+      "code": {"type": "string"},
+      "message": {"type": "string"},
+      "details": {"type": "object", "additionalProperties": {"type": "string"},
+                  "description": "structured facts, e.g. a failed migration's file, line, sqlstate"}}}}
+  },
+  "Health": {
+    "type": "object", "required": ["status"],
+    "properties": {"status": {"type": "string", "enum": ["ok"]}, "backend": {"type": "string"},
+                   "daemon": {"type": "string"}, "version": {"type": "string"}}
+  },
+  "SqlFile": {
+    "type": "object", "required": ["name", "sql"], "additionalProperties": false,
+    "properties": {"name": {"type": "string", "example": "0001_init.sql"}, "sql": {"type": "string"}}
+  },
+  "PoolConfig": {
+    "type": "object", "additionalProperties": false,
+    "properties": {"min_ready": {"type": "integer", "minimum": 0, "default": 2},
+                   "max": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 10}}
+  },
+  "TemplateDefinition": {
+    "type": "object", "required": ["migrations"], "additionalProperties": false,
+    "properties": {
+      "migrations": {"type": "array", "minItems": 1, "items": {"$ref": "#/components/schemas/SqlFile"}},
+      "seed": {"type": "array", "items": {"$ref": "#/components/schemas/SqlFile"}},
+      "pool": {"$ref": "#/components/schemas/PoolConfig"},
+      "recycle": {"type": "string", "enum": ["clone"], "default": "clone"},
+      "name": {"type": "string", "description": "when present, must equal the URL's name"},
+      "description": {"type": "string"}}
+  },
+  "TemplatePutResult": {
+    "type": "object", "required": ["name", "hash", "state", "database", "built", "files"],
+    "properties": {"name": {"type": "string"}, "hash": {"type": "string"},
+                   "state": {"type": "string", "enum": ["ready", "building"]}, "database": {"type": "string"},
+                   "built": {"type": "boolean"}, "files": {"type": "integer"}, "build_ms": {"type": "number"}}
+  },
+  "BuildProgress": {
+    "type": "object",
+    "properties": {"hash": {"type": "string"},
+                   "state": {"type": "string", "enum": ["waiting", "building", "ready", "failed"]},
+                   "step": {"type": "integer"}, "of": {"type": "integer"},
+                   "steps": {"type": "array", "items": {"type": "object", "properties": {
+                     "file": {"type": "string"}, "ms": {"type": "number"}}}},
+                   "built": {"type": "boolean"}, "build_ms": {"type": "number"},
+                   "error": {"type": "object"}}
+  },
+  "Build": {
+    "type": "object",
+    "properties": {"hash": {"type": "string"}, "state": {"type": "string", "enum": ["building", "ready", "failed"]},
+                   "database": {"type": "string"}, "current": {"type": "boolean"},
+                   "migrations": {"type": "array", "items": {"type": "object"}},
+                   "seed": {"type": "array", "items": {"type": "object"}}, "builds": {"type": "integer"},
+                   "created_at": {"type": "string"}, "build_ms": {"type": "number"}, "built_at": {"type": "string"},
+                   "error": {"type": "object"}}
+  },
+  "Template": {
+    "type": "object", "required": ["name"],
+    "properties": {"name": {"type": "string"}, "hash": {"type": "string"}, "state": {"type": "string"},
+                   "database": {"type": "string"}, "build_ms": {"type": "number"}, "error": {"type": "object"},
+                   "pool": {"$ref": "#/components/schemas/PoolConfig"}, "recycle": {"type": "string"},
+                   "updated_at": {"type": "string"}, "build": {"$ref": "#/components/schemas/BuildProgress"},
+                   "builds": {"type": "array", "items": {"$ref": "#/components/schemas/Build"}}}
+  },
+  "TemplateList": {
+    "type": "object", "required": ["templates"],
+    "properties": {"templates": {"type": "array", "items": {"$ref": "#/components/schemas/Template"}}}
+  },
+  "DropResult": {
+    "type": "object", "required": ["name", "dropped"],
+    "properties": {"name": {"type": "string"}, "dropped": {"type": "array", "items": {"type": "string"}}}
+  },
+  "LeaseRequest": {
+    "type": "object", "additionalProperties": false,
+    "properties": {"ttl_s": {"type": "integer", "minimum": 1, "default": 600},
+                   "wait_s": {"type": "integer", "minimum": 0, "default": 30,
+                              "description": "how long to wait for a free slot before 503 pool_exhausted"},
+                   "holder": {"type": "string", "maxLength": 200, "default": "",
+                              "description": "free text naming who holds the lease (a CI worker)"}}
+  },
+  "RenewRequest": {
+    "type": "object", "additionalProperties": false,
+    "properties": {"ttl_s": {"type": "integer", "minimum": 1, "default": 600,
+                             "description": "the lease then expires ttl_s seconds from now"}}
+  },
+  "ResetRequest": {"type": "object", "additionalProperties": false, "properties": {}},
+  "Lease": {
+    "type": "object",
+    "required": ["id", "dsn", "host", "port", "user", "password", "database", "token", "expires_at", "created_at",
+                 "holder", "template", "hash", "slot", "state", "wait_ms"],
+    "properties": {
+      "id": {"type": "string", "pattern": "^[a-z2-7]{1,64}$"},
+      "dsn": {"type": "string", "example": "postgresql://tp_r_x_1:secret@127.0.0.1:5432/tp_s_3f2a9c1b2d4e_x"},
+      "host": {"type": "string"}, "port": {"type": "integer"}, "user": {"type": "string"},
+      "password": {"type": "string"}, "database": {"type": "string"},
+      "token": {"type": "integer", "format": "int64", "description": "fencing token: increases per handout of a slot"},
+      "expires_at": {"type": "string", "format": "date-time", "example": "2026-11-24T21:30:00.123Z"},
+      "created_at": {"type": "string", "format": "date-time"},
+      "holder": {"type": "string"}, "template": {"type": "string"}, "hash": {"type": "string"},
+      "slot": {"type": "string"}, "state": {"type": "string", "enum": ["active", "released", "expired"]},
+      "wait_ms": {"type": "number"}}
+  },
+  "PoolStatus": {
+    "type": "object",
+    "properties": {"template": {"type": "string"}, "hash": {"type": "string"}, "current": {"type": "boolean"},
+                   "min_ready": {"type": "integer"}, "max": {"type": "integer"}, "warming": {"type": "integer"},
+                   "ready": {"type": "integer"}, "leased": {"type": "integer"}, "recycling": {"type": "integer"},
+                   "broken": {"type": "integer"}, "waiting": {"type": "integer"}}
+  },
+  "DurationSummary": {
+    "type": "object",
+    "properties": {"count": {"type": "integer"}, "sum_ms": {"type": "number"}, "mean_ms": {"type": "number"}}
+  },
+  "Status": {
+    "type": "object", "required": ["pools", "databases", "max_databases", "counters"],
+    "properties": {
+      "pools": {"type": "array", "items": {"$ref": "#/components/schemas/PoolStatus"}},
+      "databases": {"type": "integer"}, "max_databases": {"type": "integer"},
+      "counters": {"type": "object", "properties": {
+        "leases_granted": {"type": "integer"}, "leases_released": {"type": "integer"},
+        "leases_expired": {"type": "integer"}, "leases_exhausted": {"type": "integer"},
+        "recycles_cloned": {"type": "integer"}, "recycles_skipped": {"type": "integer"},
+        "resets": {"type": "integer"}, "slots_broken": {"type": "integer"},
+        "lease_wait": {"$ref": "#/components/schemas/DurationSummary"},
+        "recycle": {"$ref": "#/components/schemas/DurationSummary"}}}}
+  }
+})json";
+
+json Ref(const std::string& schema) { return {{"$ref", "#/components/schemas/" + schema}}; }
+json Err(const std::string& response) { return {{"$ref", "#/components/responses/" + response}}; }
+json JsonContent(const json& schema) { return {{"application/json", {{"schema", schema}}}}; }
+json Answer(const std::string& description, const json& schema) {
+  return {{"description", description}, {"content", JsonContent(schema)}};
+}
+json Body(const std::string& schema, bool required) {
+  return {{"required", required}, {"content", JsonContent(Ref(schema))}};
+}
+json PathParam(const std::string& name, const std::string& description, const std::string& pattern) {
+  return {{"name", name}, {"in", "path"}, {"required", true}, {"description", description},
+          {"schema", {{"type", "string"}, {"pattern", pattern}}}};
+}
+json QueryFlag(const std::string& name, const std::string& description, bool fallback) {
+  return {{"name", name}, {"in", "query"}, {"required", false}, {"description", description},
+          {"schema", {{"type", "boolean"}, {"default", fallback}}}};
+}
+json Op(const std::string& id, const std::string& tag, const std::string& summary, json responses) {
+  responses["500"] = Err("Internal");
+  return {{"operationId", id}, {"tags", json::array({tag})}, {"summary", summary}, {"responses", responses}};
+}
+
+json Schemas() {
+  json s = json::parse(kSchemas);
+  json codes = json::array();
+  for (ErrorCode c : {ErrorCode::kInvalidArgument, ErrorCode::kInvalidName, ErrorCode::kNotFound, ErrorCode::kConflict,
+                      ErrorCode::kMigrationFailed, ErrorCode::kPoolExhausted, ErrorCode::kLeaseExpired,
+                      ErrorCode::kUnavailable, ErrorCode::kTimeout, ErrorCode::kBackend, ErrorCode::kInternal}) {
+    codes.push_back(std::string(ErrorCodeName(c)));
+  }
+  s["Error"]["properties"]["error"]["properties"]["code"]["enum"] = codes;
+  const core::PoolOptions limits;
+  s["LeaseRequest"]["properties"]["ttl_s"]["maximum"] = limits.max_ttl.count();
+  s["LeaseRequest"]["properties"]["wait_s"]["maximum"] = limits.max_wait.count();
+  s["RenewRequest"]["properties"]["ttl_s"]["maximum"] = limits.max_ttl.count();
+  return s;
+}
+
+json Responses() {
+  auto error = [](const std::string& description) { return Answer(description, Ref("Error")); };
+  json exhausted = error("pool_exhausted: nothing was free within wait_s (try again after Retry-After seconds); "
+                         "or unavailable: the server cannot be reached");
+  exhausted["headers"] = {{"Retry-After", {{"description", "seconds to wait before asking again (pool_exhausted)"},
+                                           {"schema", {{"type", "integer"}}}}}};
+  return {{"BadRequest", error("invalid_argument or invalid_name: the request is malformed (the message names the field)")},
+          {"NotFound", error("not_found: no such template, lease or endpoint")},
+          {"Conflict", error("conflict: the request contradicts the current state")},
+          {"Gone", error("lease_expired: the lease already ended (released or expired)")},
+          {"TooLarge", error("invalid_argument: the body is larger than this route accepts")},
+          {"MigrationFailed", error("migration_failed: details name the file, line and SQLSTATE")},
+          {"Internal", error("internal: a bug or an unexpected server answer")},
+          {"Backend", error("backend_error: the backend failed")},
+          {"Unavailable", exhausted},
+          {"Timeout", error("timeout: an operation ran out of time")}};
+}
+
+json Paths() {
+  const json name = PathParam("name", "template name", "^[a-z][a-z0-9_]{0,39}$");
+  const json id = PathParam("id", "lease id", "^[a-z2-7]{1,64}$");
+  json p;
+  p["/healthz"]["get"] = Op("getHealth", "daemon", "Liveness: the daemon answers",
+                            {{"200", Answer("alive", Ref("Health"))}});
+  p["/openapi.json"]["get"] = Op("getOpenApi", "daemon", "This document",
+                                 {{"200", Answer("the OpenAPI 3.0.3 description of the API", {{"type", "object"}})}});
+  p["/metrics"]["get"] = Op("getMetrics", "daemon", "Pools, leases and recycling in the Prometheus text format 0.0.4",
+                            {{"200", {{"description", "Prometheus text exposition"},
+                                      {"content", {{"text/plain", {{"schema", {{"type", "string"}}}}}}}}}});
+  p["/v1/status"]["get"] = Op("getStatus", "leases", "Pools (slots by state, waiting requests) and counters",
+                              {{"200", Answer("status", Ref("Status"))}, {"503", Err("Unavailable")}});
+
+  p["/v1/templates"]["get"] = Op("listTemplates", "templates", "Every template with its current hash and pool",
+                                 {{"200", Answer("templates", Ref("TemplateList"))}, {"503", Err("Unavailable")}});
+  json put = Op("putTemplate", "templates", "Define a template; builds it unless that hash is built",
+                {{"200", Answer("already built (same hash: no rebuild)", Ref("TemplatePutResult"))},
+                 {"201", Answer("built by this request", Ref("TemplatePutResult"))},
+                 {"202", Answer("building (wait=false); follow it with GET", Ref("TemplatePutResult"))},
+                 {"400", Err("BadRequest")}, {"409", Err("Conflict")}, {"413", Err("TooLarge")},
+                 {"422", Err("MigrationFailed")}, {"502", Err("Backend")}, {"503", Err("Unavailable")},
+                 {"504", Err("Timeout")}});
+  put["parameters"] = json::array({name, QueryFlag("wait", "wait for the build to end", true)});
+  put["requestBody"] = Body("TemplateDefinition", true);
+  p["/v1/templates/{name}"]["put"] = put;
+  json get = Op("getTemplate", "templates", "One template: current build, pool, progress and every build",
+                {{"200", Answer("the template", Ref("Template"))}, {"400", Err("BadRequest")},
+                 {"404", Err("NotFound")}});
+  get["parameters"] = json::array({name});
+  p["/v1/templates/{name}"]["get"] = get;
+  json drop = Op("deleteTemplate", "templates", "Drop a template (or only its old hashes)",
+                 {{"200", Answer("what was dropped", Ref("DropResult"))}, {"400", Err("BadRequest")},
+                  {"404", Err("NotFound")}, {"409", Err("Conflict")}});
+  drop["parameters"] = json::array({name, QueryFlag("old_only", "keep the current hash", false)});
+  p["/v1/templates/{name}"]["delete"] = drop;
+
+  json lease = Op("createLease", "leases", "Lease a database cloned from the template",
+                  {{"201", Answer("the lease: DSN, credentials, fencing token, expiry", Ref("Lease"))},
+                   {"400", Err("BadRequest")}, {"404", Err("NotFound")}, {"413", Err("TooLarge")},
+                   {"503", Err("Unavailable")}});
+  lease["parameters"] = json::array({name});
+  lease["requestBody"] = Body("LeaseRequest", false);
+  p["/v1/templates/{name}/leases"]["post"] = lease;
+
+  json get_lease = Op("getLease", "leases", "One lease (also one that ended, for a while)",
+                      {{"200", Answer("the lease", Ref("Lease"))}, {"404", Err("NotFound")}});
+  get_lease["parameters"] = json::array({id});
+  p["/v1/leases/{id}"]["get"] = get_lease;
+  json release = Op("releaseLease", "leases", "End the lease; idempotent (releasing again is also 204)",
+                    {{"204", {{"description", "released"}}}, {"404", Err("NotFound")}, {"503", Err("Unavailable")}});
+  release["parameters"] = json::array({id});
+  p["/v1/leases/{id}"]["delete"] = release;
+  json renew = Op("renewLease", "leases", "Extend the lease: it then expires ttl_s from now",
+                  {{"200", Answer("the lease with its new expires_at", Ref("Lease"))}, {"400", Err("BadRequest")},
+                   {"404", Err("NotFound")}, {"410", Err("Gone")}, {"413", Err("TooLarge")},
+                   {"503", Err("Unavailable")}});
+  renew["parameters"] = json::array({id});
+  renew["requestBody"] = Body("RenewRequest", false);
+  p["/v1/leases/{id}/renew"]["post"] = renew;
+  json reset = Op("resetLease", "leases", "Restore the leased database to the template's state in place (same DSN)",
+                  {{"200", Answer("the lease", Ref("Lease"))}, {"400", Err("BadRequest")}, {"404", Err("NotFound")},
+                   {"410", Err("Gone")}, {"413", Err("TooLarge")}, {"502", Err("Backend")},
+                   {"503", Err("Unavailable")}});
+  reset["parameters"] = json::array({id});
+  reset["requestBody"] = Body("ResetRequest", false);
+  p["/v1/leases/{id}/reset"]["post"] = reset;
+  return p;
+}
+
+json Build() {
+  return {{"openapi", "3.0.3"},
+          {"info", {{"title", "testpool"},
+                    {"version", TESTPOOL_VERSION},
+                    {"description", "Isolated, pre-migrated PostgreSQL databases for parallel tests: templates "
+                                    "built from migrations, warm pools, leases with TTL and per-lease roles. "
+                                    "Every error answers {\"error\":{\"code\",\"message\",\"details\"}}."}}},
+          {"servers", json::array({{{"url", "http://127.0.0.1:7432"}}})},
+          {"paths", Paths()},
+          {"components", {{"schemas", Schemas()}, {"responses", Responses()}}}};
+}
+
+}  // namespace
+
+const json& OpenApiDocument() {
+  static const json document = Build();
+  return document;
+}
+
+void GetOpenApi(const Services&, const httplib::Request&, httplib::Response& res) {
+  static const std::string text = Dump(OpenApiDocument());
+  res.status = 200;
+  res.set_content(text, "application/json");
+}
+
+}  // namespace testpool::api

@@ -1,0 +1,27 @@
+#include "orchestrator/api/routes.h"
+
+#include "orchestrator/api/handlers.h"
+
+namespace testpool::api {
+
+const std::vector<Route>& Routes() {
+  static const std::vector<Route> routes = {
+      // method   OpenAPI path                     regex                                  body limit
+      {"GET",    "/healthz",                      "/healthz",                            kMaxSmallBodyBytes, Healthz},
+      {"GET",    "/openapi.json",                 R"(/openapi\.json)",                   kMaxSmallBodyBytes, GetOpenApi},
+      {"GET",    "/metrics",                      "/metrics",                            kMaxSmallBodyBytes, GetMetrics},
+      {"GET",    "/v1/status",                    "/v1/status",                          kMaxSmallBodyBytes, GetStatus},
+      {"GET",    "/v1/templates",                 "/v1/templates",                       kMaxSmallBodyBytes, ListTemplates},
+      {"PUT",    "/v1/templates/{name}",          R"(/v1/templates/([^/]+))",            kMaxTemplateBodyBytes, PutTemplate},
+      {"GET",    "/v1/templates/{name}",          R"(/v1/templates/([^/]+))",            kMaxSmallBodyBytes, GetTemplate},
+      {"DELETE", "/v1/templates/{name}",          R"(/v1/templates/([^/]+))",            kMaxSmallBodyBytes, DeleteTemplate},
+      {"POST",   "/v1/templates/{name}/leases",   R"(/v1/templates/([^/]+)/leases)",     kMaxSmallBodyBytes, CreateLease},
+      {"GET",    "/v1/leases/{id}",               R"(/v1/leases/([^/]+))",               kMaxSmallBodyBytes, GetLease},
+      {"DELETE", "/v1/leases/{id}",               R"(/v1/leases/([^/]+))",               kMaxSmallBodyBytes, ReleaseLease},
+      {"POST",   "/v1/leases/{id}/renew",         R"(/v1/leases/([^/]+)/renew)",         kMaxSmallBodyBytes, RenewLease},
+      {"POST",   "/v1/leases/{id}/reset",         R"(/v1/leases/([^/]+)/reset)",         kMaxSmallBodyBytes, ResetLease},
+  };
+  return routes;
+}
+
+}  // namespace testpool::api

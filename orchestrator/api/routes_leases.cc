@@ -1,0 +1,46 @@
+// /v1/templates/{name}/leases, /v1/leases/{id}… and /v1/status: the pools, through PoolManager.
+#include "orchestrator/api/handlers.h"
+#include "orchestrator/api/json_io.h"
+
+namespace testpool::api {
+
+using nlohmann::json;
+
+void CreateLease(const Services& s, const httplib::Request& req, httplib::Response& res) {
+  std::string name = TemplateNameParam(req);
+  core::LeaseRequest request = LeaseRequestFromJson(name, OptionalJsonBody(req));
+  try {
+    Reply(res, 201, LeaseJson(s.pools.Acquire(request)));
+  } catch (const Error& e) {
+    // Nothing was free within wait_s: tell the client when trying again makes sense.
+    if (e.code() == ErrorCode::kPoolExhausted) res.set_header("Retry-After", "1");
+    throw;
+  }
+}
+
+void GetLease(const Services& s, const httplib::Request& req, httplib::Response& res) {
+  Reply(res, 200, LeaseJson(s.pools.GetLease(LeaseIdParam(req))));
+}
+
+void RenewLease(const Services& s, const httplib::Request& req, httplib::Response& res) {
+  std::string id = LeaseIdParam(req);
+  std::chrono::seconds ttl = RenewTtlFromJson(OptionalJsonBody(req));
+  Reply(res, 200, LeaseJson(s.pools.Renew(id, ttl)));
+}
+
+void ResetLease(const Services& s, const httplib::Request& req, httplib::Response& res) {
+  std::string id = LeaseIdParam(req);
+  CheckResetBody(OptionalJsonBody(req));
+  Reply(res, 200, LeaseJson(s.pools.Reset(id)));
+}
+
+void ReleaseLease(const Services& s, const httplib::Request& req, httplib::Response& res) {
+  s.pools.Release(LeaseIdParam(req));
+  res.status = 204;  // no body; a second release is also 204
+}
+
+void GetStatus(const Services& s, const httplib::Request&, httplib::Response& res) {
+  Reply(res, 200, StatusJson(s.pools.Status()));
+}
+
+}  // namespace testpool::api
