@@ -70,16 +70,20 @@ done
 show "$tp" status
 
 step "7. four workers lease at once: each gets its own database and credentials"
+pids=()
 for i in 1 2 3 4; do
   ( start=$(date +%s%N); "$tp" lease app --holder "worker$i" --ttl 300 --json > "$work/lease$i.json";
     echo "worker$i: leased in $(( ($(date +%s%N) - start) / 1000000 )) ms (CLI process start included)" ) &
+  pids+=($!)
 done
-wait
+wait "${pids[@]}"  # not a bare wait: the daemon is a child of this script too
+field() { python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$1" "$2"; }
 for i in 1 2 3 4; do
-  python3 -c 'import json,sys; l=json.load(open(sys.argv[1])); print(f"  {sys.argv[2]}: database {l[\"database\"]}  user {l[\"user\"]}  token {l[\"token\"]}")' "$work/lease$i.json" "worker$i"
+  f="$work/lease$i.json"
+  echo "  worker$i: database $(field "$f" database)  user $(field "$f" user)  token $(field "$f" token)"
 done
-dsn() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["dsn"])' "$work/lease$1.json"; }
-id() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["id"])' "$work/lease$1.json"; }
+dsn() { field "$work/lease$1.json" dsn; }
+id() { field "$work/lease$1.json" id; }
 
 step "8. isolation: worker1 buys the last item in stock; nobody else sees it"
 psql -X -q "$(dsn 1)" -c "INSERT INTO orders (customer_id) SELECT min(id) FROM customers" \
@@ -88,7 +92,7 @@ for i in 1 2 3 4; do
   printf '  worker%s sees LST-0001 stock = %s\n' "$i" "$(psql -X -A -t "$(dsn $i)" -c "SELECT stock FROM products WHERE sku = 'LST-0001'")"
 done
 echo "  worker2 tries to reach worker1's database with its own credentials:"
-w2_in_w1=$(python3 -c 'import json,sys; a=json.load(open(sys.argv[1])); b=json.load(open(sys.argv[2])); print(f"postgresql://{b[\"user\"]}:{b[\"password\"]}@{a[\"host\"]}:{a[\"port\"]}/{a[\"database\"]}")' "$work/lease1.json" "$work/lease2.json")
+w2_in_w1="postgresql://$(field "$work/lease2.json" user):$(field "$work/lease2.json" password)@$(field "$work/lease1.json" host):$(field "$work/lease1.json" port)/$(field "$work/lease1.json" database)"
 psql -X "$w2_in_w1" -c "SELECT 1" 2>&1 | sed 's/^/    /' || true
 
 step "9. release: credentials cut off at once; written databases re-cloned, clean ones reused"
@@ -99,7 +103,7 @@ sleep 1
 show "$tp" status
 
 step "10. testpool run: lease, run a command with DATABASE_URL and PG* set, release whatever happens"
-show "$tp" run --template app -- sh -c 'echo "  DATABASE_URL=${DATABASE_URL%%@*}@…"; psql -X -A -t -c "SELECT count(*) || '"'"' products in '"'"' || current_database() FROM products"'
+show "$tp" run --template app -- sh -c 'echo "  PGUSER=$PGUSER PGDATABASE=$PGDATABASE (DATABASE_URL set too)"; psql -X -A -t -c "SELECT count(*) || '"'"' products in '"'"' || current_database() FROM products"'
 
 step "done"
 echo "The daemon keeps running at $TESTPOOL_URL (pid ${daemon_pid:-?}, log $log)."

@@ -5,11 +5,13 @@
 #include <deque>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <thread>
 
 #include "orchestrator/core/slot_ops.h"
 #include "orchestrator/core/slot_store.h"
+#include "orchestrator/pg/connection.h"
 #include "orchestrator/pg/conninfo.h"
 #include "orchestrator/util/crypto.h"
 #include "orchestrator/util/error.h"
@@ -130,6 +132,10 @@ struct PoolManager::Impl {
   PoolCounters counters;                                  // guarded by mu
   int total_slots = 0;                                    // guarded by mu
   std::vector<std::thread> threads;                       // touched by Start/Stop only
+  // One pool manager per control database: it holds this session's advisory lock for its
+  // lifetime. A second daemon on the same server builds templates but hands out no leases.
+  std::optional<pg::Connection> owner_lock;               // touched by Start/Stop only
+  bool passive = false;                                   // guarded by mu
 
   // ---- state, under mu ------------------------------------------------------------------
 
@@ -311,7 +317,12 @@ struct PoolManager::Impl {
     std::string template_db;
     {
       std::lock_guard<std::mutex> lock(mu);
-      template_db = pools.at(s.pool).template_db;
+      const Pool& p = pools.at(s.pool);
+      if (!p.current) {  // replaced or dropped since this warm was queued: nothing to warm for
+        Discard(slots.at(s.id));
+        return;
+      }
+      template_db = p.template_db;
     }
     util::MonoTime t0 = clock.Now();
     try {
@@ -370,8 +381,13 @@ struct PoolManager::Impl {
         return;
       }
       if (!s.baseline.empty() && ops.Fingerprint(s.database) == s.baseline) {
+        // Fresh credentials under a fresh role name; the old role is dropped.
+        std::string old_role = s.role;
+        ++s.generation;
+        s.role = "tp_r_" + s.id + "_" + std::to_string(s.generation);
         s.password = util::RandomToken(32);
-        ops.SetPassword(s.role, s.password);  // new password: the old holder is out
+        ops.HandOver(s.database, old_role, s.role, s.password);
+        s.baseline = ops.Fingerprint(s.database);  // the hand-over wrote to the catalog
       } else {
         mode = "clone";
         ops.DropDatabase(s.database);
@@ -569,15 +585,24 @@ struct PoolManager::Impl {
       if (s.state == SlotState::kReady) OfferReady(slots.at(s.id));
     }
     rows.ExpireStrayLeases();
+    // Orphans are removed on a best-effort basis: one that cannot go now must not stop the daemon.
     for (const std::string& d : dbs) {
       if (owned_dbs.count(d)) continue;
       log::Info("reconcile.orphan_database", {{"database", d}});
-      ops.DropDatabase(d);
+      try {
+        ops.DropDatabase(d);
+      } catch (const std::exception& e) {
+        log::Warn("reconcile.orphan_kept", {{"database", d}, {"error", e.what()}});
+      }
     }
     for (const std::string& r : roles) {
       if (owned_roles.count(r)) continue;
       log::Info("reconcile.orphan_role", {{"role", r}});
-      ops.DropRole(r);
+      try {
+        ops.DropRole(r);
+      } catch (const std::exception& e) {
+        log::Warn("reconcile.orphan_kept", {{"role", r}, {"error", e.what()}});
+      }
     }
     for (const std::string& id : recycle) Enqueue(Job::Kind::kRecycle, id);
     for (const std::string& id : destroy) Enqueue(Job::Kind::kDestroy, id);
@@ -593,8 +618,18 @@ PoolManager::~PoolManager() { Stop(); }
 
 void PoolManager::Start() {
   std::lock_guard<std::mutex> lock(impl_->mu);  // held across reconcile: nothing else runs yet
-  if (!impl_->threads.empty()) return;
+  if (!impl_->threads.empty() || impl_->passive) return;
   impl_->stopping = false;
+  if (!impl_->owner_lock) {
+    pg::Connection conn = pg::Connection::Open(impl_->store.AdminConnInfo(kControlDatabase));
+    // "tp" "pools": the one lock that makes a daemon the pool manager of this server.
+    if (conn.Exec("SELECT pg_try_advisory_lock(1953505282, 1)").Get(0, 0) != "t") {
+      impl_->passive = true;
+      log::Warn("pools.passive", {{"reason", "another testpool daemon manages the pools on this server"}});
+      return;
+    }
+    impl_->owner_lock.emplace(std::move(conn));
+  }
   impl_->Reconcile();
   for (int i = 0; i < impl_->options.recycler_threads; ++i) impl_->threads.emplace_back([this] { impl_->Worker(); });
   impl_->threads.emplace_back([this] { impl_->Reaper(); });
@@ -613,6 +648,7 @@ void PoolManager::Stop() {
   impl_->reaper_cv.notify_all();
   for (std::thread& t : impl_->threads) t.join();
   impl_->threads.clear();
+  impl_->owner_lock.reset();  // another daemon may manage the pools now
 }
 
 void PoolManager::TemplateReady(const std::string& name, const std::string& hash, const std::string& template_db,
@@ -668,6 +704,10 @@ LeaseInfo PoolManager::Acquire(const LeaseRequest& req) {
   LeaseInfo lease;
   {
     std::unique_lock<std::mutex> lock(impl_->mu);
+    if (impl_->passive) {
+      throw Error(ErrorCode::kUnavailable,
+                  "another testpool daemon manages the pools on this server; take leases from that daemon");
+    }
     auto cur = impl_->current.find(req.template_name);
     if (cur == impl_->current.end()) {
       throw Error(ErrorCode::kNotFound, "no template named '" + req.template_name + "' is ready for leases");

@@ -30,6 +30,10 @@
 // expired while the daemon was down are reaped, live leases keep working (same DSN), and every
 // database (tp_s_…) and role (tp_r_…) with testpool's prefix that no row owns is removed.
 //
+// One pool manager per control database: Start() takes a session advisory lock that it holds
+// until Stop(). A second daemon on the same server finds it taken and stays passive: it builds
+// templates, but Acquire() answers kUnavailable naming the reason.
+//
 // Thread safety: all public methods are thread-safe. One mutex guards the in-memory state and is
 // never held across database I/O.
 #pragma once

@@ -34,9 +34,22 @@ void SlotOps::PrepareRole(const std::string& db, const std::string& role, const 
   conn.Exec("GRANT ALL ON SCHEMA public TO " + r);
 }
 
-void SlotOps::SetPassword(const std::string& role, const std::string& password) {
-  auto conn = admin_.Acquire();
-  conn->Exec("ALTER ROLE " + conn->QuoteIdent(role) + " LOGIN PASSWORD " + conn->QuoteLiteral(password));
+void SlotOps::HandOver(const std::string& db, const std::string& old_role, const std::string& role,
+                       const std::string& password) {
+  {
+    auto conn = admin_.Acquire();
+    conn->Exec("CREATE ROLE " + conn->QuoteIdent(role) + " LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD " +
+               conn->QuoteLiteral(password));
+    conn->Exec("GRANT CONNECT, TEMPORARY ON DATABASE " + conn->QuoteIdent(db) + " TO " + conn->QuoteIdent(role));
+  }
+  {
+    pg::Connection conn = pg::Connection::Open(store_.AdminConnInfo(db));
+    std::string from = conn.QuoteIdent(old_role), to = conn.QuoteIdent(role);
+    conn.Exec("REASSIGN OWNED BY " + from + " TO " + to);
+    conn.Exec("GRANT ALL ON SCHEMA public TO " + to);
+    conn.Exec("DROP OWNED BY " + from);  // its remaining grants, here and on the database
+  }
+  DropRole(old_role);
 }
 
 void SlotOps::WaitNoSessions(const char* column, const std::string& value) {

@@ -21,9 +21,11 @@ class SlotOps {
   // CONNECT and TEMP on `db` alone, every object of the template's owner inside `db`, and CREATE
   // on schema public. After this the role's DSN connects on the first try.
   void PrepareRole(const std::string& db, const std::string& role, const std::string& password);
-  // LOGIN with a new password, nothing else (no catalog writes inside the slot's database, so
-  // its fingerprint is unchanged).
-  void SetPassword(const std::string& role, const std::string& password);
+  // Gives `db` and everything in it from `old_role` (cut off) to a new `role` with `password`,
+  // then drops `old_role`. Roles are never reused across leases: a handshake that began with the
+  // old credentials before the cut-off can never complete into the next lease.
+  void HandOver(const std::string& db, const std::string& old_role, const std::string& role,
+                const std::string& password);
   // Stops `role` from logging in, terminates its sessions and waits (bounded) until they are gone.
   void CutOff(const std::string& role);
   // Waits until `db` has no sessions, then returns a fingerprint of everything written to it:

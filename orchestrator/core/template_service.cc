@@ -85,6 +85,12 @@ void TemplateService::RunJob(std::shared_ptr<Job> job, TemplateSpec spec) {
     error = std::make_exception_ptr(Error(ErrorCode::kInternal, std::string("template build failed: ") + e.what()));
   }
   {
+    // Leave the running set before anyone is told the build ended: a caller that drops the
+    // template right after its Put() returned must not find the build still "running".
+    std::lock_guard<std::mutex> lock(mu_);
+    running_.erase(hash);
+  }
+  {
     std::lock_guard<std::mutex> lock(job->mu);
     job->done = true;
     job->error = error;
@@ -106,7 +112,6 @@ void TemplateService::RunJob(std::shared_ptr<Job> job, TemplateSpec spec) {
   }
   job->done_cv.notify_all();
   std::lock_guard<std::mutex> lock(mu_);
-  running_.erase(hash);
   if (--active_ == 0) idle_cv_.notify_all();
 }
 

@@ -155,6 +155,12 @@ TEST_F(CliTest, TwoDaemonsOnOneServerBuildAHashOnce) {
   EXPECT_EQ(answers[0]["hash"], answers[1]["hash"]);
   pg::Connection c = pg::Connection::Open(testing::Admin("testpool"));
   EXPECT_EQ(c.Exec("SELECT builds FROM template_builds WHERE name = $1", {name}).Get(0, 0), "1");
+  // Only one daemon per server manages pools; the other says so instead of handing out leases.
+  httplib::Client passive("127.0.0.1", second.port());
+  auto lease = passive.Post(("/v1/templates/" + name + "/leases").c_str(), "{\"wait_s\":0}", "application/json");
+  ASSERT_TRUE(lease);
+  EXPECT_EQ(lease->status, 503) << lease->body;
+  EXPECT_NE(lease->body.find("another testpool daemon manages the pools"), std::string::npos) << lease->body;
   EXPECT_EQ(second.Terminate(), 0) << second.Log();
 }
 
