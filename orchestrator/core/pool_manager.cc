@@ -312,6 +312,18 @@ struct PoolManager::Impl {
     }
   }
 
+  // Server work on a copy of a slot is done: write its results back and make it ready (under mu).
+  void BecomeReady(const Slot& s) {
+    Slot& live = slots.at(s.id);
+    live.role = s.role;
+    live.password = s.password;
+    live.baseline = s.baseline;
+    live.generation = s.generation;
+    SetState(live, SlotState::kReady);
+    OfferReady(live);
+    Rebalance(pools.at(s.pool));
+  }
+
   // Clone + role + baseline, then ready. `s` is a copy; results are written back under mu.
   void Warm(Slot s) {
     std::string template_db;
@@ -352,14 +364,7 @@ struct PoolManager::Impl {
                              {"ms", log::Ms(util::MsBetween(t0, clock.Now()))}});
     std::lock_guard<std::mutex> lock(mu);
     pools.at(s.pool).warm_failures = 0;
-    Slot& live = slots.at(s.id);
-    live.role = s.role;
-    live.password = s.password;
-    live.baseline = s.baseline;
-    live.generation = s.generation;
-    SetState(live, SlotState::kReady);
-    OfferReady(live);
-    Rebalance(pools.at(s.pool));
+    BecomeReady(s);
   }
 
   void Recycle(Slot s) {
@@ -424,14 +429,7 @@ struct PoolManager::Impl {
     std::lock_guard<std::mutex> lock(mu);
     if (std::string(mode) == "skip") ++counters.recycles_skipped; else ++counters.recycles_cloned;
     Observe(&counters.recycle, ms);
-    Slot& live = slots.at(s.id);
-    live.role = s.role;
-    live.password = s.password;
-    live.baseline = s.baseline;
-    live.generation = s.generation;
-    SetState(live, SlotState::kReady);
-    OfferReady(live);
-    Rebalance(pools.at(s.pool));
+    BecomeReady(s);
   }
 
   void Destroy(Slot s) {
