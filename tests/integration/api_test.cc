@@ -11,6 +11,7 @@
 #include "orchestrator/core/template_builder.h"
 #include "orchestrator/core/template_service.h"
 #include "orchestrator/util/crypto.h"
+#include "tests/support/api_harness.h"
 #include "tests/support/test_server.h"
 
 namespace testpool::api {
@@ -20,45 +21,13 @@ using nlohmann::json;
 
 class ApiTest : public ::testing::Test {
  protected:
-  static void SetUpTestSuite() {
-    store_ = core::ControlStore::Open(testing::Server().AdminConnInfo()).release();
-    builder_ = new core::TemplateBuilder(*store_, util::RealClock());
-    service_ = new core::TemplateService(*store_, *builder_);
-    // The template routes do not use the pools: a manager that is never started (and that the
-    // service does not tell about templates) stands in for them.
-    pools_ = new core::PoolManager(*store_, testing::Server(), util::RealClock(), core::PoolOptions{});
-    server_ = new ApiServer(*service_, *pools_, ServerInfo{"local", "test"});
-    port_ = server_->Bind("127.0.0.1", 0);
-    thread_ = new std::thread([] { server_->Run(); });
-  }
-  static void TearDownTestSuite() {
-    server_->Stop();
-    thread_->join();
-    delete thread_;
-    delete server_;
-    delete pools_;
-    delete service_;
-    delete builder_;
-    delete store_;
-  }
+  // The template routes do not use the pools: a manager that is never started stands in.
+  static void SetUpTestSuite() { api_ = new testing::InProcessApi(/*with_pools=*/false); }
+  static void TearDownTestSuite() { delete api_; }
 
-  httplib::Client Client() {
-    httplib::Client c("127.0.0.1", port_);
-    c.set_read_timeout(std::chrono::seconds(120));
-    return c;
-  }
-
+  httplib::Client Client() { return api_->Client(); }
   json Body(const httplib::Result& r) { return json::parse(r->body); }
-
-  // Checks the error shape and returns the code.
-  std::string ErrorCodeOf(const httplib::Result& r) {
-    EXPECT_EQ(r->get_header_value("Content-Type"), "application/json");
-    json b = json::parse(r->body, nullptr, false);
-    EXPECT_TRUE(b.is_object() && b.contains("error")) << r->body;
-    if (!b.is_object() || !b.contains("error")) return "";
-    EXPECT_TRUE(b["error"]["message"].is_string() && !b["error"]["message"].get<std::string>().empty());
-    return b["error"]["code"].get<std::string>();
-  }
+  std::string ErrorCodeOf(const httplib::Result& r) { return testing::InProcessApi::ErrorCodeOf(r); }
 
   static json SmallBody(const std::string& extra = "") {
     return {{"migrations",
@@ -68,22 +37,10 @@ class ApiTest : public ::testing::Test {
 
   std::string Fresh(const std::string& stem) { return stem + "_" + util::RandomToken(6); }
 
-  static core::ControlStore* store_;
-  static core::TemplateBuilder* builder_;
-  static core::TemplateService* service_;
-  static core::PoolManager* pools_;
-  static ApiServer* server_;
-  static std::thread* thread_;
-  static int port_;
+  static testing::InProcessApi* api_;
 };
 
-core::ControlStore* ApiTest::store_;
-core::TemplateBuilder* ApiTest::builder_;
-core::TemplateService* ApiTest::service_;
-core::PoolManager* ApiTest::pools_;
-ApiServer* ApiTest::server_;
-std::thread* ApiTest::thread_;
-int ApiTest::port_;
+testing::InProcessApi* ApiTest::api_;
 
 TEST_F(ApiTest, HealthzAnswersOk) {
   auto r = Client().Get("/healthz");

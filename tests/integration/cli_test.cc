@@ -227,6 +227,18 @@ class CliLeaseTest : public CliTest {
     return bp::child(testing::TestpoolBinary().string(), bp::args(args), bp::std_out > (dir_.path() / "bg.out").string(),
                      bp::std_err > (dir_.path() / "bg.err").string(), bp::std_in < bp::null, env);
   }
+  // `testpool run` of a shell that records the lease id and its own pid, then sleeps; waits
+  // (bounded) until both are written.
+  bp::child StartLongRun(const std::string& name, std::string* id, std::string* pid) {
+    auto id_file = dir_.path() / "lease_id", pid_file = dir_.path() / "pid";
+    bp::child run = Start({"run", "--template", name, "--wait", "60", "--", "sh", "-c",
+                           "echo \"$TESTPOOL_LEASE_ID\" > '" + id_file.string() + "'; echo $$ > '" +
+                               pid_file.string() + "'; exec sleep 120"});
+    *pid = WaitForLine(pid_file);
+    *id = WaitForLine(id_file);
+    return run;
+  }
+
   std::string BackgroundErr() {
     std::ifstream in(dir_.path() / "bg.err");
     std::stringstream s;
@@ -323,13 +335,9 @@ TEST_F(CliLeaseTest, RunExportsTheLeaseExitsWithTheCommandsStatusAndReleases) {
 
 TEST_F(CliLeaseTest, RunReleasesWhenTheCommandIsKilledFromOutside) {
   std::string name = Template("clikill");
-  auto id_file = dir_.path() / "lease_id", pid_file = dir_.path() / "pid";
-  bp::child run = Start({"run", "--template", name, "--wait", "60", "--", "sh", "-c",
-                         "echo \"$TESTPOOL_LEASE_ID\" > '" + id_file.string() + "'; echo $$ > '" + pid_file.string() +
-                             "'; exec sleep 120"});
-  std::string pid = WaitForLine(pid_file);
+  std::string id, pid;
+  bp::child run = StartLongRun(name, &id, &pid);
   ASSERT_FALSE(pid.empty()) << BackgroundErr();
-  std::string id = WaitForLine(id_file);
   EXPECT_EQ(GetLease(id)["state"], "active");
   ASSERT_EQ(::kill(std::stoi(pid), SIGKILL), 0);
   EXPECT_EQ(WaitExit(run), 128 + SIGKILL) << BackgroundErr();
@@ -338,13 +346,9 @@ TEST_F(CliLeaseTest, RunReleasesWhenTheCommandIsKilledFromOutside) {
 
 TEST_F(CliLeaseTest, RunReleasesAndExitsNonZeroOnSigterm) {
   std::string name = Template("cliterm");
-  auto id_file = dir_.path() / "lease_id", pid_file = dir_.path() / "pid";
-  bp::child run = Start({"run", "--template", name, "--wait", "60", "--", "sh", "-c",
-                         "echo \"$TESTPOOL_LEASE_ID\" > '" + id_file.string() + "'; echo $$ > '" + pid_file.string() +
-                             "'; exec sleep 120"});
-  std::string pid = WaitForLine(pid_file);
+  std::string id, pid;
+  bp::child run = StartLongRun(name, &id, &pid);
   ASSERT_FALSE(pid.empty()) << BackgroundErr();
-  std::string id = WaitForLine(id_file);
   ASSERT_EQ(::kill(run.id(), SIGTERM), 0);
   int code = WaitExit(run);
   EXPECT_NE(code, 0) << BackgroundErr();

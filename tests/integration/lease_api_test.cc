@@ -20,6 +20,7 @@
 #include "orchestrator/core/template_service.h"
 #include "orchestrator/pg/connection.h"
 #include "orchestrator/util/crypto.h"
+#include "tests/support/api_harness.h"
 #include "tests/support/test_server.h"
 
 namespace testpool::api {
@@ -29,48 +30,12 @@ using nlohmann::json;
 
 class LeaseApiTest : public ::testing::Test {
  protected:
-  static void SetUpTestSuite() {
-    store_ = core::ControlStore::Open(testing::Server().AdminConnInfo()).release();
-    builder_ = new core::TemplateBuilder(*store_, util::RealClock());
-    service_ = new core::TemplateService(*store_, *builder_);
-    core::PoolOptions options;
-    options.max_databases = 20;
-    pools_ = new core::PoolManager(*store_, testing::Server(), util::RealClock(), options);
-    service_->SetListener(pools_);
-    pools_->Start();
-    server_ = new ApiServer(*service_, *pools_, ServerInfo{"local", "test"});
-    port_ = server_->Bind("127.0.0.1", 0);
-    thread_ = new std::thread([] { server_->Run(); });
-  }
-  static void TearDownTestSuite() {
-    server_->Stop();
-    thread_->join();
-    delete thread_;
-    delete server_;
-    pools_->Stop();
-    delete service_;  // waits for builds, which may still tell the pools
-    delete pools_;
-    delete builder_;
-    delete store_;
-  }
+  static void SetUpTestSuite() { api_ = new testing::InProcessApi(/*with_pools=*/true, /*max_databases=*/20); }
+  static void TearDownTestSuite() { delete api_; }
 
-  httplib::Client Client() {
-    httplib::Client c("127.0.0.1", port_);
-    c.set_read_timeout(std::chrono::seconds(120));
-    return c;
-  }
-
+  httplib::Client Client() { return api_->Client(); }
   static json Body(const httplib::Result& r) { return json::parse(r->body, nullptr, false); }
-
-  // Checks the error shape (JSON, code and message) and returns the code.
-  static std::string ErrorCodeOf(const httplib::Result& r) {
-    EXPECT_EQ(r->get_header_value("Content-Type"), "application/json");
-    json b = json::parse(r->body, nullptr, false);
-    EXPECT_TRUE(b.is_object() && b.contains("error")) << r->body;
-    if (!b.is_object() || !b.contains("error")) return "";
-    EXPECT_TRUE(b["error"]["message"].is_string() && !b["error"]["message"].get<std::string>().empty());
-    return b["error"]["code"].get<std::string>();
-  }
+  static std::string ErrorCodeOf(const httplib::Result& r) { return testing::InProcessApi::ErrorCodeOf(r); }
   static std::string MessageOf(const httplib::Result& r) {
     json b = Body(r);
     return b.is_object() && b.contains("error") ? b["error"].value("message", "") : "";
@@ -94,22 +59,10 @@ class LeaseApiTest : public ::testing::Test {
     return Client().Post(("/v1/templates/" + name + "/leases").c_str(), body.dump(), "application/json");
   }
 
-  static core::ControlStore* store_;
-  static core::TemplateBuilder* builder_;
-  static core::TemplateService* service_;
-  static core::PoolManager* pools_;
-  static ApiServer* server_;
-  static std::thread* thread_;
-  static int port_;
+  static testing::InProcessApi* api_;
 };
 
-core::ControlStore* LeaseApiTest::store_;
-core::TemplateBuilder* LeaseApiTest::builder_;
-core::TemplateService* LeaseApiTest::service_;
-core::PoolManager* LeaseApiTest::pools_;
-ApiServer* LeaseApiTest::server_;
-std::thread* LeaseApiTest::thread_;
-int LeaseApiTest::port_;
+testing::InProcessApi* LeaseApiTest::api_;
 
 // "2026-11-24T21:30:00.123Z" (std::regex is avoided: GCC 12 warns inside it under the sanitizers).
 bool IsIsoUtcMs(const std::string& s) {
