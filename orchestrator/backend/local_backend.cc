@@ -63,6 +63,7 @@ struct LocalBackend::Impl {
   void Stop() noexcept;
   pg::ConnInfo AdminConnInfo() const;
   bool WaitReady(std::chrono::milliseconds timeout) const;
+  void LockDown();  // revokes PUBLIC's CONNECT on postgres and template1
 
   void PrepareDirectories();
   std::string EnsureCluster();  // returns the superuser password
@@ -360,10 +361,31 @@ void LocalBackend::Impl::Start() {
     throw BackendError("postgres (pid " + std::to_string(postmaster) + ") for " + data_dir.string() + " " + what +
                        "; the end of " + log_path.string() + ":\n" + TailOfFile(log_path, 20, log_offset));
   }
+  try {
+    LockDown();
+  } catch (const Error&) {
+    ShutDown(postmaster, own);
+    std::lock_guard lock(mu);
+    pid = 0;
+    throw;
+  }
   supervisor = std::thread([this] { Supervise(); });
   log::Info(own ? "backend.local.started" : "backend.local.adopted",
             {{"pid", std::to_string(postmaster)}, {"port", std::to_string(chosen_port)},
              {"state_dir", state_dir.string()}});
+}
+
+void LocalBackend::Impl::LockDown() {
+  // The cluster is testpool's own: no role but a superuser needs the maintenance databases, so a
+  // lease's role (which has CONNECT on its own database alone) cannot log in there either.
+  pg::ConnInfo admin = AdminConnInfo();
+  admin.Set("dbname", "postgres");
+  try {
+    pg::Connection conn = pg::Connection::Open(admin);
+    conn.Exec("REVOKE CONNECT, TEMPORARY ON DATABASE postgres, template1 FROM PUBLIC");
+  } catch (const pg::PgError& e) {
+    throw BackendError(std::string("cannot revoke PUBLIC's CONNECT on the maintenance databases: ") + e.what());
+  }
 }
 
 void LocalBackend::Impl::Supervise() {

@@ -65,6 +65,11 @@ CREATE TABLE leases (
 );
 CREATE INDEX leases_active_slot ON leases (slot_id) WHERE state = 'active';
 )sql",
+    // 3: the template format each build was made with (builds before this column: format 2)
+    R"sql(
+ALTER TABLE template_builds ADD COLUMN format integer NOT NULL DEFAULT 2;
+ALTER TABLE template_builds ALTER COLUMN format DROP DEFAULT;
+)sql",
 };
 
 // A lock key no other testpool lock uses: "tp" "schema".
@@ -82,7 +87,7 @@ const char* kBuildColumns =
     "coalesce(b.build_ms, 0), b.builds, "
     "to_char(b.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), "
     "coalesce(to_char(b.built_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), ''), "
-    "(t.current_hash IS NOT DISTINCT FROM b.hash) "
+    "(t.current_hash IS NOT DISTINCT FROM b.hash), b.format "
     "FROM template_builds b LEFT JOIN templates t ON t.name = b.name ";
 
 TemplateBuildRow BuildFromRow(const pg::Result& r, int i) {
@@ -98,6 +103,7 @@ TemplateBuildRow BuildFromRow(const pg::Result& r, int i) {
   row.builds = std::stoi(std::string(r.Get(i, 8)));
   row.created_at = r.Get(i, 9);
   row.built_at = r.Get(i, 10);
+  row.format = std::stoi(std::string(r.Get(i, 12)));
   row.current = r.Get(i, 11) == "t";
   return row;
 }
@@ -145,16 +151,20 @@ std::unique_ptr<ControlStore> ControlStore::Open(const pg::ConnInfo& admin) {
   }
   store->Migrate();
   {
-    // Cluster-wide pieces, idempotent: the template owner role, and nobody but superusers in the
+    // Cluster-wide pieces, idempotent: the template and slot owner roles, and nobody but superusers in the
     // control database (lease roles must not read other leases' passwords).
     auto conn = store->pool_.Acquire();
-    try {
-      conn->Exec(std::string("DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '") +
-                 kTemplateOwnerRole + "') THEN CREATE ROLE " + kTemplateOwnerRole + " SUPERUSER NOLOGIN; END IF; END $$");
-    } catch (const pg::PgError& e) {
-      // Another daemon on this server created it at the same moment.
-      if (e.sqlstate() != pg::sqlstate::kDuplicateObject && e.sqlstate() != pg::sqlstate::kUniqueViolation) throw;
-    }
+    auto ensure_role = [&](const char* role, const char* attributes) {
+      try {
+        conn->Exec(std::string("DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '") + role +
+                   "') THEN CREATE ROLE " + role + " " + attributes + "; END IF; END $$");
+      } catch (const pg::PgError& e) {
+        // Another daemon on this server created it at the same moment.
+        if (e.sqlstate() != pg::sqlstate::kDuplicateObject && e.sqlstate() != pg::sqlstate::kUniqueViolation) throw;
+      }
+    };
+    ensure_role(kTemplateOwnerRole, "SUPERUSER NOLOGIN");
+    ensure_role(kSlotOwnerRole, "NOSUPERUSER NOLOGIN NOCREATEDB NOCREATEROLE");
     conn->Exec("REVOKE ALL ON DATABASE " + conn->QuoteIdent(kControlDatabase) + " FROM PUBLIC");
   }
   return store;
@@ -223,12 +233,13 @@ std::vector<std::string> ControlStore::ListNames() {
 void ControlStore::MarkBuilding(const TemplateSpec& spec, const std::string& hash, const std::string& database) {
   auto conn = pool_.Acquire();
   conn->Exec(
-      "INSERT INTO template_builds (name, hash, database, state, migrations, seed, builds) "
-      "VALUES ($1, $2, $3, 'building', $4::jsonb, $5::jsonb, 1) "
+      "INSERT INTO template_builds (name, hash, database, state, migrations, seed, builds, format) "
+      "VALUES ($1, $2, $3, 'building', $4::jsonb, $5::jsonb, 1, $6) "
       "ON CONFLICT (name, hash) DO UPDATE SET state = 'building', error = NULL, builds = template_builds.builds + 1, "
-      "created_at = now(), built_at = NULL, build_ms = NULL",
+      "created_at = now(), built_at = NULL, build_ms = NULL, format = $6",
       {spec.name, hash, database, FileList(spec.migrations).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
-       FileList(spec.seed).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)});
+       FileList(spec.seed).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
+       std::to_string(kTemplateFormatVersion)});
 }
 
 void ControlStore::MarkReady(const std::string& name, const std::string& hash, double build_ms) {

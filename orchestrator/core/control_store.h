@@ -32,6 +32,7 @@ struct TemplateBuildRow {
   std::string created_at;  // ISO 8601 UTC
   std::string built_at;    // "" until ready
   bool current = false;    // the hash the name currently points at
+  int format = 0;          // kTemplateFormatVersion it was built with; older ones get no pool
 };
 
 // A template name and the hash it points at, with its pool settings.

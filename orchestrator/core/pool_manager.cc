@@ -51,6 +51,7 @@ struct Slot {
   SlotState state = SlotState::kWarming;
   int64_t token = 0;
   int generation = 0;
+  bool cut_off = false;  // the ended lease's role can no longer log in and has no sessions
   std::shared_ptr<std::mutex> io = std::make_shared<std::mutex>();  // serialises server work on this slot
 };
 
@@ -71,6 +72,9 @@ struct Pool {
   // No warm starts before this (back-off after failures). Real time, like the condition-variable
   // waits: a back-off paces work against the server, it is not a TTL the clock seam should drive.
   std::chrono::steady_clock::time_point next_warm;
+  // The digest of the template's sequences, as every fresh clone has them; learnt from the
+  // first clone, so later clones need no connection for their baseline.
+  std::string sequences;
   int Total() const {
     int n = 0;
     for (const auto& [state, c] : count) n += c;
@@ -237,7 +241,8 @@ struct PoolManager::Impl {
   }
 
   // Ends an active lease (under mu): the slot goes to recycling and a recycle job is queued.
-  void EndLease(LeaseInfo& lease, const char* how) {
+  // `cut_off`: the lease's credentials were cut off already (the recycle need not do it again).
+  void EndLease(LeaseInfo& lease, const char* how, bool cut_off) {
     lease.state = how;
     lease.password.clear();
     lease.dsn.clear();
@@ -245,6 +250,7 @@ struct PoolManager::Impl {
     Slot& s = slots.at(lease.slot_id);
     SetState(s, SlotState::kRecycling);
     s.lease_id.clear();
+    s.cut_off = cut_off;
     if (std::string(how) == "released") ++counters.leases_released; else ++counters.leases_expired;
     log::Info(std::string("lease.") + how, {{"lease", lease.id}, {"slot", s.id}, {"template", lease.template_name},
                                             {"token", std::to_string(lease.token)}});
@@ -319,6 +325,7 @@ struct PoolManager::Impl {
     live.password = s.password;
     live.baseline = s.baseline;
     live.generation = s.generation;
+    live.cut_off = false;
     SetState(live, SlotState::kReady);
     OfferReady(live);
     Rebalance(pools.at(s.pool));
@@ -344,7 +351,7 @@ struct PoolManager::Impl {
       rows.InsertWarming(SlotRow{s.id, s.name, s.hash, s.database, "warming", "", "", "", "", s.token});
       ops.CloneDatabase(s.database, template_db);
       ops.PrepareRole(s.database, s.role, s.password);
-      s.baseline = ops.Fingerprint(s.database);
+      s.baseline = FreshCloneMarks(s);
       rows.MarkReady(SlotRow{s.id, s.name, s.hash, s.database, "ready", s.role, s.password, "", s.baseline, s.token});
     } catch (const std::exception& e) {
       log::Error("slot.warm_failed", {{"slot", s.id}, {"template", s.name}, {"error", e.what()}});
@@ -367,6 +374,22 @@ struct PoolManager::Impl {
     BecomeReady(s);
   }
 
+  // The write marks of a database cloned from its pool's template a moment ago (nobody else has
+  // connected to it): its counters, and the template's sequences. Not under mu.
+  std::string FreshCloneMarks(const Slot& s) {
+    std::string sequences;
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      sequences = pools.at(s.pool).sequences;
+    }
+    if (sequences.empty()) {
+      sequences = ops.SequenceDigest(s.database);
+      std::lock_guard<std::mutex> lock(mu);
+      pools.at(s.pool).sequences = sequences;
+    }
+    return WriteMarks{ops.Counters(s.database), sequences}.Encode();
+  }
+
   void Recycle(Slot s) {
     util::MonoTime t0 = clock.Now();
     bool draining;
@@ -379,20 +402,20 @@ struct PoolManager::Impl {
     }
     const char* mode = "skip";
     try {
-      ops.CutOff(s.role);
+      if (!s.cut_off) ops.CutOff(s.role);
       if (draining) {
         std::lock_guard<std::mutex> lock(mu);
         Discard(slots.at(s.id));
         return;
       }
-      if (!s.baseline.empty() && ops.Fingerprint(s.database) == s.baseline) {
-        // Fresh credentials under a fresh role name; the old role is dropped.
+      if (ops.Unchanged(s.database, WriteMarks::Decode(s.baseline))) {
+        // Fresh credentials under a fresh role name; the old role is dropped. The hand-over
+        // touches shared catalogs only, so the baseline still holds.
         std::string old_role = s.role;
         ++s.generation;
         s.role = "tp_r_" + s.id + "_" + std::to_string(s.generation);
         s.password = util::RandomToken(32);
         ops.HandOver(s.database, old_role, s.role, s.password);
-        s.baseline = ops.Fingerprint(s.database);  // the hand-over wrote to the catalog
       } else {
         mode = "clone";
         ops.DropDatabase(s.database);
@@ -412,7 +435,7 @@ struct PoolManager::Impl {
         s.password = util::RandomToken(32);
         ops.CloneDatabase(s.database, template_db);
         ops.PrepareRole(s.database, s.role, s.password);
-        s.baseline = ops.Fingerprint(s.database);
+        s.baseline = FreshCloneMarks(s);
       }
       rows.MarkReady(SlotRow{s.id, s.name, s.hash, s.database, "ready", s.role, s.password, "", s.baseline, s.token});
     } catch (const std::exception& e) {
@@ -478,10 +501,11 @@ struct PoolManager::Impl {
   // Ends a lease whose id is in `ending`: cuts its credentials off first (so an ended lease's DSN
   // never connects), then marks it ended and queues the recycle, then records it. Not under mu.
   void Finish(const std::string& lease_id, const std::string& role, const char* how) {
-    for (int attempt = 1; attempt <= 3; ++attempt) {
+    bool cut_off = false;
+    for (int attempt = 1; attempt <= 3 && !cut_off; ++attempt) {
       try {
         ops.CutOff(role);
-        break;
+        cut_off = true;
       } catch (const std::exception& e) {
         // After three tries the recycle job still cuts off before it touches the database.
         log::Error("lease.cutoff_failed", {{"lease", lease_id}, {"role", role}, {"attempt", std::to_string(attempt)},
@@ -495,7 +519,7 @@ struct PoolManager::Impl {
       auto it = leases.find(lease_id);
       if (it == leases.end() || it->second.state != "active") return;
       slot_id = it->second.slot_id;
-      EndLease(it->second, how);
+      EndLease(it->second, how, cut_off);
     }
     try {
       rows.End(lease_id, slot_id, how);
@@ -523,6 +547,13 @@ struct PoolManager::Impl {
     for (const TemplateRow& t : store.ListTemplates()) {
       auto build = store.FindBuild(t.name, t.current_hash);
       if (!build || build->state != "ready") continue;
+      if (build->format != kTemplateFormatVersion) {
+        // Built by an older testpool: its objects are not owned the way leases need. A PUT of the
+        // same files builds it again (the format is part of the hash).
+        log::Warn("pool.template_outdated", {{"template", t.name}, {"hash", t.current_hash.substr(0, 12)},
+                                             {"format", std::to_string(build->format)}});
+        continue;
+      }
       Pool& p = EnsurePool(t.name, t.current_hash, true);
       p.config = t.pool;
       current[t.name] = p.template_db;
@@ -568,6 +599,7 @@ struct PoolManager::Impl {
         log::Info("lease.kept", {{"lease", l.id}, {"slot", s.id}, {"template", s.name}});
       } else if (r.state == "leased" && intact) {
         ops.CutOff(r.role);  // before anything says "expired": its DSN must not connect any more
+        s.cut_off = true;
         s.state = SlotState::kRecycling;
         recycle.push_back(s.id);
         ++counters.leases_expired;
@@ -836,7 +868,7 @@ LeaseInfo PoolManager::Reset(const std::string& lease_id) {
     impl_->ops.DropDatabase(snapshot.database);
     impl_->ops.CloneDatabase(snapshot.database, template_db);
     impl_->ops.PrepareRole(snapshot.database, snapshot.role, snapshot.password);  // same credentials
-    snapshot.baseline = impl_->ops.Fingerprint(snapshot.database);
+    snapshot.baseline = impl_->FreshCloneMarks(snapshot);
   }
   std::lock_guard<std::mutex> lock(impl_->mu);
   auto live = impl_->slots.find(snapshot.id);

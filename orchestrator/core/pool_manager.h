@@ -4,8 +4,9 @@
 // demand, up to `max` slots in all, and a global cap (`max_databases`) bounds slots across all
 // pools. A slot is a database `tp_s_<hash12>_<slot id>` cloned from the template with
 // CREATE DATABASE … TEMPLATE … STRATEGY FILE_COPY, plus a login role `tp_r_<slot id>_<n>` with a
-// random password that owns every object inside it and has CONNECT (and TEMP) on it alone.
-// Everything slow — the clone, the role, the grants, the ownership transfer — happens while the
+// random password and CONNECT (and TEMP) on it alone; the role is a member of kSlotOwnerRole,
+// which owns every object of the template and so of each clone (see slot_ops.h).
+// Everything slow — the clone, the role, its password verifier, the grants — happens while the
 // slot warms, on a recycler thread; handing a lease out only marks the slot leased in memory and
 // writes one control row (the lease), so it costs about a millisecond.
 //
@@ -20,7 +21,8 @@
 // (or the role dropped), then the slot is recycled:
 //   - skipped when dirty tracking shows nothing was written (pg_stat_database tuple counters of
 //     the slot's database and pg_sequences, compared after the lease's sessions are gone with a
-//     baseline taken when the slot became ready): the slot is ready again at once;
+//     baseline taken when the slot became ready): the slot is handed to a fresh role and is
+//     ready again at once (one connection to the slot's database, to read its sequences);
 //   - otherwise re-cloned from the template in the background.
 // Reset() restores the leased database to the template's state in place (re-clone under the same
 // name and credentials); the lease stays.

@@ -8,62 +8,66 @@
 #include "orchestrator/util/log.h"
 
 namespace testpool::core {
+namespace {
+
+constexpr const char* kLeaseRoleAttributes = " LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE INHERIT PASSWORD ";
+
+}  // namespace
+
+std::string WriteMarks::Encode() const { return "tup=" + counters + ";seq=" + sequences; }
+
+WriteMarks WriteMarks::Decode(const std::string& text) {
+  const auto semi = text.find(";seq=");
+  if (text.rfind("tup=", 0) != 0 || semi == std::string::npos) return {};
+  return WriteMarks{text.substr(4, semi - 4), text.substr(semi + 5)};
+}
 
 SlotOps::SlotOps(ControlStore& store) : store_(store), admin_(store.AdminConnInfo("postgres"), /*max_idle=*/8) {}
 
 void SlotOps::CloneDatabase(const std::string& db, const std::string& template_db) {
   auto conn = admin_.Acquire();
   std::string q = conn->QuoteIdent(db);
+  // CREATE DATABASE cannot share a query string (an implicit transaction) with anything else.
   conn->Exec("CREATE DATABASE " + q + " TEMPLATE " + conn->QuoteIdent(template_db) + " STRATEGY FILE_COPY");
   conn->Exec("REVOKE ALL ON DATABASE " + q + " FROM PUBLIC");
 }
 
 void SlotOps::PrepareRole(const std::string& db, const std::string& role, const std::string& password) {
-  {
-    auto conn = admin_.Acquire();
-    std::string r = conn->QuoteIdent(role);
-    bool exists = conn->Exec("SELECT 1 FROM pg_roles WHERE rolname = $1", {role}).rows() == 1;
-    // CREATE/ALTER ROLE take no parameters: the password goes as a quoted literal.
-    conn->Exec(std::string(exists ? "ALTER ROLE " : "CREATE ROLE ") + r + " LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD " +
-               conn->QuoteLiteral(password));
-    conn->Exec("GRANT CONNECT, TEMPORARY ON DATABASE " + conn->QuoteIdent(db) + " TO " + r);
+  auto conn = admin_.Acquire();
+  const std::string r = conn->QuoteIdent(role);
+  // CREATE/ALTER ROLE take no parameters: the verifier goes as a quoted literal.
+  const std::string verifier = conn->QuoteLiteral(conn->EncryptPassword(role, password));
+  const std::string grant = "; GRANT CONNECT, TEMPORARY ON DATABASE " + conn->QuoteIdent(db) + " TO " + r;
+  try {
+    conn->Exec("CREATE ROLE " + r + kLeaseRoleAttributes + verifier + " IN ROLE " + kSlotOwnerRole + grant);
+  } catch (const pg::PgError& e) {
+    if (e.sqlstate() != pg::sqlstate::kDuplicateObject) throw;
+    // Left by a daemon that stopped between creating it and recording the slot ready.
+    conn->Exec("ALTER ROLE " + r + kLeaseRoleAttributes + verifier + "; GRANT " + kSlotOwnerRole + " TO " + r + grant);
   }
-  pg::Connection conn = pg::Connection::Open(store_.AdminConnInfo(db));
-  std::string r = conn.QuoteIdent(role);
-  conn.Exec(std::string("REASSIGN OWNED BY ") + kTemplateOwnerRole + " TO " + r);
-  conn.Exec("GRANT ALL ON SCHEMA public TO " + r);
 }
 
 void SlotOps::HandOver(const std::string& db, const std::string& old_role, const std::string& role,
                        const std::string& password) {
-  {
-    auto conn = admin_.Acquire();
-    conn->Exec("CREATE ROLE " + conn->QuoteIdent(role) + " LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD " +
-               conn->QuoteLiteral(password));
-    conn->Exec("GRANT CONNECT, TEMPORARY ON DATABASE " + conn->QuoteIdent(db) + " TO " + conn->QuoteIdent(role));
-  }
-  {
-    pg::Connection conn = pg::Connection::Open(store_.AdminConnInfo(db));
-    std::string from = conn.QuoteIdent(old_role), to = conn.QuoteIdent(role);
-    conn.Exec("REASSIGN OWNED BY " + from + " TO " + to);
-    conn.Exec("GRANT ALL ON SCHEMA public TO " + to);
-    conn.Exec("DROP OWNED BY " + from);  // its remaining grants, here and on the database
-  }
-  DropRole(old_role);
+  auto conn = admin_.Acquire();
+  const std::string from = conn->QuoteIdent(old_role), to = conn->QuoteIdent(role), d = conn->QuoteIdent(db);
+  const std::string verifier = conn->QuoteLiteral(conn->EncryptPassword(role, password));
+  // One query string is one transaction: the new role exists exactly when the old one is gone.
+  conn->Exec("CREATE ROLE " + to + kLeaseRoleAttributes + verifier + " IN ROLE " + kSlotOwnerRole +
+             "; GRANT CONNECT, TEMPORARY ON DATABASE " + d + " TO " + to + "; REVOKE ALL ON DATABASE " + d + " FROM " +
+             from + "; DROP ROLE " + from);
 }
 
 void SlotOps::WaitNoSessions(const char* column, const std::string& value) {
   auto conn = admin_.Acquire();
   // Terminate on every round, not only once: a connection that was mid-handshake when we looked
-  // can finish authenticating after the first terminate.
-  const std::string terminate = std::string("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE ") + column +
-                                " = $1 AND pid <> pg_backend_pid()";
-  const std::string count = std::string("SELECT count(*) FROM pg_stat_activity WHERE ") + column +
-                            " = $1 AND pid <> pg_backend_pid()";
+  // can finish authenticating after the first terminate. One statement per round: it terminates
+  // what it sees and says how many it saw.
+  const std::string sql = std::string("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE ") + column +
+                          " = $1 AND pid <> pg_backend_pid()";
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
   for (;;) {
-    conn->Exec(terminate, {value});
-    if (conn->Exec(count, {value}).Get(0, 0) == "0") return;
+    if (conn->ExecPrepared(std::string("tp_wait_") + column, sql, {value}).Get(0, 0) == "0") return;
     if (std::chrono::steady_clock::now() > deadline) {
       throw Error(ErrorCode::kTimeout, std::string("sessions of ") + column + " '" + value + "' did not end within 30 s");
     }
@@ -74,38 +78,43 @@ void SlotOps::WaitNoSessions(const char* column, const std::string& value) {
 void SlotOps::CutOff(const std::string& role) {
   {
     auto conn = admin_.Acquire();
-    if (conn->Exec("SELECT 1 FROM pg_roles WHERE rolname = $1", {role}).rows() == 0) return;
-    // NOLOGIN alone is not enough: a handshake reads the stored password before it checks
-    // rolcanlogin, so one that straddles a later "LOGIN PASSWORD new" would get in with the old
-    // password. With no password stored, no handshake can succeed until a new one is set.
-    conn->Exec("ALTER ROLE " + conn->QuoteIdent(role) + " NOLOGIN PASSWORD NULL");
+    try {
+      // NOLOGIN alone is not enough: a handshake reads the stored password before it checks
+      // rolcanlogin, so one that straddled a later "LOGIN PASSWORD new" would get in with the old
+      // password. With no password stored, no handshake can succeed any more.
+      conn->Exec("ALTER ROLE " + conn->QuoteIdent(role) + " NOLOGIN PASSWORD NULL");
+    } catch (const pg::PgError& e) {
+      if (e.sqlstate() == pg::sqlstate::kUndefinedObject) return;  // already gone
+      throw;
+    }
   }
   WaitNoSessions("usename", role);
 }
 
-std::string SlotOps::Fingerprint(const std::string& db) {
-  std::string sequences;
-  {
-    pg::Connection conn = pg::Connection::Open(store_.AdminConnInfo(db));
-    pg::Result r = conn.Exec(
-        "SELECT string_agg(format('%I.%I=%s', schemaname, sequencename, coalesce(last_value::text, '-')), ',' "
-        "ORDER BY schemaname, sequencename) FROM pg_sequences");
-    sequences = r.IsNull(0, 0) ? "" : std::string(r.Get(0, 0));
-  }
-  // Our own session wrote nothing. Any other session (a superuser's) is ended: the slot is between
-  // holders. Every session must be gone, and so have flushed its statistics (a backend reports
-  // them as it exits, before it leaves pg_stat_activity), before the counters are read.
+std::string SlotOps::Counters(const std::string& db) {
   WaitNoSessions("datname", db);
   auto conn = admin_.Acquire();
-  pg::Result r = conn->Exec(
-      "SELECT coalesce(tup_inserted, 0), coalesce(tup_updated, 0), coalesce(tup_deleted, 0) "
-      "FROM pg_stat_database WHERE datname = $1",
-      {db});
-  std::string counters = r.rows() ? std::string(r.Get(0, 0)) + ":" + std::string(r.Get(0, 1)) + ":" + std::string(r.Get(0, 2))
-                                  : "0:0:0";
+  pg::Result r = conn->ExecPrepared("tp_counters",
+                                    "SELECT coalesce(tup_inserted, 0), coalesce(tup_updated, 0), coalesce(tup_deleted, 0) "
+                                    "FROM pg_stat_database WHERE datname = $1",
+                                    {db});
+  if (r.rows() == 0) return "0:0:0";
+  return std::string(r.Get(0, 0)) + ":" + std::string(r.Get(0, 1)) + ":" + std::string(r.Get(0, 2));
+}
+
+std::string SlotOps::SequenceDigest(const std::string& db) {
+  pg::Connection conn = pg::Connection::Open(store_.AdminConnInfo(db));
+  pg::Result r = conn.Exec(
+      "SELECT string_agg(format('%I.%I=%s', schemaname, sequencename, coalesce(last_value::text, '-')), ',' "
+      "ORDER BY schemaname, sequencename) FROM pg_sequences");
   util::Sha256 h;
-  h.Update(sequences);
-  return "tup=" + counters + ";seq=" + h.HexDigest().substr(0, 16);
+  h.Update(r.IsNull(0, 0) ? std::string_view() : r.Get(0, 0));
+  return h.HexDigest().substr(0, 16);
+}
+
+bool SlotOps::Unchanged(const std::string& db, const WriteMarks& baseline) {
+  if (baseline.empty() || Counters(db) != baseline.counters) return false;
+  return SequenceDigest(db) == baseline.sequences;
 }
 
 void SlotOps::DropDatabase(const std::string& db) {

@@ -1,15 +1,34 @@
-// What a pool does to the server for its slots: clone a database from the template, prepare the
-// lease role that will own it, cut a role off, tell whether a database was written to, drop.
+// What a pool does to the server for its slots: clone a database from the template, create the
+// lease role that will use it, cut a role off, tell whether a database was written to, drop.
 // Stateless apart from a pool of superuser connections; thread-safe. Every method does catalog
 // work and may take tens of milliseconds: never call one on the lease handout path.
+//
+// Ownership: a template's objects belong to kSlotOwnerRole (the template builder hands them
+// over), and clones inherit that. A lease role is a LOGIN member of kSlotOwnerRole with CONNECT
+// (and TEMP) on its own database alone, so preparing or replacing one is a few statements on the
+// cluster's shared catalogs, run from the maintenance database: nothing connects to the slot's
+// database for it, which also keeps that database's statistics (dirty tracking) untouched.
 #pragma once
 
 #include <chrono>
 #include <string>
+#include <vector>
 
 #include "orchestrator/core/control_store.h"
 
 namespace testpool::core {
+
+// What dirty tracking compares: a database's pg_stat_database tuple counters (inserted, updated,
+// deleted — catalog rows included, so DDL counts) and a digest of every sequence's state.
+// Stored in the slot's control row as "tup=<i>:<u>:<d>;seq=<digest>".
+struct WriteMarks {
+  std::string counters;   // "<inserted>:<updated>:<deleted>"
+  std::string sequences;  // 16 hex digits
+  std::string Encode() const;
+  // The marks Encode() wrote; empty marks (never equal to real ones) for anything else.
+  static WriteMarks Decode(const std::string& text);
+  bool empty() const { return counters.empty() || sequences.empty(); }
+};
 
 class SlotOps {
  public:
@@ -17,21 +36,29 @@ class SlotOps {
 
   // CREATE DATABASE `db` TEMPLATE `template_db` STRATEGY FILE_COPY, with PUBLIC's rights revoked.
   void CloneDatabase(const std::string& db, const std::string& template_db);
-  // Creates `role` (LOGIN, `password`) if missing, else sets its password and LOGIN; gives it
-  // CONNECT and TEMP on `db` alone, every object of the template's owner inside `db`, and CREATE
-  // on schema public. After this the role's DSN connects on the first try.
+  // Makes `role` a LOGIN member of kSlotOwnerRole with `password` (created, or updated when it
+  // exists) and gives it CONNECT and TEMP on `db`. After this the role's DSN connects on the
+  // first try. The password's SCRAM verifier is computed here, not by the server.
   void PrepareRole(const std::string& db, const std::string& role, const std::string& password);
-  // Gives `db` and everything in it from `old_role` (cut off) to a new `role` with `password`,
-  // then drops `old_role`. Roles are never reused across leases: a handshake that began with the
+  // Gives `db` to a new `role` with `password` and drops `old_role` (cut off, owning nothing),
+  // in one transaction. Roles are never reused across leases: a handshake that began with the
   // old credentials before the cut-off can never complete into the next lease.
   void HandOver(const std::string& db, const std::string& old_role, const std::string& role,
                 const std::string& password);
-  // Stops `role` from logging in, terminates its sessions and waits (bounded) until they are gone.
+  // Stops `role` from logging in, terminates its sessions and waits (bounded) until they are
+  // gone. A role that does not exist is fine.
   void CutOff(const std::string& role);
-  // Waits until `db` has no sessions, then returns a fingerprint of everything written to it:
-  // pg_stat_database's tuple counters (catalog writes, hence DDL, included) and every sequence's
-  // state. Two equal fingerprints mean nothing was written in between.
-  std::string Fingerprint(const std::string& db);
+
+  // Terminates every session on `db`, waits until they are gone (each has then flushed its
+  // statistics: a backend reports them as it exits), and returns the tuple counters.
+  std::string Counters(const std::string& db);
+  // Connects to `db` and digests every sequence's state. Reading writes nothing: the counters
+  // stay as they were.
+  std::string SequenceDigest(const std::string& db);
+  // True when nothing was written to `db` since `baseline` was taken: counters first (no
+  // connection to `db` needed when they differ), then the sequences.
+  bool Unchanged(const std::string& db, const WriteMarks& baseline);
+
   // DROP DATABASE … WITH (FORCE) if it exists.
   void DropDatabase(const std::string& db);
   // Terminates the role's sessions and drops it if it exists (it must own nothing by then).

@@ -63,7 +63,8 @@ void SlotStore::Grant(const LeaseRow& l) {
   std::snprintf(ts[0], sizeof ts[0], kTs, 7);
   std::snprintf(ts[1], sizeof ts[1], kTs, 8);
   auto conn = store_.Connect();
-  conn->Exec(std::string("WITH s AS (UPDATE slots SET state = 'leased', token = $5, lease_id = $1, updated_at = now() "
+  // On the handout path: parsed and planned once per control connection.
+  conn->ExecPrepared("tp_grant", std::string("WITH s AS (UPDATE slots SET state = 'leased', token = $5, lease_id = $1, updated_at = now() "
                          "WHERE id = $2) "
                          "INSERT INTO leases (id, slot_id, template, hash, token, holder, created_at, expires_at, state) "
                          "VALUES ($1, $2, $3, $4, $5, $6, ") +

@@ -208,6 +208,10 @@ double TemplateBuilder::Build(const TemplateSpec& spec, const std::string& hash,
     for (const SqlFile& s : spec.seed) apply(s, false);
     if (progress) progress({BuildEvent::Kind::kFinishing, index, total, "", 0});
     conn.Exec("DISCARD ALL");
+    // Clones inherit ownership: every lease role (a member of kSlotOwnerRole) owns what the
+    // migrations made, with no per-clone work.
+    conn.Exec(std::string("REASSIGN OWNED BY ") + kTemplateOwnerRole + " TO " + kSlotOwnerRole + "; GRANT ALL ON SCHEMA public TO " +
+              kSlotOwnerRole);
     conn.Exec("VACUUM (FREEZE, ANALYZE)");
   }
 

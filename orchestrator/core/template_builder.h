@@ -10,7 +10,8 @@
 // Each migration runs in its own transaction, statement by statement, unless its leading comment
 // says `-- testpool:no-transaction`; between files the session is reset (DISCARD ALL), as if each
 // file ran in a session of its own. Files run as kTemplateOwnerRole (SET ROLE), which owns what
-// they create. Seed files run after the migrations, each in a transaction.
+// they create. Seed files run after the migrations, each in a transaction. Then everything
+// kTemplateOwnerRole owns is reassigned to kSlotOwnerRole, which also gets CREATE on schema public.
 // The finished database is frozen and analysed, then marked IS_TEMPLATE with connections
 // disallowed and PUBLIC's CONNECT revoked.
 #pragma once

@@ -17,11 +17,20 @@ namespace testpool::core {
 
 // Bumped whenever the way a template is built changes what ends up in it.
 // 2: migrations run as the owner role kTemplateOwnerRole, so their objects belong to it.
-inline constexpr int kTemplateFormatVersion = 2;
+// 3: the finished template's objects belong to kSlotOwnerRole (clones inherit that), and it may
+//    CREATE in schema public.
+inline constexpr int kTemplateFormatVersion = 3;
 
 // The NOLOGIN superuser role migrations run as (SET ROLE): every object they create is owned by
-// it, so a slot can hand all of them to its lease's role with one REASSIGN OWNED.
+// it while the template is built (a migration may need superuser rights: CREATE EXTENSION, …).
 inline constexpr const char* kTemplateOwnerRole = "tp_migrator";
+
+// The NOLOGIN, non-superuser role that owns every object of a finished template, hence of every
+// database cloned from it. Each lease's login role is a member of it (INHERIT), so inside its own
+// database a lease can do all the migrations' author could, with no per-clone REASSIGN; outside,
+// it can do nothing: this role has CONNECT on no database, and a lease role has CONNECT on its
+// own database alone, so owning objects in other databases gives it no way in.
+inline constexpr const char* kSlotOwnerRole = "tp_owner";
 
 struct SqlFile {
   std::string name;  // "0001_init.sql"

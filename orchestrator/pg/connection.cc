@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <set>
 
 namespace testpool::pg {
 
@@ -47,6 +48,7 @@ long Result::Affected() const {
 struct Connection::State {
   PGconn* conn = nullptr;
   std::vector<Notice> notices;
+  std::set<std::string> prepared;  // statement names prepared on this connection
   ~State() {
     if (conn) PQfinish(conn);
   }
@@ -139,6 +141,30 @@ Result Connection::Exec(std::string_view sql, const Params& params) {
   return Check(PQexecParams(state_->conn, text.c_str(), static_cast<int>(values.size()), nullptr,
                             values.data(), nullptr, nullptr, 0),
                sql);
+}
+
+Result Connection::ExecPrepared(const std::string& name, std::string_view sql, const Params& params) {
+  if (!state_->prepared.count(name)) {
+    std::string text(sql);
+    Check(PQprepare(state_->conn, name.c_str(), text.c_str(), static_cast<int>(params.size()), nullptr), sql);
+    state_->prepared.insert(name);
+  }
+  std::vector<const char*> values;
+  values.reserve(params.size());
+  for (const auto& p : params) values.push_back(p ? p->c_str() : nullptr);
+  return Check(PQexecPrepared(state_->conn, name.c_str(), static_cast<int>(values.size()), values.data(), nullptr,
+                              nullptr, 0),
+               sql);
+}
+
+std::string Connection::EncryptPassword(const std::string& role, const std::string& password) const {
+  char* verifier = PQencryptPasswordConn(state_->conn, password.c_str(), role.c_str(), "scram-sha-256");
+  if (verifier == nullptr) {
+    throw PgError("cannot compute a SCRAM verifier: " + Trim(PQerrorMessage(state_->conn)), {}, false);
+  }
+  std::string out(verifier);
+  PQfreemem(verifier);
+  return out;
 }
 
 std::string Connection::QuoteIdent(std::string_view identifier) const {

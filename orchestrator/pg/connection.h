@@ -77,6 +77,15 @@ class Connection {
   Result Exec(std::string_view sql);
   // Runs one statement with `params` as $1, $2, … (text format). Throws PgError on failure.
   Result Exec(std::string_view sql, const Params& params);
+  // As Exec(sql, params), but the statement is parsed and planned once per connection, under
+  // `name` (the caller keeps one text per name), and executed by name afterwards: for the
+  // statements of a hot path. Throws PgError on failure.
+  Result ExecPrepared(const std::string& name, std::string_view sql, const Params& params);
+
+  // The SCRAM-SHA-256 verifier of `password` for `role`, computed here (client side, no round
+  // trip), ready for CREATE/ALTER ROLE … PASSWORD: the server then stores it as is instead of
+  // hashing the password itself. Throws PgError when libpq cannot compute it.
+  std::string EncryptPassword(const std::string& role, const std::string& password) const;
 
   // "name" → "\"name\"" with any embedded quotes doubled, per the connection's encoding.
   std::string QuoteIdent(std::string_view identifier) const;

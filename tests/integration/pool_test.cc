@@ -325,6 +325,15 @@ TEST_F(PoolTest, TwoLeasesGetSeparateDatabasesAndNeitherRoleReachesTheOther) {
   EXPECT_FALSE(CanConnect(LeaseConn(a, b.database), &why)) << "lease A's role connected to B's database";
   EXPECT_FALSE(CanConnect(LeaseConn(a, databases_[name]), &why)) << "lease A's role connected to the template";
   EXPECT_FALSE(CanConnect(LeaseConn(a, kControlDatabase), &why)) << "lease A's role connected to the control database";
+  EXPECT_FALSE(CanConnect(LeaseConn(a, "postgres"), &why)) << "lease A's role connected to the maintenance database";
+  EXPECT_FALSE(CanConnect(LeaseConn(a, "template1"), &why)) << "lease A's role connected to template1";
+  // Inside its own database it owns the objects through kSlotOwnerRole, and is nothing more.
+  pg::Connection own = pg::Connection::Open(a.dsn);
+  EXPECT_EQ(own.Exec("SELECT rolsuper::text || rolcreaterole::text || rolcreatedb::text FROM pg_roles "
+                     "WHERE rolname = current_user").Get(0, 0), "falsefalsefalse");
+  std::string setrole_error;
+  EXPECT_NE(CodeOf([&] { own.Exec(std::string("SET ROLE ") + kTemplateOwnerRole); }, &setrole_error), "no error")
+      << "a lease role could become the superuser template owner";
   EXPECT_FALSE(CanConnect(LeaseConn(b, a.database), &why)) << "lease B's role connected to A's database";
 }
 
