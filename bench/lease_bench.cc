@@ -11,7 +11,7 @@
 // (SIGTERM) and removes the state dir. Every wait is bounded; a daemon that fails ends the run
 // with a non-zero exit and the tail of its log.
 //
-// usage: lease_bench [SOURCE_DIR] [TESTPOOL_BINARY] [LEASES]
+// usage: lease_bench [SOURCE_DIR] [TESTPOOL_BINARY] [LEASES]   (TESTPOOL_BENCH_KEEP=1 keeps the state dir and log)
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -598,6 +598,12 @@ void Run(const fs::path& source, const fs::path& binary, const fs::path& state_d
             continue;
           }
           handout.Add(ms);
+          if (ms > 200 && std::getenv("TESTPOOL_BENCH_KEEP") != nullptr) {
+            auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                std::chrono::system_clock::now().time_since_epoch()).count();
+            std::fprintf(stderr, "slow handout %.1f ms, lease %s, answered at epoch ms %lld\n", ms, lease->id.c_str(),
+                         static_cast<long long>(now_ms));
+          }
           bool ok = true;
           release.Add(bench::TimeMs([&] { ok = ReleaseLease(*c, lease->id, &err); }));
           if (!ok) release_errors.Add(err);
@@ -826,6 +832,10 @@ int main(int argc, char** argv) {
     rc = 1;
   }
   std::error_code ec;
+  if (std::getenv("TESTPOOL_BENCH_KEEP") != nullptr) {  // for a look at the daemon's log afterwards
+    std::fprintf(stderr, "lease_bench: kept %s (TESTPOOL_BENCH_KEEP)\n", dir.c_str());
+    return rc;
+  }
   fs::remove_all(dir, ec);
   if (ec) std::fprintf(stderr, "lease_bench: could not remove %s: %s\n", dir.c_str(), ec.message().c_str());
   return rc;

@@ -1,6 +1,7 @@
 #include "orchestrator/api/server.h"
 
 #include <httplib.h>
+#include <sys/socket.h>
 
 #include <chrono>
 
@@ -17,6 +18,7 @@ using nlohmann::json;
 // Each request, and each idle keep-alive connection, holds a worker; leases may wait up to
 // max_wait for a slot. Sized for a few hundred concurrent clients (idle threads cost little).
 constexpr size_t kWorkerThreads = 256;
+constexpr int kListenBacklog = 1024;  // the kernel caps it at net.core.somaxconn
 
 std::string Size(size_t bytes) {
   return bytes >= (1u << 20) ? std::to_string(bytes >> 20) + " MiB" : std::to_string(bytes >> 10) + " KiB";
@@ -76,6 +78,7 @@ struct ApiServer::Impl {
 
   const Services services;
   httplib::Server http;
+  int listen_fd = -1;  // the listening socket, once created (set by the socket-options hook)
 };
 
 ApiServer::ApiServer(core::TemplateService& templates, core::PoolManager& pools, ServerInfo info)
@@ -85,8 +88,19 @@ ApiServer::ApiServer(core::TemplateService& templates, core::PoolManager& pools,
   impl_->http.set_read_timeout(std::chrono::seconds(60));
   impl_->http.set_write_timeout(std::chrono::seconds(60));
   impl_->http.set_keep_alive_timeout(5);
+  // A keep-alive client (a CI worker's session) keeps its connection: no reconnect every 5 requests.
+  impl_->http.set_keep_alive_max_count(1000000);
   // Small JSON answers must not wait for Nagle and the peer's delayed ACK (~40 ms per exchange).
   impl_->http.set_tcp_nodelay(true);
+  // Debian's cpp-httplib is a compiled library that listens with a backlog of 5: when 20 CI
+  // workers connect at the same moment, the SYNs past the fifth are dropped and each of those
+  // clients waits out a 1 s retransmit. Keep the socket (this hook sees it before bind, and
+  // replaces the default hook, hence SO_REUSEADDR here) and widen the backlog in Bind().
+  impl_->http.set_socket_options([impl = impl_.get()](socket_t sock) {
+    int yes = 1;
+    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+    if (impl->listen_fd < 0) impl->listen_fd = sock;
+  });
   impl_->Register();
 }
 
@@ -97,6 +111,12 @@ int ApiServer::Bind(const std::string& host, int port) {
   if (bound < 0) {
     throw Error(ErrorCode::kUnavailable, "cannot listen on " + host + ":" + std::to_string(port) +
                                              " (in use, or not a local address); pick another with --listen");
+  }
+  int accepting = 0;
+  socklen_t len = sizeof accepting;
+  if (impl_->listen_fd >= 0 &&
+      ::getsockopt(impl_->listen_fd, SOL_SOCKET, SO_ACCEPTCONN, &accepting, &len) == 0 && accepting == 1) {
+    ::listen(impl_->listen_fd, kListenBacklog);  // listen() again on a listening socket resizes its queue
   }
   return bound;
 }

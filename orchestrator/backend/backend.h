@@ -38,6 +38,12 @@ class Backend {
   // host and port that test workers use to reach this server; what handed-out DSNs contain.
   // Valid after Start().
   virtual pg::ConnInfo ClientConnInfo() const = 0;
+
+  // Lowers the CPU priority of the server process serving one of our sessions (`server_pid`, its
+  // pg_backend_pid()), for sessions that do background work (clones, recycles): on a busy machine
+  // they then yield to the sessions on the lease path. local: setpriority() on that process;
+  // others cannot reach the server's processes and do nothing. Never throws; failure is harmless.
+  virtual void Deprioritize(int server_pid) const noexcept { (void)server_pid; }
 };
 
 }  // namespace testpool::backend

@@ -75,6 +75,7 @@ class LocalBackend final : public Backend {
   pg::ConnInfo AdminConnInfo() const override;
   // host=127.0.0.1, port.
   pg::ConnInfo ClientConnInfo() const override;
+  void Deprioritize(int server_pid) const noexcept override;
 
   // The running postmaster's pid (0 when none). For tests and status.
   int PostmasterPid() const;

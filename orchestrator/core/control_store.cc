@@ -126,7 +126,7 @@ TemplateRow TemplateFromRow(const pg::Result& r, int i) {
 }  // namespace
 
 ControlStore::ControlStore(pg::ConnInfo admin)
-    : admin_(std::move(admin)), pool_(AdminConnInfo(kControlDatabase), /*max_idle=*/16) {}
+    : admin_(std::move(admin)), pool_(AdminConnInfo(kControlDatabase), /*max_idle=*/64) {}
 
 pg::ConnInfo ControlStore::AdminConnInfo(const std::string& dbname) const {
   pg::ConnInfo info = admin_;

@@ -22,7 +22,11 @@ WriteMarks WriteMarks::Decode(const std::string& text) {
   return WriteMarks{text.substr(4, semi - 4), text.substr(semi + 5)};
 }
 
-SlotOps::SlotOps(ControlStore& store) : store_(store), admin_(store.AdminConnInfo("postgres"), /*max_idle=*/8) {}
+SlotOps::SlotOps(ControlStore& store, std::function<void(int)> background)
+    : store_(store),
+      background_(std::move(background)),
+      admin_(store.AdminConnInfo("postgres"), /*max_idle=*/32, std::chrono::seconds(10),
+             [this](pg::Connection& c) { background_(c.BackendPid()); }) {}
 
 void SlotOps::CloneDatabase(const std::string& db, const std::string& template_db) {
   auto conn = admin_.Acquire();
@@ -104,6 +108,7 @@ std::string SlotOps::Counters(const std::string& db) {
 
 std::string SlotOps::SequenceDigest(const std::string& db) {
   pg::Connection conn = pg::Connection::Open(store_.AdminConnInfo(db));
+  background_(conn.BackendPid());
   pg::Result r = conn.Exec(
       "SELECT string_agg(format('%I.%I=%s', schemaname, sequencename, coalesce(last_value::text, '-')), ',' "
       "ORDER BY schemaname, sequencename) FROM pg_sequences");

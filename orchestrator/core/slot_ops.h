@@ -11,6 +11,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -32,7 +33,9 @@ struct WriteMarks {
 
 class SlotOps {
  public:
-  explicit SlotOps(ControlStore& store);
+  // `background` is told the server pid of every session SlotOps opens (all of them do background
+  // work), e.g. Backend::Deprioritize; it must not throw.
+  SlotOps(ControlStore& store, std::function<void(int server_pid)> background);
 
   // CREATE DATABASE `db` TEMPLATE `template_db` STRATEGY FILE_COPY, with PUBLIC's rights revoked.
   void CloneDatabase(const std::string& db, const std::string& template_db);
@@ -72,6 +75,7 @@ class SlotOps {
   void WaitNoSessions(const char* column, const std::string& value);
 
   ControlStore& store_;
+  const std::function<void(int)> background_;
   pg::ConnectionPool admin_;  // superuser, dbname postgres
 };
 

@@ -6,8 +6,9 @@ ConnectionPool::Handle::~Handle() {
   if (pool_ != nullptr) pool_->Release(std::move(conn_));
 }
 
-ConnectionPool::ConnectionPool(ConnInfo info, size_t max_idle, std::chrono::seconds connect_timeout)
-    : info_(std::move(info)), max_idle_(max_idle), connect_timeout_(connect_timeout) {}
+ConnectionPool::ConnectionPool(ConnInfo info, size_t max_idle, std::chrono::seconds connect_timeout,
+                               std::function<void(Connection&)> on_open)
+    : info_(std::move(info)), max_idle_(max_idle), connect_timeout_(connect_timeout), on_open_(std::move(on_open)) {}
 
 ConnectionPool::Handle ConnectionPool::Acquire() {
   {
@@ -18,7 +19,9 @@ ConnectionPool::Handle ConnectionPool::Acquire() {
       if (conn.IsOk()) return Handle(this, std::move(conn));
     }
   }
-  return Handle(this, Connection::Open(info_, connect_timeout_));
+  Connection conn = Connection::Open(info_, connect_timeout_);
+  if (on_open_) on_open_(conn);
+  return Handle(this, std::move(conn));
 }
 
 void ConnectionPool::Release(Connection conn) {

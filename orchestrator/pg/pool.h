@@ -8,6 +8,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <mutex>
 #include <vector>
 
@@ -32,7 +33,10 @@ class ConnectionPool {
     Connection conn_;
   };
 
-  ConnectionPool(ConnInfo info, size_t max_idle, std::chrono::seconds connect_timeout = std::chrono::seconds(10));
+  // `on_open`, when set, runs on every connection the pool opens, before first use (it must not
+  // throw).
+  ConnectionPool(ConnInfo info, size_t max_idle, std::chrono::seconds connect_timeout = std::chrono::seconds(10),
+                 std::function<void(Connection&)> on_open = nullptr);
 
   // Throws PgError (kUnavailable) when a new connection cannot be opened.
   Handle Acquire();
@@ -45,6 +49,7 @@ class ConnectionPool {
   const ConnInfo info_;
   const size_t max_idle_;
   const std::chrono::seconds connect_timeout_;
+  const std::function<void(Connection&)> on_open_;
   std::mutex mu_;
   std::vector<Connection> idle_;  // guarded by mu_
 };
