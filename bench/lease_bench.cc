@@ -7,6 +7,8 @@
 //   4. 40 leases dirtied and released at once: time until the pool is whole again → clones/s,
 //      beside sequential raw CREATE + DROP pairs on one connection;
 //   5. a second template so that 100 slots exist: the daemon's VmRSS;
+//   6. the soak: 200 clients lease and release for 60 s (TESTPOOL_SOAK_S): no double grant (fencing
+//      tokens checked by the clients), no error, every sampled DSN connects on the first try;
 // then prints one table with the targets from DESIGN.md marked met/missed, stops the daemon
 // (SIGTERM) and removes the state dir. Every wait is bounded; a daemon that fails ends the run
 // with a non-zero exit and the tail of its log.
@@ -56,6 +58,8 @@ constexpr int kMaxDatabases = 150;
 constexpr int kRawClones = 20;
 constexpr int kRecycleCount = 40;
 constexpr int kRssSlots = 100;
+constexpr int kSoakClients = 200;
+constexpr int kSoakSeconds = 60;  // TESTPOOL_SOAK_S overrides
 const char* const kTemplate = "app";
 const char* const kRssTemplate = "app_rss";
 
@@ -332,7 +336,8 @@ PutAnswer PutTemplate(Daemon& daemon, const std::string& name, const json& body)
 }
 
 struct Lease {
-  std::string id, dsn;
+  std::string id, dsn, database;
+  long long token = 0;
 };
 const char* const kLeaseFields[] = {"id", "dsn", "host", "port", "user", "password", "database", "token", "expires_at"};
 
@@ -355,11 +360,12 @@ std::optional<Lease> TakeLease(httplib::Client& c, const std::string& tpl, int w
       return std::nullopt;
     }
   }
-  if (!j["id"].is_string() || !j["dsn"].is_string()) {
-    *error = "lease answer with non-string id/dsn";
+  if (!j["id"].is_string() || !j["dsn"].is_string() || !j["database"].is_string() || !j["token"].is_number_integer()) {
+    *error = "lease answer with ill-typed id/dsn/database/token";
     return std::nullopt;
   }
-  return Lease{j["id"].get<std::string>(), j["dsn"].get<std::string>()};
+  return Lease{j["id"].get<std::string>(), j["dsn"].get<std::string>(), j["database"].get<std::string>(),
+               j["token"].get<long long>()};
 }
 
 bool ReleaseLease(httplib::Client& c, const std::string& id, std::string* error) {
@@ -468,10 +474,88 @@ struct Results {
   RecycleFigures handout_recycles, dirty_recycles;
   double handout_s = 0, held_back_s = 0;
   double rss_mb = -1, hwm_mb = -1;
+  // The soak: 200 clients lease and release for a minute.
+  int soak_s = 0;
+  bench::Samples soak_lease;  // request to grant, waiting included
+  long soak_granted = 0, soak_connects = 0;
+  int soak_errors = 0, double_grants = 0, token_regressions = 0, connect_failures = 0;
+  std::string soak_error_kinds;
   int rss_slots = 0;
   int threads = -1;
   int pg_major = 0;
 };
+
+// 6. The soak: kSoakClients keep-alive clients lease (waiting up to 30 s: there are more clients
+// than slots) and release for kSoakSeconds. A checker sees every grant: no database may be granted
+// while a client still holds it, and its fencing token must exceed every token it had before.
+// Every fourth lease connects through its DSN, which must work on the first try.
+void Soak(Daemon& daemon, int port, Results* out) {
+  const char* env = std::getenv("TESTPOOL_SOAK_S");
+  out->soak_s = env != nullptr && std::atoi(env) > 0 ? std::atoi(env) : kSoakSeconds;
+  std::printf("soak: %d clients lease and release for %d s\n", kSoakClients, out->soak_s);
+  struct Held {
+    bool active = false;
+    long long token = 0;
+  };
+  std::mutex mu;
+  std::map<std::string, Held> held;  // database → its state as the clients see it; guarded by mu
+  Tally errors;
+  std::atomic<long> granted{0}, connects{0};
+  std::atomic<int> double_grants{0}, regressions{0}, connect_failures{0};
+  const auto deadline = SteadyClock::now() + std::chrono::seconds(out->soak_s);
+  std::vector<std::thread> clients;
+  std::vector<bench::Samples> latencies(kSoakClients);
+  for (int t = 0; t < kSoakClients; ++t) {
+    clients.emplace_back([&, t] {
+      auto c = MakeClient(port, 60s);
+      for (int n = 0; SteadyClock::now() < deadline; ++n) {
+        std::string err;
+        std::optional<Lease> lease;
+        double ms = bench::TimeMs([&] { lease = TakeLease(*c, kTemplate, 30, &err); });
+        if (!lease) {
+          errors.Add(err);
+          std::this_thread::sleep_for(100ms);  // do not spin on a failing daemon
+          continue;
+        }
+        latencies[t].Add(ms);
+        ++granted;
+        {
+          std::lock_guard<std::mutex> lock(mu);
+          Held& h = held[lease->database];
+          if (h.active) ++double_grants;
+          if (lease->token <= h.token) ++regressions;
+          h.active = true;
+          h.token = std::max(h.token, lease->token);
+        }
+        if ((n + t) % 4 == 0) {
+          ++connects;
+          try {
+            pg::Connection conn = pg::Connection::Open(lease->dsn, 5s);
+            conn.Exec("SELECT count(*) FROM products");
+          } catch (const std::exception& e) {
+            ++connect_failures;
+            errors.Add(std::string("DSN did not connect: ") + e.what());
+          }
+        }
+        {
+          std::lock_guard<std::mutex> lock(mu);
+          held[lease->database].active = false;  // before the release: the next grant may follow it at once
+        }
+        if (!ReleaseLease(*c, lease->id, &err)) errors.Add("release: " + err);
+      }
+    });
+  }
+  for (auto& t : clients) t.join();
+  daemon.CheckAlive("soaking");
+  for (const auto& s : latencies) out->soak_lease.ms.insert(out->soak_lease.ms.end(), s.ms.begin(), s.ms.end());
+  out->soak_granted = granted;
+  out->soak_connects = connects;
+  out->soak_errors = errors.total;
+  out->soak_error_kinds = errors.Summary();
+  out->double_grants = double_grants;
+  out->token_regressions = regressions;
+  out->connect_failures = connect_failures;
+}
 
 void Run(const fs::path& source, const fs::path& binary, const fs::path& state_dir, int leases, Results* out) {
   out->load_before = LoadAverage();
@@ -738,6 +822,8 @@ void Run(const fs::path& source, const fs::path& binary, const fs::path& state_d
   out->hwm_mb = ReadProcStatusKb(daemon.pid(), "VmHWM") / 1024.0;
   out->threads = static_cast<int>(ReadProcStatusKb(daemon.pid(), "Threads"));
 
+  Soak(daemon, port, out);
+
   status_client.reset();
   admin_conn.reset();
   int code = daemon.Stop(60s);
@@ -794,6 +880,16 @@ void Report(const Results& r, int leases) {
   PrintFigure("daemon RSS with " + std::to_string(r.rss_slots) + " slots", Fmt("%.1f MB", r.rss_mb),
               "peak " + Fmt("%.1f MB", r.hwm_mb) + ", " + std::to_string(r.threads) + " threads", "-", "<= 50 MB",
               r.rss_mb >= 0 && r.rss_mb <= kTargetRssMb && r.rss_slots >= kRssSlots);
+  PrintFigure(std::to_string(kSoakClients) + " clients for " + std::to_string(r.soak_s) + " s: double grants",
+              std::to_string(r.double_grants) + " in " + std::to_string(r.soak_granted), "-", "-", "0",
+              r.double_grants == 0 && r.token_regressions == 0 && r.soak_granted > 0);
+  PrintFigure(std::to_string(kSoakClients) + " clients for " + std::to_string(r.soak_s) + " s: errors",
+              std::to_string(r.soak_errors), "-", "-", "0", r.soak_errors == 0);
+  std::printf("\nsoak: %ld leases granted in %d s (%.0f/s) to %d clients; lease wait p50 %.1f ms, p99 %.1f ms (more clients "
+              "than slots: most wait for a recycle); %d token regressions; %ld DSNs connected, %d failed%s%s\n",
+              r.soak_granted, r.soak_s, r.soak_s > 0 ? static_cast<double>(r.soak_granted) / r.soak_s : 0, kSoakClients,
+              r.soak_lease.Percentile(0.5), r.soak_lease.Percentile(0.99), r.token_regressions, r.soak_connects,
+              r.connect_failures, r.soak_error_kinds.empty() ? "" : "; errors: ", r.soak_error_kinds.c_str());
   std::printf("\nlease handout is %s of an on-demand clone (p50 %.3f ms vs %.2f ms)\n",
               RatioText(handout_p50, clone_p50).c_str(), handout_p50, clone_p50);
 }
