@@ -1,653 +1,174 @@
+// PoolManager: state changes under the mutex (slots, pools, waiters, leases) and the public API.
+// Server work lives in pool_recycler.cc, start-up reconcile in pool_reconcile.cc.
 #include "orchestrator/core/pool_manager.h"
 
 #include <algorithm>
-#include <condition_variable>
-#include <deque>
-#include <map>
-#include <mutex>
-#include <optional>
-#include <set>
-#include <thread>
 
-#include "orchestrator/core/slot_ops.h"
-#include "orchestrator/core/slot_store.h"
-#include "orchestrator/pg/connection.h"
+#include "orchestrator/core/pool_manager_impl.h"
 #include "orchestrator/pg/conninfo.h"
 #include "orchestrator/util/crypto.h"
 #include "orchestrator/util/error.h"
 #include "orchestrator/util/log.h"
 #include "orchestrator/util/names.h"
-#include "orchestrator/util/thread.h"
 
 namespace testpool::core {
 namespace {
 
-enum class SlotState { kWarming, kReady, kLeased, kRecycling, kBroken };
-
-const char* StateName(SlotState s) {
-  switch (s) {
-    case SlotState::kWarming: return "warming";
-    case SlotState::kReady: return "ready";
-    case SlotState::kLeased: return "leased";
-    case SlotState::kRecycling: return "recycling";
-    case SlotState::kBroken: return "broken";
-  }
-  return "broken";
-}
-
-bool Allowed(SlotState from, SlotState to) {
-  switch (from) {
-    case SlotState::kWarming: return to == SlotState::kReady || to == SlotState::kBroken;
-    case SlotState::kReady: return to == SlotState::kLeased || to == SlotState::kBroken;
-    case SlotState::kLeased: return to == SlotState::kRecycling || to == SlotState::kReady;  // ready: grant undone
-    case SlotState::kRecycling: return to == SlotState::kReady || to == SlotState::kBroken;
-    case SlotState::kBroken: return false;
-  }
-  return false;
-}
-
-struct Slot {
-  std::string id, name, hash, database, role, password, baseline, lease_id;
-  std::string pool;  // its pool's key: the template database name (name and hash)
-  SlotState state = SlotState::kWarming;
-  int64_t token = 0;
-  int generation = 0;
-  bool cut_off = false;  // the ended lease's role can no longer log in and has no sessions
-  std::shared_ptr<std::mutex> io = std::make_shared<std::mutex>();  // serialises server work on this slot
-};
-
-struct Waiter {
-  std::condition_variable cv;
-  std::string slot_id;     // set when a slot is handed to this waiter
-  bool cancelled = false;  // the template was dropped while waiting
-};
-
-struct Pool {
-  std::string name, hash, template_db;
-  PoolConfig config;
-  bool current = true;  // false: draining, no new leases, slots removed as they come back
-  std::deque<std::string> ready;
-  std::deque<std::shared_ptr<Waiter>> waiters;
-  std::map<SlotState, int> count;
-  int warm_failures = 0;      // in a row; reset by a warm that succeeds
-  // No warm starts before this (back-off after failures). Real time, like the condition-variable
-  // waits: a back-off paces work against the server, it is not a TTL the clock seam should drive.
-  std::chrono::steady_clock::time_point next_warm;
-  // The digest of the template's sequences, as every fresh clone has them; learnt from the
-  // first clone, so later clones need no connection for their baseline.
-  std::string sequences;
-  int Total() const {
-    int n = 0;
-    for (const auto& [state, c] : count) n += c;
-    return n;
-  }
-};
-
-struct Job {
-  enum class Kind { kWarm, kRecycle, kDestroy } kind;
-  std::string slot_id;
-};
-
-PoolCounters::Histogram MakeHistogram(std::vector<double> bounds) {
-  PoolCounters::Histogram h;
-  h.bounds_ms = std::move(bounds);
-  h.cumulative.assign(h.bounds_ms.size(), 0);
-  return h;
-}
-
-void Observe(PoolCounters::Histogram* h, double ms) {
-  for (size_t i = 0; i < h->bounds_ms.size(); ++i) {
-    if (ms <= h->bounds_ms[i]) ++h->cumulative[i];
-  }
-  h->sum_ms += ms;
-  ++h->count;
-}
-
 Error Invalid(const std::string& m) { return Error(ErrorCode::kInvalidArgument, m); }
-
-// Recycler threads and the reaper yield to the lease path on a busy machine (their server
-// sessions are deprioritised likewise, through Backend::Deprioritize).
-constexpr int kBackgroundNice = 10;
 
 }  // namespace
 
-struct PoolManager::Impl {
-  Impl(ControlStore& s, backend::Backend& b, const util::Clock& c, PoolOptions o)
-      : store(s), backend(b), clock(c), options(o), rows(s), ops(s, [&b](int pid) { b.Deprioritize(pid); }) {
-    counters.wait = MakeHistogram({0.5, 1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000});
-    counters.recycle = MakeHistogram({5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000});
+// ---- state, under mu ------------------------------------------------------------------------
+
+void PoolManager::Impl::SetState(Slot& s, SlotState to) {
+  if (!Allowed(s.state, to)) {
+    // A broken invariant here could hand one database to two holders: stop, loudly, in every build.
+    log::Error("slot.bad_transition", {{"slot", s.id}, {"from", StateName(s.state)}, {"to", StateName(to)}});
+    std::abort();
   }
+  Pool& p = pools.at(s.pool);
+  --p.count[s.state];
+  ++p.count[to];
+  log::Debug("slot.state", {{"slot", s.id}, {"template", s.name}, {"from", StateName(s.state)}, {"to", StateName(to)}});
+  s.state = to;
+}
 
-  ControlStore& store;
-  backend::Backend& backend;
-  const util::Clock& clock;
-  const PoolOptions options;
-  SlotStore rows;
-  SlotOps ops;
+void PoolManager::Impl::Enqueue(Job::Kind kind, const std::string& slot_id) {
+  jobs.push_back(Job{kind, slot_id});
+  jobs_cv.notify_one();
+}
 
-  mutable std::mutex mu;
-  std::condition_variable jobs_cv;                        // recycler threads: jobs or stopping changed
-  std::condition_variable reaper_cv;                      // the reaper: stopping changed
-  bool stopping = false;                                  // guarded by mu
-  std::deque<Job> jobs;                                   // guarded by mu
-  // Pools by key = template database name: two templates with identical files share a hash but
-  // not a pool.
-  std::map<std::string, Pool> pools;                      // guarded by mu
-  std::map<std::string, std::string> current;             // template name → pool key; guarded by mu
-  std::map<std::string, Slot> slots;                      // by id; guarded by mu
-  std::map<std::string, LeaseInfo> leases;                // active and recently ended; guarded by mu
-  std::map<std::string, util::MonoTime> ended_at;         // lease id → when it ended; guarded by mu
-  std::set<std::string> ending;                           // leases being cut off; guarded by mu
-  PoolCounters counters;                                  // guarded by mu
-  int total_slots = 0;                                    // guarded by mu
-  std::vector<std::thread> threads;                       // touched by Start/Stop only
-  // One pool manager per control database: it holds this session's advisory lock for its
-  // lifetime. A second daemon on the same server builds templates but hands out no leases.
-  std::optional<pg::Connection> owner_lock;               // touched by Start/Stop only
-  bool passive = false;                                   // guarded by mu
+// Marks a slot broken and queues its removal.
+void PoolManager::Impl::Discard(Slot& s) {
+  SetState(s, SlotState::kBroken);
+  Enqueue(Job::Kind::kDestroy, s.id);
+}
 
-  // ---- state, under mu ------------------------------------------------------------------
-
-  void SetState(Slot& s, SlotState to) {
-    if (!Allowed(s.state, to)) {
-      // A broken invariant here could hand one database to two holders: stop, loudly, in every build.
-      log::Error("slot.bad_transition", {{"slot", s.id}, {"from", StateName(s.state)}, {"to", StateName(to)}});
-      std::abort();
-    }
-    Pool& p = pools.at(s.pool);
-    --p.count[s.state];
-    ++p.count[to];
-    log::Debug("slot.state", {{"slot", s.id}, {"template", s.name}, {"from", StateName(s.state)}, {"to", StateName(to)}});
-    s.state = to;
+// A slot is ready: the first waiter gets it, else it joins the ready queue.
+void PoolManager::Impl::OfferReady(Slot& s) {
+  Pool& p = pools.at(s.pool);
+  if (!p.current) {
+    Discard(s);
+    return;
   }
-
-  void Enqueue(Job::Kind kind, const std::string& slot_id) {
-    jobs.push_back(Job{kind, slot_id});
-    jobs_cv.notify_one();
+  if (!p.waiters.empty()) {
+    std::shared_ptr<Waiter> w = p.waiters.front();
+    p.waiters.pop_front();
+    w->slot_id = s.id;
+    w->cv.notify_one();
+    return;
   }
+  p.ready.push_back(s.id);
+}
 
-  // Marks a slot broken and queues its removal.
-  void Discard(Slot& s) {
-    SetState(s, SlotState::kBroken);
-    Enqueue(Job::Kind::kDestroy, s.id);
+// Starts as many warms as the pool needs and the caps allow; borrows from idle pools when the
+// global cap stands between waiters and a slot.
+void PoolManager::Impl::Rebalance(Pool& p) {
+  if (!p.current) {
+    while (!p.ready.empty()) {
+      std::string id = p.ready.front();
+      p.ready.pop_front();
+      Discard(slots.at(id));
+    }
+    return;
   }
-
-  // A slot is ready: the first waiter gets it, else it joins the ready queue.
-  void OfferReady(Slot& s) {
-    Pool& p = pools.at(s.pool);
-    if (!p.current) {
-      Discard(s);
-      return;
+  if (p.warm_failures > 0 && std::chrono::steady_clock::now() < p.next_warm) return;  // backing off; the reaper retries
+  int available = p.count[SlotState::kReady] + p.count[SlotState::kWarming] + p.count[SlotState::kRecycling];
+  int want = p.config.min_ready + static_cast<int>(p.waiters.size());
+  while (available < want && p.Total() < p.config.max) {
+    if (total_slots >= options.max_databases) {
+      if (!p.waiters.empty()) Borrow(p);
+      break;
     }
-    if (!p.waiters.empty()) {
-      std::shared_ptr<Waiter> w = p.waiters.front();
-      p.waiters.pop_front();
-      w->slot_id = s.id;
-      w->cv.notify_one();
-      return;
-    }
-    p.ready.push_back(s.id);
+    Slot s;
+    s.id = util::RandomToken(8);
+    s.name = p.name;
+    s.hash = p.hash;
+    s.pool = p.template_db;
+    s.database = std::string(kDatabasePrefix) + "s_" + p.hash.substr(0, 12) + "_" + s.id;
+    ++p.count[SlotState::kWarming];
+    ++total_slots;
+    ++available;
+    slots.emplace(s.id, s);
+    Enqueue(Job::Kind::kWarm, s.id);
   }
+}
 
-  // Starts as many warms as the pool needs and the caps allow; borrows from idle pools when the
-  // global cap stands between waiters and a slot.
-  void Rebalance(Pool& p) {
-    if (!p.current) {
-      while (!p.ready.empty()) {
-        std::string id = p.ready.front();
-        p.ready.pop_front();
-        Discard(slots.at(id));
-      }
-      return;
-    }
-    if (p.warm_failures > 0 && std::chrono::steady_clock::now() < p.next_warm) return;  // backing off; the reaper retries
-    int available = p.count[SlotState::kReady] + p.count[SlotState::kWarming] + p.count[SlotState::kRecycling];
-    int want = p.config.min_ready + static_cast<int>(p.waiters.size());
-    while (available < want && p.Total() < p.config.max) {
-      if (total_slots >= options.max_databases) {
-        if (!p.waiters.empty()) Borrow(p);
-        break;
-      }
-      Slot s;
-      s.id = util::RandomToken(8);
-      s.name = p.name;
-      s.hash = p.hash;
-      s.pool = p.template_db;
-      s.database = std::string(kDatabasePrefix) + "s_" + p.hash.substr(0, 12) + "_" + s.id;
-      ++p.count[SlotState::kWarming];
-      ++total_slots;
-      ++available;
-      slots.emplace(s.id, s);
-      Enqueue(Job::Kind::kWarm, s.id);
-    }
+void PoolManager::Impl::Borrow(Pool& starving) {
+  Pool* donor = nullptr;
+  for (auto& [key, q] : pools) {
+    if (&q == &starving || q.ready.empty() || !q.waiters.empty()) continue;
+    if (donor == nullptr || q.ready.size() > donor->ready.size()) donor = &q;
   }
+  if (donor == nullptr) return;
+  std::string id = donor->ready.back();
+  donor->ready.pop_back();
+  log::Info("pool.borrow", {{"from", donor->name}, {"to", starving.name}, {"slot", id}});
+  Discard(slots.at(id));
+}
 
-  void Borrow(Pool& starving) {
-    Pool* donor = nullptr;
-    for (auto& [key, q] : pools) {
-      if (&q == &starving || q.ready.empty() || !q.waiters.empty()) continue;
-      if (donor == nullptr || q.ready.size() > donor->ready.size()) donor = &q;
-    }
-    if (donor == nullptr) return;
-    std::string id = donor->ready.back();
-    donor->ready.pop_back();
-    log::Info("pool.borrow", {{"from", donor->name}, {"to", starving.name}, {"slot", id}});
-    Discard(slots.at(id));
+// Pools with waiters first, so capacity freed for a starving pool is not refilled elsewhere.
+void PoolManager::Impl::RebalanceAll() {
+  for (auto& [key, p] : pools) {
+    if (!p.waiters.empty()) Rebalance(p);
   }
+  for (auto& [key, p] : pools) {
+    if (p.waiters.empty()) Rebalance(p);
+  }
+}
 
-  // Pools with waiters first, so capacity freed for a starving pool is not refilled elsewhere.
-  void RebalanceAll() {
-    for (auto& [key, p] : pools) {
-      if (!p.waiters.empty()) Rebalance(p);
-    }
-    for (auto& [key, p] : pools) {
-      if (p.waiters.empty()) Rebalance(p);
+// Ends an active lease (under mu): the slot goes to recycling and a recycle job is queued.
+// `cut_off`: the lease's credentials were cut off already (the recycle need not do it again).
+void PoolManager::Impl::EndLease(LeaseInfo& lease, const char* how, bool cut_off) {
+  lease.state = how;
+  lease.password.clear();
+  lease.dsn.clear();
+  ended_at[lease.id] = clock.Now();
+  Slot& s = slots.at(lease.slot_id);
+  SetState(s, SlotState::kRecycling);
+  s.lease_id.clear();
+  s.cut_off = cut_off;
+  if (std::string(how) == "released") ++counters.leases_released; else ++counters.leases_expired;
+  log::Info(std::string("lease.") + how, {{"lease", lease.id}, {"slot", s.id}, {"template", lease.template_name},
+                                          {"token", std::to_string(lease.token)}});
+  Enqueue(Job::Kind::kRecycle, s.id);
+}
+
+// Forgets ended leases after a while (the control database keeps them).
+void PoolManager::Impl::TrimEnded() {
+  auto cutoff = clock.Now() - std::chrono::minutes(10);
+  for (auto it = ended_at.begin(); it != ended_at.end();) {
+    if (it->second < cutoff || ended_at.size() > 20000) {
+      leases.erase(it->first);
+      it = ended_at.erase(it);
+    } else {
+      ++it;
     }
   }
+}
 
-  // Ends an active lease (under mu): the slot goes to recycling and a recycle job is queued.
-  // `cut_off`: the lease's credentials were cut off already (the recycle need not do it again).
-  void EndLease(LeaseInfo& lease, const char* how, bool cut_off) {
-    lease.state = how;
-    lease.password.clear();
-    lease.dsn.clear();
-    ended_at[lease.id] = clock.Now();
-    Slot& s = slots.at(lease.slot_id);
-    SetState(s, SlotState::kRecycling);
-    s.lease_id.clear();
-    s.cut_off = cut_off;
-    if (std::string(how) == "released") ++counters.leases_released; else ++counters.leases_expired;
-    log::Info(std::string("lease.") + how, {{"lease", lease.id}, {"slot", s.id}, {"template", lease.template_name},
-                                            {"token", std::to_string(lease.token)}});
-    Enqueue(Job::Kind::kRecycle, s.id);
-  }
-
-  // Forgets ended leases after a while (the control database keeps them).
-  void TrimEnded() {
-    auto cutoff = clock.Now() - std::chrono::minutes(10);
-    for (auto it = ended_at.begin(); it != ended_at.end();) {
-      if (it->second < cutoff || ended_at.size() > 20000) {
-        leases.erase(it->first);
-        it = ended_at.erase(it);
-      } else {
-        ++it;
-      }
-    }
-  }
-
-  LeaseInfo MakeLease(const Slot& s, const std::string& holder, std::chrono::seconds ttl) {
-    pg::ConnInfo client = backend.ClientConnInfo();
-    LeaseInfo l;
-    l.id = util::RandomToken(26);
-    l.template_name = s.name;
-    l.hash = s.hash;
-    l.slot_id = s.id;
-    l.holder = holder;
-    l.host = client.Get("host");
-    l.port = std::stoi(client.Get("port"));
-    l.user = s.role;
-    l.password = s.password;
-    l.database = s.database;
-    pg::ConnInfo dsn = client;
-    dsn.Set("user", s.role).Set("password", s.password).Set("dbname", s.database);
-    l.dsn = dsn.ToUri();
-    l.token = s.token;
-    l.created_at = clock.WallNow();
-    l.expires_at = l.created_at + ttl;
-    l.state = "active";
-    return l;
-  }
-
-  // ---- server work, on recycler threads (never under mu) -----------------------------------
-
-  void Worker() {
-    util::LowerThreadPriority(kBackgroundNice);
-    std::unique_lock<std::mutex> lock(mu);
-    for (;;) {
-      jobs_cv.wait(lock, [&] { return stopping || !jobs.empty(); });
-      if (stopping) return;
-      Job job = jobs.front();
-      jobs.pop_front();
-      auto it = slots.find(job.slot_id);
-      if (it == slots.end()) continue;
-      Slot snapshot = it->second;
-      lock.unlock();
-      {
-        std::lock_guard<std::mutex> io(*snapshot.io);
-        switch (job.kind) {
-          case Job::Kind::kWarm: Warm(snapshot); break;
-          case Job::Kind::kRecycle: Recycle(snapshot); break;
-          case Job::Kind::kDestroy: Destroy(snapshot); break;
-        }
-      }
-      lock.lock();
-    }
-  }
-
-  // Server work on a copy of a slot is done: write its results back and make it ready (under mu).
-  void BecomeReady(const Slot& s) {
-    Slot& live = slots.at(s.id);
-    live.role = s.role;
-    live.password = s.password;
-    live.baseline = s.baseline;
-    live.generation = s.generation;
-    live.cut_off = false;
-    SetState(live, SlotState::kReady);
-    OfferReady(live);
-    Rebalance(pools.at(s.pool));
-  }
-
-  // Clone + role + baseline, then ready. `s` is a copy; results are written back under mu.
-  void Warm(Slot s) {
-    std::string template_db;
-    {
-      std::lock_guard<std::mutex> lock(mu);
-      const Pool& p = pools.at(s.pool);
-      if (!p.current) {  // replaced or dropped since this warm was queued: nothing to warm for
-        Discard(slots.at(s.id));
-        return;
-      }
-      template_db = p.template_db;
-    }
-    util::MonoTime t0 = clock.Now();
-    try {
-      ++s.generation;
-      s.role = "tp_r_" + s.id + "_" + std::to_string(s.generation);
-      s.password = util::RandomToken(32);
-      rows.InsertWarming(SlotRow{s.id, s.name, s.hash, s.database, "warming", "", "", "", "", s.token});
-      ops.CloneDatabase(s.database, template_db);
-      ops.PrepareRole(s.database, s.role, s.password);
-      s.baseline = FreshCloneMarks(s);
-      rows.MarkReady(SlotRow{s.id, s.name, s.hash, s.database, "ready", s.role, s.password, "", s.baseline, s.token});
-    } catch (const std::exception& e) {
-      log::Error("slot.warm_failed", {{"slot", s.id}, {"template", s.name}, {"error", e.what()}});
-      std::lock_guard<std::mutex> lock(mu);
-      ++counters.slots_broken;
-      Pool& p = pools.at(s.pool);
-      ++p.warm_failures;
-      // 0.2 s, 0.4 s, … up to 10 s between attempts while warming keeps failing.
-      auto delay = std::chrono::milliseconds(200) * (1 << std::min(p.warm_failures - 1, 6));
-      p.next_warm = std::chrono::steady_clock::now() + std::min<std::chrono::milliseconds>(delay, std::chrono::seconds(10));
-      Slot& live = slots.at(s.id);
-      live.role = s.role;
-      Discard(live);
-      return;
-    }
-    log::Info("slot.ready", {{"slot", s.id}, {"template", s.name}, {"database", s.database},
-                             {"ms", log::Ms(util::MsBetween(t0, clock.Now()))}});
-    std::lock_guard<std::mutex> lock(mu);
-    pools.at(s.pool).warm_failures = 0;
-    BecomeReady(s);
-  }
-
-  // The write marks of a database cloned from its pool's template a moment ago (nobody else has
-  // connected to it): its counters, and the template's sequences. Not under mu.
-  std::string FreshCloneMarks(const Slot& s) {
-    std::string sequences;
-    {
-      std::lock_guard<std::mutex> lock(mu);
-      sequences = pools.at(s.pool).sequences;
-    }
-    if (sequences.empty()) {
-      sequences = ops.SequenceDigest(s.database);
-      std::lock_guard<std::mutex> lock(mu);
-      pools.at(s.pool).sequences = sequences;
-    }
-    return WriteMarks{ops.Counters(s.database), sequences}.Encode();
-  }
-
-  void Recycle(Slot s) {
-    util::MonoTime t0 = clock.Now();
-    bool draining;
-    std::string template_db;
-    {
-      std::lock_guard<std::mutex> lock(mu);
-      const Pool& p = pools.at(s.pool);
-      draining = !p.current;
-      template_db = p.template_db;
-    }
-    const char* mode = "skip";
-    try {
-      if (!s.cut_off) ops.CutOff(s.role);
-      if (draining) {
-        std::lock_guard<std::mutex> lock(mu);
-        Discard(slots.at(s.id));
-        return;
-      }
-      if (ops.Unchanged(s.database, WriteMarks::Decode(s.baseline))) {
-        // Fresh credentials under a fresh role name; the old role is dropped. The hand-over
-        // touches shared catalogs only, so the baseline still holds.
-        std::string old_role = s.role;
-        ++s.generation;
-        s.role = "tp_r_" + s.id + "_" + std::to_string(s.generation);
-        s.password = util::RandomToken(32);
-        ops.HandOver(s.database, old_role, s.role, s.password);
-      } else {
-        mode = "clone";
-        ops.DropDatabase(s.database);
-        ops.DropRole(s.role);
-        {
-          // The template may have been dropped or replaced meanwhile: then there is nothing to
-          // clone from, and nothing to clone for.
-          std::lock_guard<std::mutex> lock(mu);
-          if (!pools.at(s.pool).current) {
-            s.role.clear();
-            Discard(slots.at(s.id));
-            return;
-          }
-        }
-        ++s.generation;
-        s.role = "tp_r_" + s.id + "_" + std::to_string(s.generation);
-        s.password = util::RandomToken(32);
-        ops.CloneDatabase(s.database, template_db);
-        ops.PrepareRole(s.database, s.role, s.password);
-        s.baseline = FreshCloneMarks(s);
-      }
-      rows.MarkReady(SlotRow{s.id, s.name, s.hash, s.database, "ready", s.role, s.password, "", s.baseline, s.token});
-    } catch (const std::exception& e) {
-      log::Error("slot.recycle_failed", {{"slot", s.id}, {"template", s.name}, {"error", e.what()}});
-      std::lock_guard<std::mutex> lock(mu);
-      ++counters.slots_broken;
-      Slot& live = slots.at(s.id);
-      live.role = s.role;
-      Discard(live);
-      return;
-    }
-    double ms = util::MsBetween(t0, clock.Now());
-    log::Info("slot.recycled", {{"slot", s.id}, {"template", s.name}, {"mode", mode}, {"ms", log::Ms(ms)}});
-    std::lock_guard<std::mutex> lock(mu);
-    if (std::string(mode) == "skip") ++counters.recycles_skipped; else ++counters.recycles_cloned;
-    Observe(&counters.recycle, ms);
-    BecomeReady(s);
-  }
-
-  void Destroy(Slot s) {
-    try {
-      if (!s.role.empty()) ops.CutOff(s.role);
-      ops.DropDatabase(s.database);
-      if (!s.role.empty()) ops.DropRole(s.role);
-      rows.Delete(s.id);
-      log::Info("slot.destroyed", {{"slot", s.id}, {"template", s.name}, {"database", s.database}});
-    } catch (const std::exception& e) {
-      // Left for the next start's reconcile, which removes what no row owns.
-      log::Error("slot.destroy_failed", {{"slot", s.id}, {"template", s.name}, {"error", e.what()}});
-    }
-    std::lock_guard<std::mutex> lock(mu);
-    Pool& p = pools.at(s.pool);
-    --p.count[SlotState::kBroken];
-    slots.erase(s.id);
-    --total_slots;
-    if (!p.current && p.Total() == 0 && p.waiters.empty()) pools.erase(s.pool);
-    RebalanceAll();  // capacity came free
-  }
-
-  // ---- reaper -------------------------------------------------------------------------------
-
-  void Reaper() {
-    util::LowerThreadPriority(kBackgroundNice);
-    std::unique_lock<std::mutex> lock(mu);
-    while (!stopping) {
-      reaper_cv.wait_for(lock, options.reaper_interval);
-      if (stopping) return;
-      util::WallTime now = clock.WallNow();
-      std::vector<std::pair<std::string, std::string>> expired;  // lease id, role
-      for (auto& [id, lease] : leases) {
-        if (lease.state == "active" && lease.expires_at <= now && ending.insert(id).second) {
-          expired.emplace_back(id, lease.user);
-        }
-      }
-      TrimEnded();
-      RebalanceAll();  // picks up pools whose warm back-off ran out
-      if (expired.empty()) continue;
-      lock.unlock();
-      for (const auto& [lease_id, role] : expired) Finish(lease_id, role, "expired");
-      lock.lock();
-    }
-  }
-
-  // Ends a lease whose id is in `ending`: cuts its credentials off first (so an ended lease's DSN
-  // never connects), then marks it ended and queues the recycle, then records it. Not under mu.
-  void Finish(const std::string& lease_id, const std::string& role, const char* how) {
-    bool cut_off = false;
-    for (int attempt = 1; attempt <= 3 && !cut_off; ++attempt) {
-      try {
-        ops.CutOff(role);
-        cut_off = true;
-      } catch (const std::exception& e) {
-        // After three tries the recycle job still cuts off before it touches the database.
-        log::Error("lease.cutoff_failed", {{"lease", lease_id}, {"role", role}, {"attempt", std::to_string(attempt)},
-                                           {"error", e.what()}});
-      }
-    }
-    std::string slot_id;
-    {
-      std::lock_guard<std::mutex> lock(mu);
-      ending.erase(lease_id);
-      auto it = leases.find(lease_id);
-      if (it == leases.end() || it->second.state != "active") return;
-      slot_id = it->second.slot_id;
-      EndLease(it->second, how, cut_off);
-    }
-    try {
-      rows.End(lease_id, slot_id, how);
-    } catch (const std::exception& e) {
-      log::Error("lease.persist_failed", {{"lease", lease_id}, {"error", e.what()}});
-    }
-  }
-
-  // ---- start: reload and reconcile ------------------------------------------------------------
-
-  Pool& EnsurePool(const std::string& name, const std::string& hash, bool is_current) {
-    auto [it, inserted] = pools.try_emplace(TemplateDatabaseName(name, hash));
-    Pool& p = it->second;
-    if (inserted) {
-      p.name = name;
-      p.hash = hash;
-      p.template_db = it->first;
-      p.current = is_current;
-      p.config.min_ready = 0;
-    }
-    return p;
-  }
-
-  void Reconcile() {
-    for (const TemplateRow& t : store.ListTemplates()) {
-      auto build = store.FindBuild(t.name, t.current_hash);
-      if (!build || build->state != "ready") continue;
-      if (build->format != kTemplateFormatVersion) {
-        // Built by an older testpool: its objects are not owned the way leases need. A PUT of the
-        // same files builds it again (the format is part of the hash).
-        log::Warn("pool.template_outdated", {{"template", t.name}, {"hash", t.current_hash.substr(0, 12)},
-                                             {"format", std::to_string(build->format)}});
-        continue;
-      }
-      Pool& p = EnsurePool(t.name, t.current_hash, true);
-      p.config = t.pool;
-      current[t.name] = p.template_db;
-    }
-    std::set<std::string> dbs, roles;
-    for (const std::string& d : ops.ListDatabases("tp_s_")) dbs.insert(d);
-    for (const std::string& r : ops.ListRoles("tp_r_")) roles.insert(r);
-    std::map<std::string, LeaseRow> active;
-    for (LeaseRow& l : rows.LoadActiveLeases()) active[l.id] = l;
-    util::WallTime now = clock.WallNow();
-    std::set<std::string> owned_dbs, owned_roles;
-    std::vector<std::string> recycle, destroy;
-    for (const SlotRow& r : rows.LoadSlots()) {
-      const std::string key = TemplateDatabaseName(r.template_name, r.hash);
-      Pool& p = EnsurePool(r.template_name, r.hash, current.count(r.template_name) && current[r.template_name] == key);
-      Slot s;
-      s.pool = key;
-      s.id = r.id;
-      s.name = r.template_name;
-      s.hash = r.hash;
-      s.database = r.database;
-      s.role = r.role;
-      s.password = r.password;
-      s.baseline = r.baseline;
-      s.token = r.token;
-      s.lease_id = r.lease_id;
-      auto dash = r.role.rfind('_');
-      s.generation = dash == std::string::npos ? 0 : std::atoi(r.role.c_str() + dash + 1);
-      owned_dbs.insert(r.database);
-      if (!r.role.empty()) owned_roles.insert(r.role);
-      bool intact = dbs.count(r.database) && roles.count(r.role);
-      auto lease = active.find(r.lease_id);
-      if (r.state == "ready" && intact) {
-        s.state = SlotState::kReady;
-      } else if (r.state == "leased" && intact && lease != active.end() && lease->second.expires_at > now) {
-        s.state = SlotState::kLeased;
-        LeaseInfo l = MakeLease(s, lease->second.holder, std::chrono::seconds(0));
-        l.id = lease->second.id;
-        l.created_at = lease->second.created_at;
-        l.expires_at = lease->second.expires_at;
-        l.token = lease->second.token;
-        leases[l.id] = l;
-        log::Info("lease.kept", {{"lease", l.id}, {"slot", s.id}, {"template", s.name}});
-      } else if (r.state == "leased" && intact) {
-        ops.CutOff(r.role);  // before anything says "expired": its DSN must not connect any more
-        s.cut_off = true;
-        s.state = SlotState::kRecycling;
-        recycle.push_back(s.id);
-        ++counters.leases_expired;
-        if (lease != active.end()) rows.End(lease->first, s.id, "expired");
-        log::Info("lease.expired", {{"lease", r.lease_id}, {"slot", s.id}, {"while", "daemon down"}});
-      } else {
-        s.state = SlotState::kBroken;
-        destroy.push_back(s.id);
-      }
-      ++p.count[s.state];
-      ++total_slots;
-      slots.emplace(s.id, s);
-      if (s.state == SlotState::kReady) OfferReady(slots.at(s.id));
-    }
-    rows.ExpireStrayLeases();
-    // Orphans are removed on a best-effort basis: one that cannot go now must not stop the daemon.
-    for (const std::string& d : dbs) {
-      if (owned_dbs.count(d)) continue;
-      log::Info("reconcile.orphan_database", {{"database", d}});
-      try {
-        ops.DropDatabase(d);
-      } catch (const std::exception& e) {
-        log::Warn("reconcile.orphan_kept", {{"database", d}, {"error", e.what()}});
-      }
-    }
-    for (const std::string& r : roles) {
-      if (owned_roles.count(r)) continue;
-      log::Info("reconcile.orphan_role", {{"role", r}});
-      try {
-        ops.DropRole(r);
-      } catch (const std::exception& e) {
-        log::Warn("reconcile.orphan_kept", {{"role", r}, {"error", e.what()}});
-      }
-    }
-    for (const std::string& id : recycle) Enqueue(Job::Kind::kRecycle, id);
-    for (const std::string& id : destroy) Enqueue(Job::Kind::kDestroy, id);
-    log::Info("pools.reconciled", {{"slots", std::to_string(slots.size())}, {"leases", std::to_string(leases.size())},
-                                   {"recycle", std::to_string(recycle.size())}, {"destroy", std::to_string(destroy.size())}});
-  }
-};
-
+LeaseInfo PoolManager::Impl::MakeLease(const Slot& s, const std::string& holder, std::chrono::seconds ttl) {
+  pg::ConnInfo client = backend.ClientConnInfo();
+  LeaseInfo l;
+  l.id = util::RandomToken(26);
+  l.template_name = s.name;
+  l.hash = s.hash;
+  l.slot_id = s.id;
+  l.holder = holder;
+  l.host = client.Get("host");
+  l.port = std::stoi(client.Get("port"));
+  l.user = s.role;
+  l.password = s.password;
+  l.database = s.database;
+  pg::ConnInfo dsn = client;
+  dsn.Set("user", s.role).Set("password", s.password).Set("dbname", s.database);
+  l.dsn = dsn.ToUri();
+  l.token = s.token;
+  l.created_at = clock.WallNow();
+  l.expires_at = l.created_at + ttl;
+  l.state = "active";
+  return l;
+}
 PoolManager::PoolManager(ControlStore& store, backend::Backend& backend, const util::Clock& clock, PoolOptions options)
     : impl_(std::make_unique<Impl>(store, backend, clock, options)) {}
 

@@ -1,0 +1,218 @@
+// Private to the pool manager: its in-memory model (slots, pools, waiters, jobs) and PoolManager::Impl,
+// shared by pool_manager.cc (state changes and the public API), pool_recycler.cc (server work on
+// recycler threads, the reaper) and pool_reconcile.cc (reload and reconcile at start).
+// Nothing outside those three files includes it. See pool_manager.h for the behaviour.
+#pragma once
+
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "orchestrator/core/pool_manager.h"
+#include "orchestrator/core/slot_ops.h"
+#include "orchestrator/core/slot_store.h"
+#include "orchestrator/pg/connection.h"
+
+namespace testpool::core {
+namespace pool_internal {
+
+enum class SlotState { kWarming, kReady, kLeased, kRecycling, kBroken };
+
+inline const char* StateName(SlotState s) {
+  switch (s) {
+    case SlotState::kWarming: return "warming";
+    case SlotState::kReady: return "ready";
+    case SlotState::kLeased: return "leased";
+    case SlotState::kRecycling: return "recycling";
+    case SlotState::kBroken: return "broken";
+  }
+  return "broken";
+}
+
+inline bool Allowed(SlotState from, SlotState to) {
+  switch (from) {
+    case SlotState::kWarming: return to == SlotState::kReady || to == SlotState::kBroken;
+    case SlotState::kReady: return to == SlotState::kLeased || to == SlotState::kBroken;
+    case SlotState::kLeased: return to == SlotState::kRecycling || to == SlotState::kReady;  // ready: grant undone
+    case SlotState::kRecycling: return to == SlotState::kReady || to == SlotState::kBroken;
+    case SlotState::kBroken: return false;
+  }
+  return false;
+}
+
+struct Slot {
+  std::string id, name, hash, database, role, password, baseline, lease_id;
+  std::string pool;  // its pool's key: the template database name (name and hash)
+  SlotState state = SlotState::kWarming;
+  int64_t token = 0;
+  int generation = 0;
+  bool cut_off = false;  // the ended lease's role can no longer log in and has no sessions
+  std::shared_ptr<std::mutex> io = std::make_shared<std::mutex>();  // serialises server work on this slot
+};
+
+struct Waiter {
+  std::condition_variable cv;
+  std::string slot_id;     // set when a slot is handed to this waiter
+  bool cancelled = false;  // the template was dropped while waiting
+};
+
+struct Pool {
+  std::string name, hash, template_db;
+  PoolConfig config;
+  bool current = true;  // false: draining, no new leases, slots removed as they come back
+  std::deque<std::string> ready;
+  std::deque<std::shared_ptr<Waiter>> waiters;
+  std::map<SlotState, int> count;
+  int warm_failures = 0;      // in a row; reset by a warm that succeeds
+  // No warm starts before this (back-off after failures). Real time, like the condition-variable
+  // waits: a back-off paces work against the server, it is not a TTL the clock seam should drive.
+  std::chrono::steady_clock::time_point next_warm;
+  // The digest of the template's sequences, as every fresh clone has them; learnt from the
+  // first clone, so later clones need no connection for their baseline.
+  std::string sequences;
+  int Total() const {
+    int n = 0;
+    for (const auto& [state, c] : count) n += c;
+    return n;
+  }
+};
+
+struct Job {
+  enum class Kind { kWarm, kRecycle, kDestroy } kind;
+  std::string slot_id;
+};
+
+inline PoolCounters::Histogram MakeHistogram(std::vector<double> bounds) {
+  PoolCounters::Histogram h;
+  h.bounds_ms = std::move(bounds);
+  h.cumulative.assign(h.bounds_ms.size(), 0);
+  return h;
+}
+
+inline void Observe(PoolCounters::Histogram* h, double ms) {
+  for (size_t i = 0; i < h->bounds_ms.size(); ++i) {
+    if (ms <= h->bounds_ms[i]) ++h->cumulative[i];
+  }
+  h->sum_ms += ms;
+  ++h->count;
+}
+
+
+}  // namespace pool_internal
+
+// This header is private to the three pool_*.cc files: its names may be used unqualified there.
+using namespace pool_internal;  // NOLINT(google-build-using-namespace)
+
+struct PoolManager::Impl {
+  Impl(ControlStore& s, backend::Backend& b, const util::Clock& c, PoolOptions o)
+      : store(s), backend(b), clock(c), options(o), rows(s), ops(s, [&b](int pid) { b.Deprioritize(pid); }) {
+    counters.wait = MakeHistogram({0.5, 1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000});
+    counters.recycle = MakeHistogram({5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000});
+  }
+
+  ControlStore& store;
+  backend::Backend& backend;
+  const util::Clock& clock;
+  const PoolOptions options;
+  SlotStore rows;
+  SlotOps ops;
+
+  mutable std::mutex mu;
+  std::condition_variable jobs_cv;                        // recycler threads: jobs or stopping changed
+  std::condition_variable reaper_cv;                      // the reaper: stopping changed
+  bool stopping = false;                                  // guarded by mu
+  std::deque<Job> jobs;                                   // guarded by mu
+  // Pools by key = template database name: two templates with identical files share a hash but
+  // not a pool.
+  std::map<std::string, Pool> pools;                      // guarded by mu
+  std::map<std::string, std::string> current;             // template name → pool key; guarded by mu
+  std::map<std::string, Slot> slots;                      // by id; guarded by mu
+  std::map<std::string, LeaseInfo> leases;                // active and recently ended; guarded by mu
+  std::map<std::string, util::MonoTime> ended_at;         // lease id → when it ended; guarded by mu
+  std::set<std::string> ending;                           // leases being cut off; guarded by mu
+  PoolCounters counters;                                  // guarded by mu
+  int total_slots = 0;                                    // guarded by mu
+  std::vector<std::thread> threads;                       // touched by Start/Stop only
+  // One pool manager per control database: it holds this session's advisory lock for its
+  // lifetime. A second daemon on the same server builds templates but hands out no leases.
+  std::optional<pg::Connection> owner_lock;               // touched by Start/Stop only
+  bool passive = false;                                   // guarded by mu
+
+  // ---- state, under mu (pool_manager.cc) --------------------------------------------------
+
+  // The one place a slot changes state; aborts on a transition Allowed() does not list.
+  void SetState(Slot& s, SlotState to);
+  // Queues server work for a recycler thread.
+  void Enqueue(Job::Kind kind, const std::string& slot_id);
+
+  // Marks a slot broken and queues its removal.
+  void Discard(Slot& s);
+
+  // A slot is ready: the first waiter gets it, else it joins the ready queue.
+  void OfferReady(Slot& s);
+
+  // Starts as many warms as the pool needs and the caps allow; borrows from idle pools when the
+  // global cap stands between waiters and a slot.
+  void Rebalance(Pool& p);
+
+  // Discards the ready slot of the idlest other pool, so the global cap makes room for `starving`.
+  void Borrow(Pool& starving);
+
+  // Pools with waiters first, so capacity freed for a starving pool is not refilled elsewhere.
+  void RebalanceAll();
+
+  // Ends an active lease (under mu): the slot goes to recycling and a recycle job is queued.
+  // `cut_off`: the lease's credentials were cut off already (the recycle need not do it again).
+  void EndLease(LeaseInfo& lease, const char* how, bool cut_off);
+
+  // Forgets ended leases after a while (the control database keeps them).
+  void TrimEnded();
+
+  // A new lease on slot `s` (id, DSN, token, expiry); records nothing.
+  LeaseInfo MakeLease(const Slot& s, const std::string& holder, std::chrono::seconds ttl);
+
+  // ---- server work, on recycler threads, never under mu (pool_recycler.cc) ------------------
+
+  // A recycler thread: runs queued jobs until stopping, one slot's server work at a time.
+  void Worker();
+
+  // Server work on a copy of a slot is done: write its results back and make it ready (under mu).
+  void BecomeReady(const Slot& s);
+
+  // Clone + role + baseline, then ready. `s` is a copy; results are written back under mu.
+  void Warm(Slot s);
+
+  // The write marks of a database cloned from its pool's template a moment ago (nobody else has
+  // connected to it): its counters, and the template's sequences. Not under mu.
+  std::string FreshCloneMarks(const Slot& s);
+
+  // After a lease: skip (nothing written: fresh role, same database) or re-clone; then ready.
+  void Recycle(Slot s);
+  // Drops a broken slot's database and role and its row; frees its place under the caps.
+  void Destroy(Slot s);
+
+  // ---- reaper (pool_recycler.cc) --------------------------------------------------------------
+
+  // Ends expired leases each reaper_interval, and retries warms whose back-off ran out.
+  void Reaper();
+
+  // Ends a lease whose id is in `ending`: cuts its credentials off first (so an ended lease's DSN
+  // never connects), then marks it ended and queues the recycle, then records it. Not under mu.
+  void Finish(const std::string& lease_id, const std::string& role, const char* how);
+
+  // ---- start: reload and reconcile (pool_reconcile.cc) ---------------------------------------
+
+  // The pool of template `name` at `hash`, created (empty, min_ready 0) when missing.
+  Pool& EnsurePool(const std::string& name, const std::string& hash, bool is_current);
+  // Start(): rows → memory, then server ↔ rows (see pool_manager.h, "Control state").
+  void Reconcile();
+};
+
+}  // namespace testpool::core

@@ -1,0 +1,117 @@
+// PoolManager start-up: reload slots and leases from the control database and reconcile them with
+// what the server holds (see pool_manager.h, "Control state").
+#include "orchestrator/core/pool_manager_impl.h"
+#include "orchestrator/util/log.h"
+
+namespace testpool::core {
+
+Pool& PoolManager::Impl::EnsurePool(const std::string& name, const std::string& hash, bool is_current) {
+  auto [it, inserted] = pools.try_emplace(TemplateDatabaseName(name, hash));
+  Pool& p = it->second;
+  if (inserted) {
+    p.name = name;
+    p.hash = hash;
+    p.template_db = it->first;
+    p.current = is_current;
+    p.config.min_ready = 0;
+  }
+  return p;
+}
+
+void PoolManager::Impl::Reconcile() {
+  for (const TemplateRow& t : store.ListTemplates()) {
+    auto build = store.FindBuild(t.name, t.current_hash);
+    if (!build || build->state != "ready") continue;
+    if (build->format != kTemplateFormatVersion) {
+      // Built by an older testpool: its objects are not owned the way leases need. A PUT of the
+      // same files builds it again (the format is part of the hash).
+      log::Warn("pool.template_outdated", {{"template", t.name}, {"hash", t.current_hash.substr(0, 12)},
+                                           {"format", std::to_string(build->format)}});
+      continue;
+    }
+    Pool& p = EnsurePool(t.name, t.current_hash, true);
+    p.config = t.pool;
+    current[t.name] = p.template_db;
+  }
+  std::set<std::string> dbs, roles;
+  for (const std::string& d : ops.ListDatabases("tp_s_")) dbs.insert(d);
+  for (const std::string& r : ops.ListRoles("tp_r_")) roles.insert(r);
+  std::map<std::string, LeaseRow> active;
+  for (LeaseRow& l : rows.LoadActiveLeases()) active[l.id] = l;
+  util::WallTime now = clock.WallNow();
+  std::set<std::string> owned_dbs, owned_roles;
+  std::vector<std::string> recycle, destroy;
+  for (const SlotRow& r : rows.LoadSlots()) {
+    const std::string key = TemplateDatabaseName(r.template_name, r.hash);
+    Pool& p = EnsurePool(r.template_name, r.hash, current.count(r.template_name) && current[r.template_name] == key);
+    Slot s;
+    s.pool = key;
+    s.id = r.id;
+    s.name = r.template_name;
+    s.hash = r.hash;
+    s.database = r.database;
+    s.role = r.role;
+    s.password = r.password;
+    s.baseline = r.baseline;
+    s.token = r.token;
+    s.lease_id = r.lease_id;
+    auto dash = r.role.rfind('_');
+    s.generation = dash == std::string::npos ? 0 : std::atoi(r.role.c_str() + dash + 1);
+    owned_dbs.insert(r.database);
+    if (!r.role.empty()) owned_roles.insert(r.role);
+    bool intact = dbs.count(r.database) && roles.count(r.role);
+    auto lease = active.find(r.lease_id);
+    if (r.state == "ready" && intact) {
+      s.state = SlotState::kReady;
+    } else if (r.state == "leased" && intact && lease != active.end() && lease->second.expires_at > now) {
+      s.state = SlotState::kLeased;
+      LeaseInfo l = MakeLease(s, lease->second.holder, std::chrono::seconds(0));
+      l.id = lease->second.id;
+      l.created_at = lease->second.created_at;
+      l.expires_at = lease->second.expires_at;
+      l.token = lease->second.token;
+      leases[l.id] = l;
+      log::Info("lease.kept", {{"lease", l.id}, {"slot", s.id}, {"template", s.name}});
+    } else if (r.state == "leased" && intact) {
+      ops.CutOff(r.role);  // before anything says "expired": its DSN must not connect any more
+      s.cut_off = true;
+      s.state = SlotState::kRecycling;
+      recycle.push_back(s.id);
+      ++counters.leases_expired;
+      if (lease != active.end()) rows.End(lease->first, s.id, "expired");
+      log::Info("lease.expired", {{"lease", r.lease_id}, {"slot", s.id}, {"while", "daemon down"}});
+    } else {
+      s.state = SlotState::kBroken;
+      destroy.push_back(s.id);
+    }
+    ++p.count[s.state];
+    ++total_slots;
+    slots.emplace(s.id, s);
+    if (s.state == SlotState::kReady) OfferReady(slots.at(s.id));
+  }
+  rows.ExpireStrayLeases();
+  // Orphans are removed on a best-effort basis: one that cannot go now must not stop the daemon.
+  for (const std::string& d : dbs) {
+    if (owned_dbs.count(d)) continue;
+    log::Info("reconcile.orphan_database", {{"database", d}});
+    try {
+      ops.DropDatabase(d);
+    } catch (const std::exception& e) {
+      log::Warn("reconcile.orphan_kept", {{"database", d}, {"error", e.what()}});
+    }
+  }
+  for (const std::string& r : roles) {
+    if (owned_roles.count(r)) continue;
+    log::Info("reconcile.orphan_role", {{"role", r}});
+    try {
+      ops.DropRole(r);
+    } catch (const std::exception& e) {
+      log::Warn("reconcile.orphan_kept", {{"role", r}, {"error", e.what()}});
+    }
+  }
+  for (const std::string& id : recycle) Enqueue(Job::Kind::kRecycle, id);
+  for (const std::string& id : destroy) Enqueue(Job::Kind::kDestroy, id);
+  log::Info("pools.reconciled", {{"slots", std::to_string(slots.size())}, {"leases", std::to_string(leases.size())},
+                                 {"recycle", std::to_string(recycle.size())}, {"destroy", std::to_string(destroy.size())}});
+}
+}  // namespace testpool::core

@@ -1,0 +1,252 @@
+// PoolManager: server work on recycler threads (warm, recycle, destroy) and the reaper that ends
+// expired leases. None of it runs under the mutex; results are written back under it.
+#include <algorithm>
+
+#include "orchestrator/core/pool_manager_impl.h"
+#include "orchestrator/util/crypto.h"
+#include "orchestrator/util/error.h"
+#include "orchestrator/util/log.h"
+#include "orchestrator/util/thread.h"
+
+namespace testpool::core {
+namespace {
+
+// Recycler threads and the reaper yield to the lease path on a busy machine (their server
+// sessions are deprioritised likewise, through Backend::Deprioritize).
+constexpr int kBackgroundNice = 10;
+
+}  // namespace
+
+void PoolManager::Impl::Worker() {
+  util::LowerThreadPriority(kBackgroundNice);
+  std::unique_lock<std::mutex> lock(mu);
+  for (;;) {
+    jobs_cv.wait(lock, [&] { return stopping || !jobs.empty(); });
+    if (stopping) return;
+    Job job = jobs.front();
+    jobs.pop_front();
+    auto it = slots.find(job.slot_id);
+    if (it == slots.end()) continue;
+    Slot snapshot = it->second;
+    lock.unlock();
+    {
+      std::lock_guard<std::mutex> io(*snapshot.io);
+      switch (job.kind) {
+        case Job::Kind::kWarm: Warm(snapshot); break;
+        case Job::Kind::kRecycle: Recycle(snapshot); break;
+        case Job::Kind::kDestroy: Destroy(snapshot); break;
+      }
+    }
+    lock.lock();
+  }
+}
+
+// Server work on a copy of a slot is done: write its results back and make it ready (under mu).
+void PoolManager::Impl::BecomeReady(const Slot& s) {
+  Slot& live = slots.at(s.id);
+  live.role = s.role;
+  live.password = s.password;
+  live.baseline = s.baseline;
+  live.generation = s.generation;
+  live.cut_off = false;
+  SetState(live, SlotState::kReady);
+  OfferReady(live);
+  Rebalance(pools.at(s.pool));
+}
+
+// Clone + role + baseline, then ready. `s` is a copy; results are written back under mu.
+void PoolManager::Impl::Warm(Slot s) {
+  std::string template_db;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    const Pool& p = pools.at(s.pool);
+    if (!p.current) {  // replaced or dropped since this warm was queued: nothing to warm for
+      Discard(slots.at(s.id));
+      return;
+    }
+    template_db = p.template_db;
+  }
+  util::MonoTime t0 = clock.Now();
+  try {
+    ++s.generation;
+    s.role = "tp_r_" + s.id + "_" + std::to_string(s.generation);
+    s.password = util::RandomToken(32);
+    rows.InsertWarming(SlotRow{s.id, s.name, s.hash, s.database, "warming", "", "", "", "", s.token});
+    ops.CloneDatabase(s.database, template_db);
+    ops.PrepareRole(s.database, s.role, s.password);
+    s.baseline = FreshCloneMarks(s);
+    rows.MarkReady(SlotRow{s.id, s.name, s.hash, s.database, "ready", s.role, s.password, "", s.baseline, s.token});
+  } catch (const std::exception& e) {
+    log::Error("slot.warm_failed", {{"slot", s.id}, {"template", s.name}, {"error", e.what()}});
+    std::lock_guard<std::mutex> lock(mu);
+    ++counters.slots_broken;
+    Pool& p = pools.at(s.pool);
+    ++p.warm_failures;
+    // 0.2 s, 0.4 s, … up to 10 s between attempts while warming keeps failing.
+    auto delay = std::chrono::milliseconds(200) * (1 << std::min(p.warm_failures - 1, 6));
+    p.next_warm = std::chrono::steady_clock::now() + std::min<std::chrono::milliseconds>(delay, std::chrono::seconds(10));
+    Slot& live = slots.at(s.id);
+    live.role = s.role;
+    Discard(live);
+    return;
+  }
+  log::Info("slot.ready", {{"slot", s.id}, {"template", s.name}, {"database", s.database},
+                           {"ms", log::Ms(util::MsBetween(t0, clock.Now()))}});
+  std::lock_guard<std::mutex> lock(mu);
+  pools.at(s.pool).warm_failures = 0;
+  BecomeReady(s);
+}
+
+// The write marks of a database cloned from its pool's template a moment ago (nobody else has
+// connected to it): its counters, and the template's sequences. Not under mu.
+std::string PoolManager::Impl::FreshCloneMarks(const Slot& s) {
+  std::string sequences;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    sequences = pools.at(s.pool).sequences;
+  }
+  if (sequences.empty()) {
+    sequences = ops.SequenceDigest(s.database);
+    std::lock_guard<std::mutex> lock(mu);
+    pools.at(s.pool).sequences = sequences;
+  }
+  return WriteMarks{ops.Counters(s.database), sequences}.Encode();
+}
+
+void PoolManager::Impl::Recycle(Slot s) {
+  util::MonoTime t0 = clock.Now();
+  bool draining;
+  std::string template_db;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    const Pool& p = pools.at(s.pool);
+    draining = !p.current;
+    template_db = p.template_db;
+  }
+  const char* mode = "skip";
+  try {
+    if (!s.cut_off) ops.CutOff(s.role);
+    if (draining) {
+      std::lock_guard<std::mutex> lock(mu);
+      Discard(slots.at(s.id));
+      return;
+    }
+    if (ops.Unchanged(s.database, WriteMarks::Decode(s.baseline))) {
+      // Fresh credentials under a fresh role name; the old role is dropped. The hand-over
+      // touches shared catalogs only, so the baseline still holds.
+      std::string old_role = s.role;
+      ++s.generation;
+      s.role = "tp_r_" + s.id + "_" + std::to_string(s.generation);
+      s.password = util::RandomToken(32);
+      ops.HandOver(s.database, old_role, s.role, s.password);
+    } else {
+      mode = "clone";
+      ops.DropDatabase(s.database);
+      ops.DropRole(s.role);
+      {
+        // The template may have been dropped or replaced meanwhile: then there is nothing to
+        // clone from, and nothing to clone for.
+        std::lock_guard<std::mutex> lock(mu);
+        if (!pools.at(s.pool).current) {
+          s.role.clear();
+          Discard(slots.at(s.id));
+          return;
+        }
+      }
+      ++s.generation;
+      s.role = "tp_r_" + s.id + "_" + std::to_string(s.generation);
+      s.password = util::RandomToken(32);
+      ops.CloneDatabase(s.database, template_db);
+      ops.PrepareRole(s.database, s.role, s.password);
+      s.baseline = FreshCloneMarks(s);
+    }
+    rows.MarkReady(SlotRow{s.id, s.name, s.hash, s.database, "ready", s.role, s.password, "", s.baseline, s.token});
+  } catch (const std::exception& e) {
+    log::Error("slot.recycle_failed", {{"slot", s.id}, {"template", s.name}, {"error", e.what()}});
+    std::lock_guard<std::mutex> lock(mu);
+    ++counters.slots_broken;
+    Slot& live = slots.at(s.id);
+    live.role = s.role;
+    Discard(live);
+    return;
+  }
+  double ms = util::MsBetween(t0, clock.Now());
+  log::Info("slot.recycled", {{"slot", s.id}, {"template", s.name}, {"mode", mode}, {"ms", log::Ms(ms)}});
+  std::lock_guard<std::mutex> lock(mu);
+  if (std::string(mode) == "skip") ++counters.recycles_skipped; else ++counters.recycles_cloned;
+  Observe(&counters.recycle, ms);
+  BecomeReady(s);
+}
+
+void PoolManager::Impl::Destroy(Slot s) {
+  try {
+    if (!s.role.empty()) ops.CutOff(s.role);
+    ops.DropDatabase(s.database);
+    if (!s.role.empty()) ops.DropRole(s.role);
+    rows.Delete(s.id);
+    log::Info("slot.destroyed", {{"slot", s.id}, {"template", s.name}, {"database", s.database}});
+  } catch (const std::exception& e) {
+    // Left for the next start's reconcile, which removes what no row owns.
+    log::Error("slot.destroy_failed", {{"slot", s.id}, {"template", s.name}, {"error", e.what()}});
+  }
+  std::lock_guard<std::mutex> lock(mu);
+  Pool& p = pools.at(s.pool);
+  --p.count[SlotState::kBroken];
+  slots.erase(s.id);
+  --total_slots;
+  if (!p.current && p.Total() == 0 && p.waiters.empty()) pools.erase(s.pool);
+  RebalanceAll();  // capacity came free
+}
+
+void PoolManager::Impl::Reaper() {
+  util::LowerThreadPriority(kBackgroundNice);
+  std::unique_lock<std::mutex> lock(mu);
+  while (!stopping) {
+    reaper_cv.wait_for(lock, options.reaper_interval);
+    if (stopping) return;
+    util::WallTime now = clock.WallNow();
+    std::vector<std::pair<std::string, std::string>> expired;  // lease id, role
+    for (auto& [id, lease] : leases) {
+      if (lease.state == "active" && lease.expires_at <= now && ending.insert(id).second) {
+        expired.emplace_back(id, lease.user);
+      }
+    }
+    TrimEnded();
+    RebalanceAll();  // picks up pools whose warm back-off ran out
+    if (expired.empty()) continue;
+    lock.unlock();
+    for (const auto& [lease_id, role] : expired) Finish(lease_id, role, "expired");
+    lock.lock();
+  }
+}
+
+// Ends a lease whose id is in `ending`: cuts its credentials off first (so an ended lease's DSN
+// never connects), then marks it ended and queues the recycle, then records it. Not under mu.
+void PoolManager::Impl::Finish(const std::string& lease_id, const std::string& role, const char* how) {
+  bool cut_off = false;
+  for (int attempt = 1; attempt <= 3 && !cut_off; ++attempt) {
+    try {
+      ops.CutOff(role);
+      cut_off = true;
+    } catch (const std::exception& e) {
+      // After three tries the recycle job still cuts off before it touches the database.
+      log::Error("lease.cutoff_failed", {{"lease", lease_id}, {"role", role}, {"attempt", std::to_string(attempt)},
+                                         {"error", e.what()}});
+    }
+  }
+  std::string slot_id;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    ending.erase(lease_id);
+    auto it = leases.find(lease_id);
+    if (it == leases.end() || it->second.state != "active") return;
+    slot_id = it->second.slot_id;
+    EndLease(it->second, how, cut_off);
+  }
+  try {
+    rows.End(lease_id, slot_id, how);
+  } catch (const std::exception& e) {
+    log::Error("lease.persist_failed", {{"lease", lease_id}, {"error", e.what()}});
+  }
+}
+}  // namespace testpool::core
