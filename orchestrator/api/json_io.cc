@@ -233,7 +233,8 @@ json StatusJson(const core::ManagerStatus& status) {
   const core::PoolCounters& c = status.counters;
   json counters = {{"leases_granted", c.leases_granted},     {"leases_released", c.leases_released},
                    {"leases_expired", c.leases_expired},     {"leases_exhausted", c.leases_exhausted},
-                   {"recycles_cloned", c.recycles_cloned},   {"recycles_skipped", c.recycles_skipped},
+                   {"leases_abandoned", c.leases_abandoned}, {"recycles_cloned", c.recycles_cloned},
+                   {"recycles_skipped", c.recycles_skipped},
                    {"resets", c.resets},                     {"slots_broken", c.slots_broken},
                    {"lease_wait", HistogramJson(c.wait)},    {"recycle", HistogramJson(c.recycle)}};
   return {{"pools", pools}, {"databases", status.databases}, {"max_databases", status.max_databases},

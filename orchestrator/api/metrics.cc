@@ -92,6 +92,8 @@ std::string MetricsText(const core::ManagerStatus& status) {
           c.leases_expired);
   Counter(e, "testpool_leases_exhausted_total", "Lease requests refused because nothing was free within wait_s.",
           c.leases_exhausted);
+  Counter(e, "testpool_leases_abandoned_total",
+          "Lease requests whose client went away while they waited (no slot kept for them).", c.leases_abandoned);
   e.Family("testpool_recycles_total", "counter", "Slots made ready again after a lease, by how (clone or skip).");
   e.Sample("testpool_recycles_total", {{"mode", "clone"}}, static_cast<double>(c.recycles_cloned));
   e.Sample("testpool_recycles_total", {{"mode", "skip"}}, static_cast<double>(c.recycles_skipped));

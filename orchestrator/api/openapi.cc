@@ -134,7 +134,7 @@ constexpr const char* kSchemas = R"json({
       "databases": {"type": "integer"}, "max_databases": {"type": "integer"},
       "counters": {"type": "object", "properties": {
         "leases_granted": {"type": "integer"}, "leases_released": {"type": "integer"},
-        "leases_expired": {"type": "integer"}, "leases_exhausted": {"type": "integer"},
+        "leases_expired": {"type": "integer"}, "leases_exhausted": {"type": "integer"}, "leases_abandoned": {"type": "integer"},
         "recycles_cloned": {"type": "integer"}, "recycles_skipped": {"type": "integer"},
         "resets": {"type": "integer"}, "slots_broken": {"type": "integer"},
         "lease_wait": {"$ref": "#/components/schemas/DurationSummary"},

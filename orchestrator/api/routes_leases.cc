@@ -1,4 +1,5 @@
 // /v1/templates/{name}/leases, /v1/leases/{id}… and /v1/status: the pools, through PoolManager.
+#include "orchestrator/api/client_probe.h"
 #include "orchestrator/api/handlers.h"
 #include "orchestrator/api/json_io.h"
 
@@ -9,6 +10,8 @@ using nlohmann::json;
 void CreateLease(const Services& s, const httplib::Request& req, httplib::Response& res) {
   std::string name = TemplateNameParam(req);
   core::LeaseRequest request = LeaseRequestFromJson(name, OptionalJsonBody(req));
+  ClientProbe probe(req);
+  request.abandoned = [&probe] { return probe.Gone(); };
   try {
     Reply(res, 201, LeaseJson(s.pools.Acquire(request)));
   } catch (const Error& e) {

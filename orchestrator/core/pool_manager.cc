@@ -16,6 +16,9 @@ namespace {
 
 Error Invalid(const std::string& m) { return Error(ErrorCode::kInvalidArgument, m); }
 
+// How often a waiting lease request asks whether its client is still there.
+constexpr std::chrono::milliseconds kAbandonedPoll{200};
+
 }  // namespace
 
 // ---- state, under mu ------------------------------------------------------------------------
@@ -260,6 +263,7 @@ LeaseInfo PoolManager::Acquire(const LeaseRequest& req) {
 
   const auto real_start = std::chrono::steady_clock::now();
   LeaseInfo lease;
+  bool waited = false;
   {
     std::unique_lock<std::mutex> lock(impl_->mu);
     if (impl_->passive) {
@@ -277,10 +281,23 @@ LeaseInfo PoolManager::Acquire(const LeaseRequest& req) {
       p->ready.pop_front();
       impl_->Rebalance(*p);
     } else {
+      waited = true;
       auto w = std::make_shared<Waiter>();
       p->waiters.push_back(w);
       impl_->Rebalance(*p);
-      w->cv.wait_for(lock, req.wait, [&] { return !w->slot_id.empty() || impl_->stopping || w->cancelled; });
+      const auto deadline = real_start + req.wait;
+      auto done = [&] { return !w->slot_id.empty() || impl_->stopping || w->cancelled; };
+      bool gone = false;
+      while (!done() && !gone) {
+        const auto now = std::chrono::steady_clock::now();
+        if (now >= deadline) break;
+        auto slice = deadline - now;
+        if (req.abandoned) slice = std::min<std::chrono::steady_clock::duration>(slice, kAbandonedPoll);
+        if (w->cv.wait_for(lock, slice, done) || !req.abandoned) continue;
+        lock.unlock();  // the check is a system call; a slot handed over meanwhile is seen by done()
+        gone = req.abandoned();
+        lock.lock();
+      }
       if (w->slot_id.empty()) {
         for (auto& [key, pool] : impl_->pools) {  // the waiter may have moved to a newer hash's pool
           auto& q = pool.waiters;
@@ -288,6 +305,12 @@ LeaseInfo PoolManager::Acquire(const LeaseRequest& req) {
         }
         if (impl_->stopping) throw Error(ErrorCode::kUnavailable, "the daemon is stopping");
         if (w->cancelled) throw Error(ErrorCode::kNotFound, "template '" + req.template_name + "' was dropped while waiting");
+        if (gone) {
+          ++impl_->counters.leases_abandoned;
+          log::Info("lease.abandoned", {{"template", req.template_name}, {"holder", req.holder}, {"while", "waiting"}});
+          throw Error(ErrorCode::kUnavailable, "the client went away while waiting for a database of template '" +
+                                                   req.template_name + "'");
+        }
         ++impl_->counters.leases_exhausted;
         auto now_cur = impl_->current.find(req.template_name);
         Pool& np = now_cur == impl_->current.end() ? *p : impl_->pools.at(now_cur->second);
@@ -332,6 +355,18 @@ LeaseInfo PoolManager::Acquire(const LeaseRequest& req) {
                               {"wait_ms", log::Ms(lease.wait_ms)},
                               {"write_ms", log::Ms(std::chrono::duration<double, std::milli>(
                                                        std::chrono::steady_clock::now() - write_start).count())}});
+  if (waited && req.abandoned && req.abandoned()) {
+    // Granted to a client that left while it waited: nobody will ever use or release this lease.
+    {
+      std::lock_guard<std::mutex> lock(impl_->mu);
+      ++impl_->counters.leases_abandoned;
+    }
+    log::Info("lease.abandoned", {{"lease", lease.id}, {"slot", lease.slot_id}, {"template", lease.template_name},
+                                  {"while", "granted"}});
+    Release(lease.id);
+    throw Error(ErrorCode::kUnavailable, "the client went away while waiting for a database of template '" +
+                                             req.template_name + "'");
+  }
   return lease;
 }
 

@@ -14,7 +14,8 @@
 // replaced). Every change of state goes through one function that checks it.
 //
 // Leases: Acquire() takes a ready slot at once, or waits up to `wait` in FIFO order (first come,
-// first served: a new request never overtakes a waiting one), then throws kPoolExhausted. Each
+// first served: a new request never overtakes a waiting one), then throws kPoolExhausted. A waiter
+// whose asker went away leaves the queue (LeaseRequest::abandoned). Each
 // handout increments the slot's fencing token (strictly increasing per slot, persisted). A lease
 // ends by Release() (idempotent) or, past its expires_at, by the reaper (within a second). Ending
 // a lease cuts its credentials off: the role's sessions are terminated and its password replaced
@@ -42,6 +43,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -69,6 +71,11 @@ struct LeaseRequest {
   std::chrono::seconds ttl{600};   // 1 s … max_ttl
   std::chrono::seconds wait{30};   // 0 … max_wait
   std::string holder;              // free text ≤ 200 chars (a CI worker's name)
+  // Optional: true once whoever asked has gone away (an HTTP client that closed its connection).
+  // Asked every few hundred ms while the request waits, and once after a grant that had to wait:
+  // a waiter that is gone never takes a slot, and a slot granted to one just gone is released
+  // at once instead of sitting out its TTL. Called without the manager's lock held.
+  std::function<bool()> abandoned;
 };
 
 // A lease as the API answers it.
@@ -107,6 +114,7 @@ struct PoolCounters {
   uint64_t leases_released = 0;
   uint64_t leases_expired = 0;
   uint64_t leases_exhausted = 0;      // Acquire calls that ran out of wait
+  uint64_t leases_abandoned = 0;      // Acquire calls whose asker went away (see LeaseRequest)
   uint64_t recycles_cloned = 0;
   uint64_t recycles_skipped = 0;      // clean slots returned with no clone
   uint64_t resets = 0;

@@ -316,6 +316,37 @@ TEST_F(LeaseApiTest, ExhaustedPoolIs503WithRetryAfter) {
   Client().Delete(("/v1/templates/" + name).c_str());
 }
 
+// A client that gives up waiting (its own timeout, a killed CI job) must not leave a ghost in the
+// queue: the next slot would go to nobody and sit out its TTL while live clients starve.
+TEST_F(LeaseApiTest, AWaiterWhoseClientLeftNeverTakesTheSlot) {
+  std::string name = MakeTemplate("ghost", 1, 1);
+  auto held = PostLease(name, {{"wait_s", 30}});
+  ASSERT_TRUE(held && held->status == 201) << (held ? held->body : "no answer");
+  auto abandoned_count = [&] {
+    return Body(Client().Get("/v1/status"))["counters"]["leases_abandoned"].get<int>();
+  };
+  const int abandoned_before = abandoned_count();
+  {
+    httplib::Client ghost("127.0.0.1", api_->port());
+    ghost.set_read_timeout(0, 300000);  // gives up after 0.3 s; its socket closes with it
+    json body = {{"wait_s", 30}, {"holder", "ghost"}};
+    auto r = ghost.Post(("/v1/templates/" + name + "/leases").c_str(), body.dump(), "application/json");
+    EXPECT_FALSE(r) << "the pool has nothing free: the ghost's request must still be waiting";
+  }
+  // The daemon notices within its poll interval and drops the waiter.
+  for (int i = 0; i < 50 && abandoned_count() == abandoned_before; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_EQ(abandoned_count(), abandoned_before + 1);
+  EXPECT_EQ(Client().Delete(("/v1/leases/" + Body(held)["id"].get<std::string>()).c_str())->status, 204);
+  // The released slot goes to the live client, not to the ghost (which would hold it for its TTL).
+  auto live = PostLease(name, {{"wait_s", 10}, {"holder", "live"}});
+  ASSERT_TRUE(live);
+  EXPECT_EQ(live->status, 201) << live->body;
+  if (live->status == 201) Client().Delete(("/v1/leases/" + Body(live)["id"].get<std::string>()).c_str());
+  Client().Delete(("/v1/templates/" + name).c_str());
+}
+
 // ---- status, metrics, openapi -----------------------------------------------------------------------
 
 TEST_F(LeaseApiTest, StatusHasPoolsDatabasesAndCounters) {
@@ -325,7 +356,7 @@ TEST_F(LeaseApiTest, StatusHasPoolsDatabasesAndCounters) {
   EXPECT_TRUE(s["pools"].is_array()) << s;
   EXPECT_TRUE(s["databases"].is_number_integer());
   EXPECT_EQ(s["max_databases"], 20) << s;
-  for (const char* c : {"leases_granted", "leases_released", "leases_expired", "leases_exhausted", "recycles_cloned",
+  for (const char* c : {"leases_granted", "leases_released", "leases_expired", "leases_exhausted", "leases_abandoned", "recycles_cloned",
                         "recycles_skipped", "resets", "slots_broken"}) {
     EXPECT_TRUE(s["counters"][c].is_number_integer()) << c;
   }
@@ -437,7 +468,7 @@ TEST_F(LeaseApiTest, MetricsParseLineByLineAndEveryFamilyHasHelpAndType) {
     ++samples[family];
   }
   for (const char* family : {"testpool_leases_granted_total", "testpool_leases_released_total",
-                             "testpool_leases_expired_total", "testpool_leases_exhausted_total",
+                             "testpool_leases_expired_total", "testpool_leases_exhausted_total", "testpool_leases_abandoned_total",
                              "testpool_recycles_total", "testpool_resets_total", "testpool_slots_broken_total",
                              "testpool_databases", "testpool_max_databases"}) {
     EXPECT_GT(samples[family], 0) << family << " has no sample";
