@@ -11,11 +11,10 @@
 namespace testpool::api {
 namespace {
 
-// The numeric host and port of an address, as cpp-httplib spells them in a
-// Request.
-bool Describe(const sockaddr_storage &addr, socklen_t len, std::string *host, int *port) {
+// The numeric host and port of an address, as cpp-httplib spells them in a Request.
+bool Describe(const sockaddr_storage& addr, socklen_t len, std::string* host, int* port) {
   char h[NI_MAXHOST], s[NI_MAXSERV];
-  if (::getnameinfo(reinterpret_cast<const sockaddr *>(&addr), len, h, sizeof h, s, sizeof s,
+  if (::getnameinfo(reinterpret_cast<const sockaddr*>(&addr), len, h, sizeof h, s, sizeof s,
                     NI_NUMERICHOST | NI_NUMERICSERV) != 0) {
     return false;
   }
@@ -26,26 +25,26 @@ bool Describe(const sockaddr_storage &addr, socklen_t len, std::string *host, in
 
 }  // namespace
 
-ClientProbe::ClientProbe(const httplib::Request &req)
+ClientProbe::ClientProbe(const httplib::Request& req)
     : local_addr_(req.local_addr),
       remote_addr_(req.remote_addr),
       local_port_(req.local_port),
       remote_port_(req.remote_port) {}
 
 int ClientProbe::Find() const {
-  DIR *dir = ::opendir("/proc/self/fd");
+  DIR* dir = ::opendir("/proc/self/fd");
   if (dir == nullptr) return -1;
   int found = -1;
-  while (const dirent *e = ::readdir(dir)) {
-    char *end = nullptr;
+  while (const dirent* e = ::readdir(dir)) {
+    char* end = nullptr;
     const long fd = std::strtol(e->d_name, &end, 10);
     if (end == e->d_name || *end != '\0' || fd == ::dirfd(dir)) continue;
     struct stat st {};
     if (::fstat(static_cast<int>(fd), &st) != 0 || !S_ISSOCK(st.st_mode)) continue;
     sockaddr_storage local{}, peer{};
     socklen_t local_len = sizeof local, peer_len = sizeof peer;
-    if (::getsockname(static_cast<int>(fd), reinterpret_cast<sockaddr *>(&local), &local_len) != 0 ||
-        ::getpeername(static_cast<int>(fd), reinterpret_cast<sockaddr *>(&peer), &peer_len) != 0) {
+    if (::getsockname(static_cast<int>(fd), reinterpret_cast<sockaddr*>(&local), &local_len) != 0 ||
+        ::getpeername(static_cast<int>(fd), reinterpret_cast<sockaddr*>(&peer), &peer_len) != 0) {
       continue;  // not connected (a listening socket, say)
     }
     std::string lh, ph;

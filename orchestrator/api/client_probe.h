@@ -17,7 +17,7 @@ namespace testpool::api {
 
 class ClientProbe {
  public:
-  explicit ClientProbe(const httplib::Request &req);
+  explicit ClientProbe(const httplib::Request& req);
 
   // True once the client closed its connection (an orderly close or a reset).
   // False while it is open, and always when the socket cannot be found (then
