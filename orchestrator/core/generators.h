@@ -163,7 +163,7 @@ class FieldGenerator {
   // The "null_ratio" of the spec.
   double null_ratio() const { return null_ratio_; }
 
-  class Impl;  // one subclass per generator, in generators.cc
+  class Impl;  // one subclass per generator, in generators.cc and generator_scalars.cc
 
  private:
   std::string name_;
