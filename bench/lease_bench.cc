@@ -396,7 +396,7 @@ struct Tally {
 };
 
 // The daemon's superuser connection, from the files its local backend keeps in the state dir.
-pg::Connection AdminConnection(const fs::path& state_dir) {
+pg::Connection AdminConnection(const fs::path& state_dir, const std::string& dbname = "postgres") {
   std::string port = Trim(Slurp(state_dir / "pg" / "port"));
   std::string password = Trim(Slurp(state_dir / "pg" / "superuser.password"));
   if (port.empty() || password.empty()) Fail("cannot read pg/port and pg/superuser.password in " + state_dir.string());
@@ -405,8 +405,70 @@ pg::Connection AdminConnection(const fs::path& state_dir) {
   info.Set("port", port);
   info.Set("user", "postgres");
   info.Set("password", password);
-  info.Set("dbname", "postgres");
+  info.Set("dbname", dbname);
   return pg::Connection::Open(info);
+}
+
+// CPU time (user + system) a process has used so far, in ms.
+double CpuMs(int pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  size_t paren = stat.rfind(')');
+  if (paren == std::string::npos) return 0;
+  std::istringstream fields(stat.substr(paren + 2));
+  std::string f;
+  double ticks = 0;
+  for (int i = 3; i <= 15 && fields >> f; ++i) {
+    if (i == 14 || i == 15) ticks += std::atof(f.c_str());  // utime, stime
+  }
+  return ticks * 1000.0 / static_cast<double>(::sysconf(_SC_CLK_TCK));
+}
+
+// The raw primitive behind a handout: the same write (one slot row updated, one lease row inserted,
+// a prepared statement, a commit) from kClients libpq connections at once, on a scratch database
+// of the same server, `count` times in all.
+bench::Samples RawLeaseWrites(const fs::path& state_dir, int count) {
+  const std::string db = "tp_bench_writes_" + util::RandomToken(6);
+  pg::Connection admin = AdminConnection(state_dir);
+  admin.Exec("CREATE DATABASE " + admin.QuoteIdent(db));
+  bench::Samples out;
+  try {
+    {
+      pg::Connection c = AdminConnection(state_dir, db);
+      c.Exec("CREATE TABLE slots (id text PRIMARY KEY, state text NOT NULL, token bigint NOT NULL, lease_id text, "
+             "updated_at timestamptz); "
+             "CREATE TABLE leases (id text PRIMARY KEY, slot_id text NOT NULL, token bigint NOT NULL, holder text, "
+             "created_at timestamptz, expires_at timestamptz, state text); "
+             "INSERT INTO slots SELECT 's' || i, 'ready', 0 FROM generate_series(1, 200) i");
+    }
+    std::atomic<int> next{0};
+    std::mutex mu;
+    std::vector<std::thread> threads;
+    for (int t = 0; t < kClients; ++t) {
+      threads.emplace_back([&, t] {
+        pg::Connection c = AdminConnection(state_dir, db);
+        bench::Samples mine;
+        for (int i; (i = next.fetch_add(1)) < count;) {
+          const std::string id = util::RandomToken(26), slot = "s" + std::to_string(1 + (t * 10 + i) % 200);
+          mine.Add(bench::TimeMs([&] {
+            c.ExecPrepared("w",
+                           "WITH s AS (UPDATE slots SET state = 'leased', token = token + 1, lease_id = $1, "
+                           "updated_at = now() WHERE id = $2) INSERT INTO leases VALUES ($1, $2, 1, 'bench', now(), "
+                           "now() + interval '10 minutes', 'active')",
+                           {id, slot});
+          }));
+        }
+        std::lock_guard<std::mutex> lock(mu);
+        out.ms.insert(out.ms.end(), mine.ms.begin(), mine.ms.end());
+      });
+    }
+    for (auto& t : threads) t.join();
+  } catch (...) {
+    admin.Exec("DROP DATABASE IF EXISTS " + admin.QuoteIdent(db) + " WITH (FORCE)");
+    throw;
+  }
+  admin.Exec("DROP DATABASE IF EXISTS " + admin.QuoteIdent(db) + " WITH (FORCE)");
+  return out;
 }
 
 double ReadProcStatusKb(int pid, const std::string& key) {
@@ -471,6 +533,8 @@ struct Results {
   bench::Samples handout, release, clone, drop, pair;
   bench::Samples warm;  // 2a: handouts with no recycle underway
   int warm_asked = 0, warm_errors = 0;
+  double warm_cpu_ms = 0;     // the daemon's CPU time over the warm phase (leases and releases)
+  bench::Samples raw_write;   // the raw primitive: the lease-row write from 20 libpq clients
   int leases_asked = 0;
   int handout_errors = 0, release_errors = 0;
   std::string handout_error_kinds;
@@ -631,6 +695,7 @@ void Run(const fs::path& source, const fs::path& binary, const fs::path& state_d
         [&](const Status& s) { return ready_pool(s) && ready_pool(s)->ready >= 2 * kMinReady && quiet(s); },
         no_progress);
     PutTemplate(daemon, kTemplate, TemplateBody(source, kMinReady, kPoolMax, {}));
+    const double cpu_before = CpuMs(daemon.pid());
     std::vector<std::unique_ptr<httplib::Client>> warm_clients;
     for (int t = 0; t < kClients; ++t) warm_clients.push_back(MakeClient(port, 45s));
     auto deadline = SteadyClock::now() + 600s;
@@ -679,8 +744,12 @@ void Run(const fs::path& source, const fs::path& binary, const fs::path& state_d
       if (out->warm_errors >= 50) Fail("the warm handout phase stopped after 50 errors");
     }
     out->warm_asked = asked;
+    out->warm_cpu_ms = CpuMs(daemon.pid()) - cpu_before;
     daemon.CheckAlive("leasing from a warm pool");
   }
+  WaitForStatus(daemon, *status_client, "waiting for a quiet pool", 300s, 20ms, quiet, no_progress);
+  std::printf("raw lease writes: %d clients × prepared UPDATE + INSERT, %d in all\n", kClients, leases);
+  out->raw_write = RawLeaseWrites(state_dir, leases);
 
   // 2b. Lease handout under churn, 20 concurrent keep-alive clients. The clients only ask while
   // the pool has ready slots to spare (a budget refreshed from /v1/status every 5 ms, keeping
@@ -921,6 +990,7 @@ void Report(const Results& r, int leases) {
   PrintLatencyHeader();
   PrintLatencyRow("lease handout, warm pool (20 clients)", r.warm);
   PrintLatencyRow("lease handout under churn (20 clients)", r.handout);
+  PrintLatencyRow("raw lease-row write, 20 libpq clients", r.raw_write);
   PrintLatencyRow("lease release, DELETE /v1/leases/{id}", r.release);
   PrintLatencyRow("raw CREATE DATABASE … STRATEGY FILE_COPY", r.clone);
   PrintLatencyRow("raw DROP DATABASE (clone)", r.drop);
@@ -942,6 +1012,13 @@ void Report(const Results& r, int leases) {
               RatioText(handout_p50, clone_p50), "<= 1 ms", !r.warm.ms.empty() && handout_p50 <= kTargetP50Ms);
   PrintFigure("warm lease handout p99, 20 clients", Fmt("%.3f ms", handout_p99), clone_txt,
               RatioText(handout_p99, clone_p50), "<= 5 ms", !r.warm.ms.empty() && handout_p99 <= kTargetP99Ms);
+  const double write_p50 = r.raw_write.Percentile(0.5), write_p99 = r.raw_write.Percentile(0.99);
+  PrintFigure("warm handout p50 / raw write p50", Fmt("%.3f ms", handout_p50), "row write " + Fmt("%.3f ms", write_p50),
+              RatioText(handout_p50, write_p50), "(no target)", true);
+  PrintFigure("warm handout p99 / raw write p99", Fmt("%.3f ms", handout_p99), "row write " + Fmt("%.3f ms", write_p99),
+              RatioText(handout_p99, write_p99), "(no target)", true);
+  PrintFigure("daemon CPU per warm lease+release", Fmt("%.3f ms", r.warm_asked > 0 ? r.warm_cpu_ms / r.warm_asked : 0),
+              "-", "-", "(no target)", true);
   PrintFigure("handout under churn p50 / p99", Fmt("%.2f", churn_p50) + " / " + Fmt("%.1f ms", churn_p99), clone_txt,
               RatioText(churn_p50, clone_p50), "(no target)", true);
   PrintFigure("handout errors (503, timeouts, other)",

@@ -72,6 +72,9 @@ ALTER TABLE template_builds ALTER COLUMN format DROP DEFAULT;
 )sql",
 };
 
+// Control connections opened at start and kept idle (the pool keeps up to 64).
+constexpr size_t kControlConnectionsKept = 24;
+
 // A lock key no other testpool lock uses: "tp" "schema".
 constexpr const char* kSchemaLock = "SELECT pg_advisory_lock(1953505280, 1)";
 constexpr const char* kSchemaUnlock = "SELECT pg_advisory_unlock(1953505280, 1)";
@@ -167,6 +170,9 @@ std::unique_ptr<ControlStore> ControlStore::Open(const pg::ConnInfo& admin) {
     ensure_role(kSlotOwnerRole, "NOSUPERUSER NOLOGIN NOCREATEDB NOCREATEROLE");
     conn->Exec("REVOKE ALL ON DATABASE " + conn->QuoteIdent(kControlDatabase) + " FROM PUBLIC");
   }
+  // Every lease handout writes a row: when 20 CI workers ask at the same moment, each should find
+  // a connection open instead of paying for a connect and a SCRAM exchange.
+  store->pool_.Prefill(kControlConnectionsKept);
   return store;
 }
 

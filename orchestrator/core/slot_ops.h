@@ -41,7 +41,8 @@ class SlotOps {
   void CloneDatabase(const std::string& db, const std::string& template_db);
   // Makes `role` a LOGIN member of kSlotOwnerRole with `password` (created, or updated when it
   // exists) and gives it CONNECT and TEMP on `db`. After this the role's DSN connects on the
-  // first try. The password's SCRAM verifier is computed here, not by the server.
+  // first try. The password's SCRAM secret is computed here (few iterations: the password is a
+  // random token), not by the server.
   void PrepareRole(const std::string& db, const std::string& role, const std::string& password);
   // Gives `db` to a new `role` with `password` and drops `old_role` (cut off, owning nothing),
   // in one transaction. Roles are never reused across leases: a handshake that began with the

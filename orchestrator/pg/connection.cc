@@ -157,16 +157,6 @@ Result Connection::ExecPrepared(const std::string& name, std::string_view sql, c
                sql);
 }
 
-std::string Connection::EncryptPassword(const std::string& role, const std::string& password) const {
-  char* verifier = PQencryptPasswordConn(state_->conn, password.c_str(), role.c_str(), "scram-sha-256");
-  if (verifier == nullptr) {
-    throw PgError("cannot compute a SCRAM verifier: " + Trim(PQerrorMessage(state_->conn)), {}, false);
-  }
-  std::string out(verifier);
-  PQfreemem(verifier);
-  return out;
-}
-
 std::string Connection::QuoteIdent(std::string_view identifier) const {
   char* q = PQescapeIdentifier(state_->conn, identifier.data(), identifier.size());
   if (q == nullptr) {

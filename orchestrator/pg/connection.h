@@ -82,11 +82,6 @@ class Connection {
   // statements of a hot path. Throws PgError on failure.
   Result ExecPrepared(const std::string& name, std::string_view sql, const Params& params);
 
-  // The SCRAM-SHA-256 verifier of `password` for `role`, computed here (client side, no round
-  // trip), ready for CREATE/ALTER ROLE … PASSWORD: the server then stores it as is instead of
-  // hashing the password itself. Throws PgError when libpq cannot compute it.
-  std::string EncryptPassword(const std::string& role, const std::string& password) const;
-
   // "name" → "\"name\"" with any embedded quotes doubled, per the connection's encoding.
   std::string QuoteIdent(std::string_view identifier) const;
   // A string literal per the connection's settings (E'' form when it contains backslashes).

@@ -1,5 +1,7 @@
 #include "orchestrator/pg/pool.h"
 
+#include <algorithm>
+
 namespace testpool::pg {
 
 ConnectionPool::Handle::~Handle() {
@@ -22,6 +24,19 @@ ConnectionPool::Handle ConnectionPool::Acquire() {
   Connection conn = Connection::Open(info_, connect_timeout_);
   if (on_open_) on_open_(conn);
   return Handle(this, std::move(conn));
+}
+
+void ConnectionPool::Prefill(size_t count) {
+  count = std::min(count, max_idle_);
+  for (;;) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (idle_.size() >= count) return;
+    }
+    Connection conn = Connection::Open(info_, connect_timeout_);
+    if (on_open_) on_open_(conn);
+    Release(std::move(conn));
+  }
 }
 
 void ConnectionPool::Release(Connection conn) {

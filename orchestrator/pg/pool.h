@@ -40,6 +40,9 @@ class ConnectionPool {
 
   // Throws PgError (kUnavailable) when a new connection cannot be opened.
   Handle Acquire();
+  // Opens connections until `count` are idle (at most max_idle), so that a burst of callers does
+  // not pay for connects (and SCRAM exchanges) all at once. Throws as Acquire().
+  void Prefill(size_t count);
 
   const ConnInfo& conninfo() const { return info_; }
 

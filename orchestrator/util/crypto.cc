@@ -1,7 +1,9 @@
 #include "orchestrator/util/crypto.h"
 
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/rand.h>
+#include <openssl/sha.h>
 
 #include <cassert>
 #include <vector>
@@ -66,6 +68,60 @@ std::string RandomHex(size_t n) {
     out.push_back(kHex[b & 0xf]);
   }
   return out;
+}
+
+std::string Base64(std::string_view bytes) {
+  std::string out(4 * ((bytes.size() + 2) / 3) + 1, '\0');
+  const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                                reinterpret_cast<const unsigned char*>(bytes.data()), static_cast<int>(bytes.size()));
+  out.resize(static_cast<size_t>(n));
+  return out;
+}
+
+namespace {
+
+std::string HmacSha256(std::string_view key, std::string_view message) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  if (HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()), reinterpret_cast<const unsigned char*>(message.data()),
+           message.size(), digest, &len) == nullptr) {
+    throw Error(ErrorCode::kInternal, "HMAC-SHA-256 failed");
+  }
+  return std::string(reinterpret_cast<char*>(digest), len);
+}
+
+std::string Sha256Bytes(std::string_view bytes) {
+  unsigned char digest[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size(), digest);
+  return std::string(reinterpret_cast<char*>(digest), sizeof digest);
+}
+
+}  // namespace
+
+std::string ScramSha256Secret(std::string_view password, std::string_view salt, int iterations) {
+  assert(iterations >= 1);
+  for (char c : password) {
+    if (c <= 0x20 || c >= 0x7f) {  // SASLprep would change it; we do not implement it
+      throw Error(ErrorCode::kInvalidArgument, "a SCRAM password here must be printable ASCII without spaces");
+    }
+  }
+  unsigned char salted[SHA256_DIGEST_LENGTH];
+  if (PKCS5_PBKDF2_HMAC(password.data(), static_cast<int>(password.size()),
+                        reinterpret_cast<const unsigned char*>(salt.data()), static_cast<int>(salt.size()), iterations,
+                        EVP_sha256(), sizeof salted, salted) != 1) {
+    throw Error(ErrorCode::kInternal, "PBKDF2-HMAC-SHA-256 failed");
+  }
+  const std::string salted_password(reinterpret_cast<char*>(salted), sizeof salted);
+  const std::string stored_key = Sha256Bytes(HmacSha256(salted_password, "Client Key"));
+  const std::string server_key = HmacSha256(salted_password, "Server Key");
+  return "SCRAM-SHA-256$" + std::to_string(iterations) + ":" + Base64(salt) + "$" + Base64(stored_key) + ":" +
+         Base64(server_key);
+}
+
+std::string ScramSha256Secret(std::string_view password, int iterations) {
+  const std::vector<unsigned char> salt = RandomBytes(16);
+  return ScramSha256Secret(password, std::string_view(reinterpret_cast<const char*>(salt.data()), salt.size()),
+                           iterations);
 }
 
 std::string RandomToken(size_t n) {

@@ -34,4 +34,18 @@ std::string RandomHex(size_t n);
 // URLs, role names and passwords alike without quoting.
 std::string RandomToken(size_t n);
 
+// Standard base64 (RFC 4648, with padding).
+std::string Base64(std::string_view bytes);
+
+// A PostgreSQL SCRAM-SHA-256 secret ("SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>",
+// RFC 5802/7677 as pg_authid stores it) for `password`, with a random 16-byte salt: given to
+// CREATE/ALTER ROLE … PASSWORD, the server stores it as is. `password` must be ASCII without
+// control characters or spaces (SASLprep leaves it unchanged then), else Error(kInvalidArgument).
+// The iteration count is the caller's choice: key stretching protects guessable passwords, and
+// every client pays it again on each connect — for random tokens of 100+ bits a low count loses
+// nothing.
+std::string ScramSha256Secret(std::string_view password, int iterations);
+// The same with a given salt (for tests against known values).
+std::string ScramSha256Secret(std::string_view password, std::string_view salt, int iterations);
+
 }  // namespace testpool::util

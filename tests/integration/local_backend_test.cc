@@ -119,9 +119,21 @@ TEST(LocalBackend, RefusesConnectionsWithoutTheRightPassword) {
   pg::ConnInfo tcp = socket;
   tcp.Set("host", "127.0.0.1");
   pg::ConnInfo wrong = testing::Admin();
+  wrong.Set("host", "127.0.0.1");
   wrong.Set("password", "not-the-password");
+  // Over the socket, the superuser is the daemon's own door: peer authentication lets the daemon's
+  // OS user (this test's) in with no password. Any other role there needs its password.
+  {
+    pg::Connection admin = pg::Connection::Open(socket);
+    admin.Exec("DROP ROLE IF EXISTS tp_test_someone; CREATE ROLE tp_test_someone LOGIN PASSWORD 'its-password'");
+  }
+  pg::ConnInfo other = socket;
+  other.Set("user", "tp_test_someone");
+  other.Set("dbname", "postgres");
+  pg::ConnInfo other_wrong = other;
+  other_wrong.Set("password", "not-its-password");
 
-  for (const pg::ConnInfo& info : {socket, tcp, wrong}) {
+  for (const pg::ConnInfo& info : {tcp, wrong, other, other_wrong}) {
     try {
       pg::Connection::Open(info);
       ADD_FAILURE() << "connected without the password: " << info.Redacted();
