@@ -70,6 +70,21 @@ CREATE INDEX leases_active_slot ON leases (slot_id) WHERE state = 'active';
 ALTER TABLE template_builds ADD COLUMN format integer NOT NULL DEFAULT 2;
 ALTER TABLE template_builds ALTER COLUMN format DROP DEFAULT;
 )sql",
+    // 4: record pools (their claims live in each target database, schema testpool)
+    R"sql(
+CREATE TABLE record_pools (
+  name         text PRIMARY KEY,
+  dsn          text,
+  lease_id     text,
+  schema_name  text NOT NULL,
+  table_name   text NOT NULL,
+  key_column   text NOT NULL,
+  match        jsonb NOT NULL,
+  created_at   timestamptz NOT NULL DEFAULT now(),
+  updated_at   timestamptz NOT NULL DEFAULT now(),
+  CHECK ((dsn IS NULL) <> (lease_id IS NULL))
+);
+)sql",
 };
 
 // Control connections opened at start and kept idle (the pool keeps up to 64).

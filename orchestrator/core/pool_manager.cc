@@ -178,7 +178,7 @@ PoolManager::PoolManager(ControlStore& store, backend::Backend& backend, const u
 PoolManager::~PoolManager() { Stop(); }
 
 void PoolManager::Start() {
-  std::lock_guard<std::mutex> lock(impl_->mu);  // held across reconcile: nothing else runs yet
+  std::unique_lock<std::mutex> lock(impl_->mu);  // held across reconcile: nothing else runs yet
   if (!impl_->threads.empty() || impl_->passive) return;
   impl_->stopping = false;
   if (!impl_->owner_lock) {
@@ -195,6 +195,12 @@ void PoolManager::Start() {
   for (int i = 0; i < impl_->options.recycler_threads; ++i) impl_->threads.emplace_back([this] { impl_->Worker(); });
   impl_->threads.emplace_back([this] { impl_->Reaper(); });
   impl_->RebalanceAll();
+  std::vector<std::string> ended = std::move(impl_->ended_while_down);
+  impl_->ended_while_down.clear();
+  lock.unlock();
+  if (impl_->lease_ended) {
+    for (const std::string& id : ended) impl_->lease_ended(id);
+  }
 }
 
 void PoolManager::Stop() {
@@ -464,6 +470,10 @@ LeaseInfo PoolManager::GetLease(const std::string& lease_id) {
   l.expires_at = row->expires_at;
   l.state = row->state;
   return l;
+}
+
+void PoolManager::SetLeaseEndedListener(std::function<void(const std::string& lease_id)> listener) {
+  impl_->lease_ended = std::move(listener);
 }
 
 ManagerStatus PoolManager::Status() const {

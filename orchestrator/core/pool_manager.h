@@ -174,6 +174,11 @@ class PoolManager final : public TemplateService::Listener {
 
   ManagerStatus Status() const;
 
+  // `listener` is told the id of every lease that ends (released, expired, or found expired at
+  // start), after its credentials are cut off, on the thread that ended it, never under the
+  // manager's lock; it must not throw. Set it before Start().
+  void SetLeaseEndedListener(std::function<void(const std::string& lease_id)> listener);
+
  private:
   struct Impl;
   std::unique_ptr<Impl> impl_;

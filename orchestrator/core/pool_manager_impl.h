@@ -144,6 +144,8 @@ struct PoolManager::Impl {
   // lifetime. A second daemon on the same server builds templates but hands out no leases.
   std::optional<pg::Connection> owner_lock;               // touched by Start/Stop only
   bool passive = false;                                   // guarded by mu
+  std::function<void(const std::string&)> lease_ended;    // set before Start, then read-only
+  std::vector<std::string> ended_while_down;              // Reconcile → Start, for lease_ended
 
   // ---- state, under mu (pool_manager.cc) --------------------------------------------------
 

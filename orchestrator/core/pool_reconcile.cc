@@ -79,6 +79,7 @@ void PoolManager::Impl::Reconcile() {
       recycle.push_back(s.id);
       ++counters.leases_expired;
       if (lease != active.end()) rows.End(lease->first, s.id, "expired");
+      if (!r.lease_id.empty()) ended_while_down.push_back(r.lease_id);
       log::Info("lease.expired", {{"lease", r.lease_id}, {"slot", s.id}, {"while", "daemon down"}});
     } else {
       s.state = SlotState::kBroken;

@@ -248,5 +248,7 @@ void PoolManager::Impl::Finish(const std::string& lease_id, const std::string& r
   } catch (const std::exception& e) {
     log::Error("lease.persist_failed", {{"lease", lease_id}, {"error", e.what()}});
   }
+  if (lease_ended) lease_ended(lease_id);
 }
+
 }  // namespace testpool::core
