@@ -179,18 +179,29 @@ struct RecordPools::Impl {
   }
 
   // Runs `f` on a pooled connection to the pool's target; a type error in a match value (the
-  // column's type rejects the text) becomes kInvalidArgument.
+  // column's type rejects the text) becomes kInvalidArgument. An idle pooled connection that the
+  // server ended meanwhile (a restart, a recycle of a leased database) is replaced once.
   template <typename F>
   auto OnTarget(const RecordPoolSpec& s, F&& f) {
-    auto conn = Target(s).Acquire();
-    try {
-      return f(*conn);
-    } catch (const pg::PgError& e) {
+    pg::ConnectionPool& pool = Target(s);
+    for (int attempt = 0;; ++attempt) {
+      auto conn = pool.Acquire();
+      try {
+        return f(*conn);
+      } catch (const pg::PgError& e) {
+        if (e.connection_lost() && attempt == 0) continue;
+        Rethrow(e);
+      }
+    }
+  }
+
+  [[noreturn]] static void Rethrow(const pg::PgError& e) {
+    {
       const std::string& st = e.sqlstate();
       if (st.rfind("22", 0) == 0 || st == "42883" /* undefined_function: no = for these types */) {
         throw Invalid("a match value does not fit its column: " + e.diagnostics().message);
       }
-      throw;
+      throw e;
     }
   }
 

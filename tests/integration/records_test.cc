@@ -13,6 +13,8 @@
 
 #include "orchestrator/core/control_store.h"
 #include "orchestrator/core/pool_manager.h"
+#include "orchestrator/core/template_builder.h"
+#include "orchestrator/core/template_service.h"
 #include "orchestrator/pg/connection.h"
 #include "orchestrator/util/clock.h"
 #include "orchestrator/util/crypto.h"
@@ -261,6 +263,59 @@ TEST_F(RecordsTest, SixtyFourClaimersNeverShareARow) {
   EXPECT_EQ(regressions.load(), 0);
   EXPECT_EQ(records_->Get(pool.spec.name).claimed, 0);
   EXPECT_EQ(TableDigest(), before) << "the shared table holds exactly what it held before";
+}
+
+// Claims tied to a lease end with it; a pool defined on a leased database goes with the lease.
+TEST_F(RecordsTest, ClaimsTiedToALeaseEndWithIt) {
+  TemplateBuilder builder(*store_, clock_);
+  TemplateService service(*store_, builder);
+  PoolOptions options;
+  options.reaper_interval = 100ms;
+  PoolManager pools(*store_, testing::Server(), clock_, options);
+  RecordPools records(*store_, pools, clock_);
+  pools.SetLeaseEndedListener([&records](const std::string& id) { records.LeaseEnded(id); });
+  pools.Start();
+  service.SetListener(&pools);
+  TemplateSpec t;
+  t.name = "records_" + util::RandomToken(6);
+  t.migrations = {{"0001_skus.sql", "-- " + t.name + "\nCREATE TABLE skus (sku text PRIMARY KEY, stock int);\n"
+                               "INSERT INTO skus VALUES ('ABC-1', 1), ('ABC-2', 1);\n"}};
+  t.pool = PoolConfig{1, 2};
+  service.Put(t, true);
+  LeaseRequest lr;
+  lr.template_name = t.name;
+  lr.ttl = 60s;
+  lr.wait = 60s;
+  LeaseInfo lease = pools.Acquire(lr);
+
+  RecordPoolSpec shared = Spec("tied");
+  records.Define(shared);
+  ClaimRequest req;
+  req.pool = shared.name;
+  req.lease_id = lease.id;
+  ClaimInfo claim = records.Claim(req);
+  EXPECT_EQ(claim.lease_id, lease.id);
+
+  RecordPoolSpec inside;  // on the leased database itself
+  inside.name = "inside_" + util::RandomToken(6);
+  inside.lease_id = lease.id;
+  inside.table = "skus";
+  inside.key = "sku";
+  EXPECT_EQ(records.Define(inside).rows, 2);
+  req.pool = inside.name;
+  req.lease_id.clear();
+  EXPECT_EQ(records.Claim(req).key.rfind("ABC-", 0), 0u);
+
+  pools.Release(lease.id);
+  EXPECT_EQ(CodeOf([&] { records.Renew(claim.id, 60s); }), "lease_expired") << "ended with its lease";
+  EXPECT_EQ(records.Get(shared.name).claimed, 0);
+  EXPECT_EQ(CodeOf([&] { records.Get(inside.name); }), "not_found") << "the leased database's pool went with it";
+  req.pool = shared.name;
+  req.lease_id = lease.id;
+  EXPECT_EQ(CodeOf([&] { records.Claim(req); }), "lease_expired") << "no new claims on an ended lease";
+  service.SetListener(nullptr);
+  pools.Stop();
+  service.Drop(t.name, false);
 }
 
 TEST_F(RecordsTest, UnknownPoolsAndBadRequests) {
