@@ -46,6 +46,15 @@ void ResetLease(const Services& s, const httplib::Request& req, httplib::Respons
 void ReleaseLease(const Services& s, const httplib::Request& req, httplib::Response& res);
 void GetStatus(const Services& s, const httplib::Request& req, httplib::Response& res);
 
+// ---- handlers (routes_records.cc) ------------------------------------------------------------
+void PutRecordPool(const Services& s, const httplib::Request& req, httplib::Response& res);
+void ListRecordPools(const Services& s, const httplib::Request& req, httplib::Response& res);
+void GetRecordPool(const Services& s, const httplib::Request& req, httplib::Response& res);
+void DropRecordPool(const Services& s, const httplib::Request& req, httplib::Response& res);
+void CreateClaim(const Services& s, const httplib::Request& req, httplib::Response& res);
+void RenewClaim(const Services& s, const httplib::Request& req, httplib::Response& res);
+void ReleaseClaim(const Services& s, const httplib::Request& req, httplib::Response& res);
+
 // ---- handlers (metrics.cc, openapi.cc) -------------------------------------------------------
 void GetMetrics(const Services& s, const httplib::Request& req, httplib::Response& res);
 void GetOpenApi(const Services& s, const httplib::Request& req, httplib::Response& res);

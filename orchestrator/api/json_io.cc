@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
+#include <map>
 
 #include "orchestrator/util/error.h"
 
@@ -239,6 +240,102 @@ json StatusJson(const core::ManagerStatus& status) {
                    {"lease_wait", HistogramJson(c.wait)},    {"recycle", HistogramJson(c.recycle)}};
   return {{"pools", pools}, {"databases", status.databases}, {"max_databases", status.max_databases},
           {"counters", counters}};
+}
+
+// ---- record pools and claims -------------------------------------------------------------------
+
+namespace {
+
+// {"column": "text" | number | bool, …} → column → text form. `what` names the field ("match").
+std::map<std::string, std::string> Match(const json& v, const std::string& what) {
+  if (!v.is_object()) throw Bad(what + " must be an object of column: string, number or boolean");
+  std::map<std::string, std::string> out;
+  for (const auto& [column, value] : v.items()) {
+    const std::string where = what + "." + column.substr(0, 60);
+    if (value.is_string()) {
+      out[column] = value.get<std::string>();
+    } else if (value.is_boolean()) {
+      out[column] = value.get<bool>() ? "true" : "false";
+    } else if (value.is_number()) {
+      out[column] = value.dump();  // integers as written; floats in the shortest form that round-trips
+    } else {
+      throw Bad(where + " must be a string, number or boolean");
+    }
+  }
+  return out;
+}
+
+json MatchJson(const std::map<std::string, std::string>& match) {
+  json out = json::object();
+  for (const auto& [column, value] : match) out[column] = value;
+  return out;
+}
+
+}  // namespace
+
+core::RecordPoolSpec RecordPoolSpecFromJson(const std::string& name, const json& body) {
+  const std::string where = "the record pool definition";
+  ObjectBody(body, "{\"dsn\"|\"lease\",\"table\",\"key\",\"schema\",\"match\"}");
+  OnlyFields(body, where, {"name", "dsn", "lease", "schema", "table", "key", "match"});
+  if (auto it = body.find("name"); it != body.end() && String(*it, "name") != name) {
+    throw Bad("the body's name '" + it->get<std::string>().substr(0, 60) + "' differs from the URL's '" + name + "'");
+  }
+  core::RecordPoolSpec spec;
+  spec.name = name;
+  const bool has_dsn = body.contains("dsn"), has_lease = body.contains("lease");
+  if (has_dsn == has_lease) {
+    throw Bad("give exactly one of \"dsn\" (the target database) and \"lease\" (a lease whose database holds the "
+              "table) in " + where);
+  }
+  if (has_dsn) spec.dsn = String(body.at("dsn"), "dsn");
+  if (has_lease) spec.lease_id = String(body.at("lease"), "lease");
+  if (auto it = body.find("schema"); it != body.end()) spec.schema = String(*it, "schema");
+  spec.table = String(Field(body, "table", where), "table");
+  spec.key = String(Field(body, "key", where), "key");
+  if (auto it = body.find("match"); it != body.end()) spec.match = Match(*it, "match");
+  return spec;
+}
+
+core::ClaimRequest ClaimRequestFromJson(const std::string& pool, const json& body) {
+  ObjectBody(body, "{\"match\",\"ttl_s\",\"wait_s\",\"holder\",\"lease\"}, each optional");
+  OnlyFields(body, "the claim request", {"match", "ttl_s", "wait_s", "holder", "lease"});
+  core::ClaimRequest request;
+  request.pool = pool;
+  if (auto it = body.find("match"); it != body.end()) request.match = Match(*it, "match");
+  if (auto it = body.find("ttl_s"); it != body.end()) request.ttl = std::chrono::seconds(ClampedInt(*it, "ttl_s"));
+  if (auto it = body.find("wait_s"); it != body.end()) request.wait = std::chrono::seconds(ClampedInt(*it, "wait_s"));
+  if (auto it = body.find("holder"); it != body.end()) request.holder = String(*it, "holder");
+  if (auto it = body.find("lease"); it != body.end()) request.lease_id = String(*it, "lease");
+  return request;
+}
+
+std::chrono::seconds ClaimRenewTtlFromJson(const json& body) {
+  ObjectBody(body, "{\"ttl_s\"}, optional");
+  OnlyFields(body, "the renew request", {"ttl_s"});
+  if (auto it = body.find("ttl_s"); it != body.end()) return std::chrono::seconds(ClampedInt(*it, "ttl_s"));
+  return core::ClaimRequest{}.ttl;
+}
+
+json RecordPoolJson(const core::RecordPoolInfo& p) {
+  json out = {{"name", p.spec.name},   {"schema", p.spec.schema},   {"table", p.spec.table},
+              {"key", p.spec.key},     {"match", MatchJson(p.spec.match)},
+              {"rows", p.rows},        {"claimed", p.claimed},      {"expired", p.expired},
+              {"free", p.free()}};
+  if (!p.spec.lease_id.empty()) out["lease"] = p.spec.lease_id;
+  if (!p.spec.dsn.empty()) out["dsn"] = p.spec.dsn;  // RecordPools removed its password
+  return out;
+}
+
+json ClaimJson(const core::ClaimInfo& c) {
+  json out = {{"id", c.id},       {"pool", c.pool},     {"key", c.key},     {"token", c.token},
+              {"expires_at", IsoUtcMs(c.expires_at)}, {"holder", c.holder}, {"state", c.state}};
+  if (!c.row_json.empty()) {
+    json row = json::parse(c.row_json, nullptr, /*allow_exceptions=*/false);
+    if (!row.is_object()) throw Error(ErrorCode::kInternal, "claim " + c.id + ": its row is not a JSON object");
+    out["row"] = std::move(row);
+  }
+  if (!c.lease_id.empty()) out["lease"] = c.lease_id;
+  return out;
 }
 
 }  // namespace testpool::api

@@ -10,6 +10,7 @@
 
 #include "orchestrator/core/control_store.h"
 #include "orchestrator/core/pool_manager.h"
+#include "orchestrator/core/record_pools.h"
 #include "orchestrator/core/template_service.h"
 #include "orchestrator/core/template_spec.h"
 #include "orchestrator/util/clock.h"
@@ -54,5 +55,26 @@ nlohmann::json LeaseJson(const core::LeaseInfo& lease);
 // {"pools":[{"template","hash","current","min_ready","max","warming","ready","leased",
 //  "recycling","broken","waiting"}…],"databases","max_databases","counters":{…}}
 nlohmann::json StatusJson(const core::ManagerStatus& status);
+
+// ---- record pools and claims -------------------------------------------------------------------
+// Strict like the lease bodies, and like them they check shape only: names (schema, table,
+// columns) and ranges (ttl, wait, holder) are RecordPools' to check. A match is an object of
+// column → string, number or boolean; each value goes on in its text form ("42", "1.5", "true").
+
+// PUT /v1/record-pools/{name}: {"dsn"} or {"lease"} (exactly one), "table", "key", optional
+// "schema" and "match", and "name" (when present, equal to the URL's).
+core::RecordPoolSpec RecordPoolSpecFromJson(const std::string& name, const nlohmann::json& body);
+// POST /v1/record-pools/{name}/claims: {"match","ttl_s","wait_s","holder","lease"}, each optional
+// (the defaults are core::ClaimRequest's: 300 s, 0 s). An empty body is an empty object.
+core::ClaimRequest ClaimRequestFromJson(const std::string& pool, const nlohmann::json& body);
+// POST /v1/claims/{id}/renew: {"ttl_s"}, optional (default: core::ClaimRequest's ttl).
+std::chrono::seconds ClaimRenewTtlFromJson(const nlohmann::json& body);
+
+// {"name","schema","table","key","match","lease" (when on a lease),"dsn" (when given one, without
+//  its password),"rows","claimed","expired","free"}
+nlohmann::json RecordPoolJson(const core::RecordPoolInfo& pool);
+// {"id","pool","key","row":{…} (when `claim` carries it: a new claim does),"token","expires_at",
+//  "holder","state","lease" (when tied to one)}. Error(kInternal) when the row is not a JSON object.
+nlohmann::json ClaimJson(const core::ClaimInfo& claim);
 
 }  // namespace testpool::api

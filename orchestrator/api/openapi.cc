@@ -116,6 +116,72 @@ constexpr const char* kSchemas = R"json({
       "slot": {"type": "string"}, "state": {"type": "string", "enum": ["active", "released", "expired"]},
       "wait_ms": {"type": "number"}}
   },
+  "MatchValues": {
+    "type": "object", "additionalProperties": {"oneOf": [{"type": "string"}, {"type": "number"}, {"type": "boolean"}]},
+    "description": "column: value; a row matches when each column equals its value (compared as the column's type)",
+    "example": {"tier": "premium", "active": true}
+  },
+  "RecordPoolDefinition": {
+    "type": "object", "required": ["table", "key"], "additionalProperties": false,
+    "description": "exactly one of dsn and lease",
+    "properties": {
+      "dsn": {"type": "string", "description": "the target database (keyword form or postgresql:// URI)"},
+      "lease": {"type": "string", "pattern": "^[a-z2-7]{1,64}$",
+                "description": "a lease whose database holds the table; the pool is dropped when the lease ends"},
+      "schema": {"type": "string", "default": "public"},
+      "table": {"type": "string", "example": "users"},
+      "key": {"type": "string", "description": "a unique column (primary key or single-column unique index)",
+              "example": "id"},
+      "match": {"$ref": "#/components/schemas/MatchValues"},
+      "name": {"type": "string", "description": "when present, must equal the URL's name"}}
+  },
+  "RecordPool": {
+    "type": "object", "required": ["name", "schema", "table", "key", "match", "rows", "claimed", "expired", "free"],
+    "properties": {
+      "name": {"type": "string"}, "schema": {"type": "string"}, "table": {"type": "string"},
+      "key": {"type": "string"},
+      "match": {"type": "object", "additionalProperties": {"type": "string"}},
+      "lease": {"type": "string", "description": "present when the pool is on a leased database"},
+      "dsn": {"type": "string", "description": "present when the pool was given a DSN; its password removed"},
+      "rows": {"type": "integer", "format": "int64", "description": "rows that match the pool's filter"},
+      "claimed": {"type": "integer", "format": "int64", "description": "live claims"},
+      "expired": {"type": "integer", "format": "int64",
+                  "description": "claims whose TTL ran out without a release (reclaimable)"},
+      "free": {"type": "integer", "format": "int64", "description": "rows - claimed"}}
+  },
+  "RecordPoolList": {
+    "type": "object", "required": ["record_pools"],
+    "properties": {"record_pools": {"type": "array", "items": {"$ref": "#/components/schemas/RecordPool"}}}
+  },
+  "ClaimRequest": {
+    "type": "object", "additionalProperties": false,
+    "properties": {
+      "match": {"$ref": "#/components/schemas/MatchValues"},
+      "ttl_s": {"type": "integer", "minimum": 1, "maximum": 86400, "default": 300},
+      "wait_s": {"type": "integer", "minimum": 0, "maximum": 600, "default": 0,
+                 "description": "how long to wait for a free matching row before 503 pool_exhausted"},
+      "holder": {"type": "string", "maxLength": 200, "default": ""},
+      "lease": {"type": "string", "pattern": "^[a-z2-7]{1,64}$",
+                "description": "the claim ends when this lease ends"}}
+  },
+  "ClaimRenewRequest": {
+    "type": "object", "additionalProperties": false,
+    "properties": {"ttl_s": {"type": "integer", "minimum": 1, "maximum": 86400, "default": 300,
+                             "description": "the claim then expires ttl_s seconds from now"}}
+  },
+  "Claim": {
+    "type": "object", "required": ["id", "pool", "key", "token", "expires_at", "holder", "state"],
+    "properties": {
+      "id": {"type": "string", "pattern": "^[a-z][a-z0-9_]{0,39}[.][a-z2-7]{1,64}$"},
+      "pool": {"type": "string"},
+      "key": {"type": "string", "description": "the key column's value, as text"},
+      "row": {"type": "object", "description": "the claimed row, column: value (in the answer to a claim)"},
+      "token": {"type": "integer", "format": "int64", "description": "fencing token: increases per claim of a key"},
+      "expires_at": {"type": "string", "format": "date-time"},
+      "holder": {"type": "string"},
+      "state": {"type": "string", "enum": ["active", "released", "expired"]},
+      "lease": {"type": "string", "description": "present when the claim ends with a lease"}}
+  },
   "PoolStatus": {
     "type": "object",
     "properties": {"template": {"type": "string"}, "hash": {"type": "string"}, "current": {"type": "boolean"},
@@ -187,15 +253,62 @@ json Responses() {
   exhausted["headers"] = {{"Retry-After", {{"description", "seconds to wait before asking again (pool_exhausted)"},
                                            {"schema", {{"type", "integer"}}}}}};
   return {{"BadRequest", error("invalid_argument or invalid_name: the request is malformed (the message names the field)")},
-          {"NotFound", error("not_found: no such template, lease or endpoint")},
+          {"NotFound", error("not_found: no such template, lease, record pool, claim or endpoint")},
           {"Conflict", error("conflict: the request contradicts the current state")},
-          {"Gone", error("lease_expired: the lease already ended (released or expired)")},
+          {"Gone", error("lease_expired: the lease (or claim) already ended (released or expired)")},
           {"TooLarge", error("invalid_argument: the body is larger than this route accepts")},
           {"MigrationFailed", error("migration_failed: details name the file, line and SQLSTATE")},
           {"Internal", error("internal: a bug or an unexpected server answer")},
           {"Backend", error("backend_error: the backend failed")},
           {"Unavailable", exhausted},
           {"Timeout", error("timeout: an operation ran out of time")}};
+}
+
+// /v1/record-pools… and /v1/claims/{id}….
+void RecordPaths(json& p) {
+  const json name = PathParam("name", "record pool name", "^[a-z][a-z0-9_]{0,39}$");
+  const json id = PathParam("id", "claim id: <pool name>.<token>", "^[a-z][a-z0-9_]{0,39}[.][a-z2-7]{1,64}$");
+  p["/v1/record-pools"]["get"] = Op("listRecordPools", "records", "Every record pool with its counts",
+                                    {{"200", Answer("record pools", Ref("RecordPoolList"))},
+                                     {"503", Err("Unavailable")}});
+  json put = Op("putRecordPool", "records",
+                "Define (or replace) a record pool: a table's rows in a target database, claimed one at a time",
+                {{"200", Answer("replaced", Ref("RecordPool"))}, {"201", Answer("created", Ref("RecordPool"))},
+                 {"400", Err("BadRequest")}, {"404", Err("NotFound")}, {"413", Err("TooLarge")},
+                 {"503", Err("Unavailable")}});
+  put["parameters"] = json::array({name});
+  put["requestBody"] = Body("RecordPoolDefinition", true);
+  p["/v1/record-pools/{name}"]["put"] = put;
+  json get = Op("getRecordPool", "records", "One record pool with its counts",
+                {{"200", Answer("the record pool", Ref("RecordPool"))}, {"400", Err("BadRequest")},
+                 {"404", Err("NotFound")}, {"503", Err("Unavailable")}});
+  get["parameters"] = json::array({name});
+  p["/v1/record-pools/{name}"]["get"] = get;
+  json drop = Op("deleteRecordPool", "records",
+                 "Forget a record pool (the claim rows stay in the target database)",
+                 {{"204", {{"description", "dropped"}}}, {"400", Err("BadRequest")}, {"404", Err("NotFound")},
+                  {"503", Err("Unavailable")}});
+  drop["parameters"] = json::array({name});
+  p["/v1/record-pools/{name}"]["delete"] = drop;
+
+  json claim = Op("createClaim", "records", "Claim one free matching row of the pool, for ttl_s seconds",
+                  {{"201", Answer("the claim: the row, its key, a fencing token, expiry", Ref("Claim"))},
+                   {"400", Err("BadRequest")}, {"404", Err("NotFound")}, {"413", Err("TooLarge")},
+                   {"503", Err("Unavailable")}});
+  claim["parameters"] = json::array({name});
+  claim["requestBody"] = Body("ClaimRequest", false);
+  p["/v1/record-pools/{name}/claims"]["post"] = claim;
+  json release = Op("releaseClaim", "records", "End the claim; idempotent (releasing again is also 204)",
+                    {{"204", {{"description", "released"}}}, {"404", Err("NotFound")}, {"503", Err("Unavailable")}});
+  release["parameters"] = json::array({id});
+  p["/v1/claims/{id}"]["delete"] = release;
+  json renew = Op("renewClaim", "records", "Extend the claim: it then expires ttl_s from now",
+                  {{"200", Answer("the claim with its new expires_at", Ref("Claim"))}, {"400", Err("BadRequest")},
+                   {"404", Err("NotFound")}, {"410", Err("Gone")}, {"413", Err("TooLarge")},
+                   {"503", Err("Unavailable")}});
+  renew["parameters"] = json::array({id});
+  renew["requestBody"] = Body("ClaimRenewRequest", false);
+  p["/v1/claims/{id}/renew"]["post"] = renew;
 }
 
 json Paths() {
@@ -265,6 +378,7 @@ json Paths() {
   reset["parameters"] = json::array({id});
   reset["requestBody"] = Body("ResetRequest", false);
   p["/v1/leases/{id}/reset"]["post"] = reset;
+  RecordPaths(p);
   return p;
 }
 
@@ -273,7 +387,8 @@ json Build() {
           {"info", {{"title", "testpool"},
                     {"version", TESTPOOL_VERSION},
                     {"description", "Isolated, pre-migrated PostgreSQL databases for parallel tests: templates "
-                                    "built from migrations, warm pools, leases with TTL and per-lease roles. "
+                                    "built from migrations, warm pools, leases with TTL and per-lease roles; "
+                                    "record pools: rows of a shared database claimed one at a time. "
                                     "Every error answers {\"error\":{\"code\",\"message\",\"details\"}}."}}},
           {"servers", json::array({{{"url", "http://127.0.0.1:7432"}}})},
           {"paths", Paths()},

@@ -20,6 +20,13 @@ const std::vector<Route>& Routes() {
       {"DELETE", "/v1/leases/{id}",               R"(/v1/leases/([^/]+))",               kMaxSmallBodyBytes, ReleaseLease},
       {"POST",   "/v1/leases/{id}/renew",         R"(/v1/leases/([^/]+)/renew)",         kMaxSmallBodyBytes, RenewLease},
       {"POST",   "/v1/leases/{id}/reset",         R"(/v1/leases/([^/]+)/reset)",         kMaxSmallBodyBytes, ResetLease},
+      {"GET",    "/v1/record-pools",              "/v1/record-pools",                    kMaxSmallBodyBytes, ListRecordPools},
+      {"PUT",    "/v1/record-pools/{name}",       R"(/v1/record-pools/([^/]+))",         kMaxSmallBodyBytes, PutRecordPool},
+      {"GET",    "/v1/record-pools/{name}",       R"(/v1/record-pools/([^/]+))",         kMaxSmallBodyBytes, GetRecordPool},
+      {"DELETE", "/v1/record-pools/{name}",       R"(/v1/record-pools/([^/]+))",         kMaxSmallBodyBytes, DropRecordPool},
+      {"POST",   "/v1/record-pools/{name}/claims", R"(/v1/record-pools/([^/]+)/claims)", kMaxSmallBodyBytes, CreateClaim},
+      {"DELETE", "/v1/claims/{id}",               R"(/v1/claims/([^/]+))",               kMaxSmallBodyBytes, ReleaseClaim},
+      {"POST",   "/v1/claims/{id}/renew",         R"(/v1/claims/([^/]+)/renew)",         kMaxSmallBodyBytes, RenewClaim},
   };
   return routes;
 }

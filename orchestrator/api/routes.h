@@ -28,6 +28,7 @@ namespace testpool::api {
 struct Services {
   core::TemplateService& templates;
   core::PoolManager& pools;
+  core::RecordPools& records;
   ServerInfo info;
 };
 
@@ -41,7 +42,8 @@ struct Route {
   Handler handler;
 };
 
-// Bodies of the lease routes (a few small fields) and of a template definition (its SQL).
+// Bodies of the lease, record pool and claim routes (a few small fields) and of a template
+// definition (its SQL).
 inline constexpr std::size_t kMaxSmallBodyBytes = 64u << 10;
 inline constexpr std::size_t kMaxTemplateBodyBytes = 96u << 20;  // 64 MiB of SQL plus JSON escaping
 

@@ -27,7 +27,8 @@ std::string Size(size_t bytes) {
 }  // namespace
 
 struct ApiServer::Impl {
-  Impl(core::TemplateService& t, core::PoolManager& p, ServerInfo i) : services{t, p, std::move(i)} {}
+  Impl(core::TemplateService& t, core::PoolManager& p, core::RecordPools& r, ServerInfo i)
+      : services{t, p, r, std::move(i)} {}
 
   // Wraps a route: enforces its body limit; every Error becomes its JSON answer, anything else a 500.
   httplib::Server::Handler Wrap(const Route& route) {
@@ -81,8 +82,9 @@ struct ApiServer::Impl {
   int listen_fd = -1;  // the listening socket, once created (set by the socket-options hook)
 };
 
-ApiServer::ApiServer(core::TemplateService& templates, core::PoolManager& pools, ServerInfo info)
-    : impl_(std::make_unique<Impl>(templates, pools, std::move(info))) {
+ApiServer::ApiServer(core::TemplateService& templates, core::PoolManager& pools, core::RecordPools& records,
+                     ServerInfo info)
+    : impl_(std::make_unique<Impl>(templates, pools, records, std::move(info))) {
   impl_->http.new_task_queue = [] { return new httplib::ThreadPool(kWorkerThreads); };
   impl_->http.set_payload_max_length(kMaxTemplateBodyBytes);  // the largest any route accepts
   impl_->http.set_read_timeout(std::chrono::seconds(60));

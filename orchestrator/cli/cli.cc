@@ -7,6 +7,7 @@
 #include "orchestrator/util/log.h"
 
 namespace testpool::cli {
+
 namespace {
 
 const char* kUsage = R"(testpool — isolated, pre-migrated PostgreSQL databases for parallel tests
@@ -27,6 +28,12 @@ commands:
   run --template NAME [--ttl S] [--wait S] [--holder H] -- CMD [ARG…]
                                 lease, run CMD with DATABASE_URL and PG* set, renew while it runs,
                                 release whatever happens; exits with CMD's status
+  record-pool define NAME (--dsn DSN | --lease ID) --table T --key K [--schema S] [--match COL=V]…
+  record-pool list | show NAME | drop NAME
+                                rows of a shared table that tests claim one at a time
+  claim POOL [--match COL=V]… [--ttl S] [--wait S] [--holder H] [--lease ID] [--json]
+                                claim a free matching row; prints the claim id, key and row
+  unclaim ID                    end the claim (a second unclaim is fine)
   version
 
 The client commands talk to the daemon at $TESTPOOL_URL (default http://127.0.0.1:7432).
@@ -53,6 +60,9 @@ int Main(int argc, char** argv) {
   if (command == "reset") return Reset(argc - 1, argv + 1);
   if (command == "status") return Status(argc - 1, argv + 1);
   if (command == "run") return Run(argc - 1, argv + 1);
+  if (command == "record-pool") return RecordPool(argc - 1, argv + 1);
+  if (command == "claim") return Claim(argc - 1, argv + 1);
+  if (command == "unclaim") return Unclaim(argc - 1, argv + 1);
   if (command == "version" || command == "--version") {
     std::cout << "testpool " << TESTPOOL_VERSION << "\n";
     return kExitOk;

@@ -23,5 +23,8 @@ int Release(int argc, char** argv);
 int Reset(int argc, char** argv);
 int Status(int argc, char** argv);
 int Run(int argc, char** argv);
+int Claim(int argc, char** argv);       // claim_cmd.cc: record pools
+int Unclaim(int argc, char** argv);
+int RecordPool(int argc, char** argv);
 
 }  // namespace testpool::cli

@@ -1,5 +1,5 @@
-// `testpool serve`: wires a backend, the control store, the template service, the pools and the
-// HTTP API, and runs until SIGINT/SIGTERM.
+// `testpool serve`: wires a backend, the control store, the template service, the pools, the
+// record pools and the HTTP API, and runs until SIGINT/SIGTERM.
 #include <pthread.h>
 #include <signal.h>
 #include <unistd.h>
@@ -17,6 +17,7 @@
 #include "orchestrator/cli/cli.h"
 #include "orchestrator/core/control_store.h"
 #include "orchestrator/core/pool_manager.h"
+#include "orchestrator/core/record_pools.h"
 #include "orchestrator/core/template_builder.h"
 #include "orchestrator/core/template_service.h"
 #include "orchestrator/util/clock.h"
@@ -153,8 +154,17 @@ int Serve(int argc, char** argv) {
     // TemplateReady, on a stopped manager).
     core::PoolManager pools(*store, *server, util::RealClock(), pool_options);
     templates->SetListener(&pools);
+    // The pools tell the record pools of every lease that ends (its claims end, pools defined on
+    // its database go). However this scope is left, the pools stop (and so stop calling) before
+    // `records` is destroyed.
+    core::RecordPools records(*store, pools, util::RealClock());
+    pools.SetLeaseEndedListener([&records](const std::string& id) { records.LeaseEnded(id); });
+    struct StopPoolsFirst {
+      core::PoolManager& pools;
+      ~StopPoolsFirst() { pools.Stop(); }
+    } stop_pools_first{pools};
     pools.Start();
-    api::ApiServer api(*templates, pools, api::ServerInfo{kind, daemon_id});
+    api::ApiServer api(*templates, pools, records, api::ServerInfo{kind, daemon_id});
     int bound = api.Bind(host, port);
 
     std::thread signal_thread([&api, &signals] {

@@ -179,17 +179,19 @@ struct RecordPools::Impl {
   }
 
   // Runs `f` on a pooled connection to the pool's target; a type error in a match value (the
-  // column's type rejects the text) becomes kInvalidArgument. An idle pooled connection that the
-  // server ended meanwhile (a restart, a recycle of a leased database) is replaced once.
+  // column's type rejects the text) becomes kInvalidArgument. When `f` is idempotent, an idle
+  // pooled connection that the server ended meanwhile (a restart, a recycle of a leased
+  // database) is replaced once; a claim is not retried so (its statement may have committed
+  // before the connection broke, and a second try would hold a second row).
   template <typename F>
-  auto OnTarget(const RecordPoolSpec& s, F&& f) {
+  auto OnTarget(const RecordPoolSpec& s, F&& f, bool idempotent = true) {
     pg::ConnectionPool& pool = Target(s);
     for (int attempt = 0;; ++attempt) {
       auto conn = pool.Acquire();
       try {
         return f(*conn);
       } catch (const pg::PgError& e) {
-        if (e.connection_lost() && attempt == 0) continue;
+        if (e.connection_lost() && idempotent && attempt == 0) continue;
         Rethrow(e);
       }
     }
@@ -274,7 +276,7 @@ struct RecordPools::Impl {
         if (r.Get(0, 0) == "0") return std::nullopt;
       }
       return std::nullopt;
-    });
+    }, /*idempotent=*/false);
   }
 };
 

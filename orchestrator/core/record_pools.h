@@ -22,8 +22,9 @@
 // this daemon, and re-tried every 50–250 ms for releases made elsewhere), then throws
 // kPoolExhausted naming the pool and the match.
 //
-// Names (pool, schema, table, columns) are validated ([a-z_][a-z0-9_]*, up to 63 bytes) and
-// quoted; table and columns are checked against the target's catalog; values always go as
+// Names: a pool's is [a-z][a-z0-9_]{0,39}; schema, table and column names may be any identifier
+// of 1–63 bytes without control characters (real schemas have mixed-case names), are looked up in
+// the target's catalog (an unknown one is kInvalidArgument) and always quoted; values always go as
 // parameters. Thread-safe.
 #pragma once
 

@@ -8,6 +8,7 @@
 #include "orchestrator/api/server.h"
 #include "orchestrator/core/control_store.h"
 #include "orchestrator/core/pool_manager.h"
+#include "orchestrator/core/record_pools.h"
 #include "orchestrator/core/template_builder.h"
 #include "orchestrator/core/template_service.h"
 #include "tests/support/test_server.h"
@@ -18,6 +19,7 @@ struct InProcessApi::Impl {
   std::unique_ptr<core::ControlStore> store;
   std::unique_ptr<core::TemplateBuilder> builder;
   std::unique_ptr<core::PoolManager> pools;
+  std::unique_ptr<core::RecordPools> records;
   std::unique_ptr<core::TemplateService> service;
   std::unique_ptr<api::ApiServer> server;
   std::thread thread;
@@ -30,12 +32,16 @@ InProcessApi::InProcessApi(bool with_pools, int max_databases) : impl_(std::make
   core::PoolOptions options;
   options.max_databases = max_databases;
   impl_->pools = std::make_unique<core::PoolManager>(*impl_->store, Server(), util::RealClock(), options);
+  impl_->records = std::make_unique<core::RecordPools>(*impl_->store, *impl_->pools, util::RealClock());
   impl_->service = std::make_unique<core::TemplateService>(*impl_->store, *impl_->builder);
   if (with_pools) {
     impl_->service->SetListener(impl_->pools.get());
+    core::RecordPools* records = impl_->records.get();
+    impl_->pools->SetLeaseEndedListener([records](const std::string& id) { records->LeaseEnded(id); });
     impl_->pools->Start();
   }
-  impl_->server = std::make_unique<api::ApiServer>(*impl_->service, *impl_->pools, api::ServerInfo{"local", "test"});
+  impl_->server = std::make_unique<api::ApiServer>(*impl_->service, *impl_->pools, *impl_->records,
+                                                   api::ServerInfo{"local", "test"});
   impl_->port = impl_->server->Bind("127.0.0.1", 0);
   impl_->thread = std::thread([this] { impl_->server->Run(); });
 }
@@ -46,6 +52,7 @@ InProcessApi::~InProcessApi() {
   impl_->server.reset();
   impl_->pools->Stop();
   impl_->service.reset();  // waits for builds, which may still tell the pools
+  impl_->records.reset();  // the pools stopped: they call it no more
   impl_->pools.reset();
 }
 
