@@ -105,6 +105,24 @@ show "$tp" status
 step "10. testpool run: lease, run a command with DATABASE_URL and PG* set, release whatever happens"
 show "$tp" run --template app -- sh -c 'echo "  PGUSER=$PGUSER PGDATABASE=$PGDATABASE (DATABASE_URL set too)"; psql -X -A -t -c "SELECT count(*) || '"'"' products in '"'"' || current_database() FROM products"'
 
+step "11. record pools: shared rows reserved atomically (the premium customers of one shared database)"
+"$tp" lease app --holder staging --json >"$work/staging.json"  # stands in for a shared staging database
+show "$tp" record-pool define premium --lease "$(field "$work/staging.json" id)" --table customers --key id \
+  --match profile_type=premium
+row_email() { python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["row"]["email"])' "$1"; }
+for w in 1 2; do
+  "$tp" claim premium --holder "worker$w" --ttl 60 --json >"$work/claim$w.json"
+  echo "  worker$w holds customer $(field "$work/claim$w.json" key) ($(row_email "$work/claim$w.json")), token $(field "$work/claim$w.json" token)"
+done
+echo "  worker3 asks (waiting up to 1 s) while both premium customers are held:"
+"$tp" claim premium --holder worker3 --wait 1 2>&1 | sed 's/^/    /' || true
+"$tp" unclaim "$(field "$work/claim1.json" id)"
+echo "  worker1 is done and unclaims; worker3 asks again and gets that customer, with a higher token:"
+"$tp" claim premium --holder worker3 --json >"$work/claim3.json"
+echo "  worker3 holds customer $(field "$work/claim3.json" key) ($(row_email "$work/claim3.json")), token $(field "$work/claim3.json" token)"
+show "$tp" record-pool show premium
+"$tp" release "$(field "$work/staging.json" id)"  # its claims and the pool on its database go with it
+
 step "done"
 echo "The daemon keeps running at $TESTPOOL_URL (pid ${daemon_pid:-?}, log $log)."
 echo "Try: $tp template list    |  curl -s $TESTPOOL_URL/v1/templates/app"
