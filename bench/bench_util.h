@@ -44,6 +44,41 @@ inline void PrintRow(const std::string& what, const Samples& s) {
               s.Mean(), s.Percentile(1.0));
 }
 
+// Latency rows with p99 as well (the daemon benchmarks).
+inline void PrintLatencyHeader() {
+  std::printf("%-46s %6s %9s %9s %9s %9s %9s\n", "measurement", "n", "p50 ms", "p95 ms", "p99 ms", "mean ms", "max ms");
+}
+inline void PrintLatencyRow(const std::string& what, const Samples& s) {
+  std::printf("%-46s %6zu %9.3f %9.3f %9.3f %9.3f %9.3f\n", what.c_str(), s.ms.size(), s.Percentile(0.5),
+              s.Percentile(0.95), s.Percentile(0.99), s.Mean(), s.Percentile(1.0));
+}
+
+// `v` through a printf format with one double, e.g. Fmt("%.3f ms", 0.52).
+inline std::string Fmt(const char* fmt, double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, fmt, v);
+  return buf;
+}
+
+// "1/37" when `value` is the smaller, else "2.4x"; "-" when either is not positive.
+inline std::string RatioText(double value, double raw) {
+  if (value <= 0 || raw <= 0) return "-";
+  if (value >= raw) return Fmt("%.1fx", value / raw);
+  return "1/" + Fmt(raw / value < 10 ? "%.1f" : "%.0f", raw / value);
+}
+
+// The figures table: a figure, what was measured, the raw primitive of the same run, their ratio,
+// the target and a verdict ("-" for a target in parentheses, i.e. none).
+inline void PrintFigureHeader() {
+  std::printf("%-40s %-16s %-26s %-9s %-13s %s\n", "figure", "measured", "raw primitive (same run)", "ratio", "target",
+              "verdict");
+}
+inline void PrintFigure(const std::string& figure, const std::string& measured, const std::string& raw,
+                        const std::string& ratio, const std::string& target, bool met) {
+  std::printf("%-40s %-16s %-26s %-9s %-13s %s\n", figure.c_str(), measured.c_str(), raw.c_str(), ratio.c_str(),
+              target.c_str(), target.rfind('(', 0) == 0 ? "-" : met ? "met" : "MISSED");
+}
+
 // The server under measurement: TESTPOOL_BENCH_DSN (external) or a fresh local backend.
 class BenchServer {
  public:

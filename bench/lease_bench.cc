@@ -17,22 +17,15 @@
 // with a non-zero exit and the tail of its log.
 //
 // usage: lease_bench [SOURCE_DIR] [TESTPOOL_BINARY] [LEASES]   (TESTPOOL_BENCH_KEEP=1 keeps the state dir and log)
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <signal.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
-#include <boost/process.hpp>
 #include <cstdio>
 #include <cstdlib>
-#include <fstream>
 #include <map>
 #include <mutex>
 #include <optional>
-#include <sstream>
-#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -41,16 +34,16 @@
 #include <nlohmann/json.hpp>
 
 #include "bench/bench_util.h"
+#include "bench/daemon_harness.h"
 #include "orchestrator/pg/connection.h"
-#include "orchestrator/pg/conninfo.h"
 #include "orchestrator/util/crypto.h"
 
-namespace bp = boost::process;
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 using SteadyClock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 using namespace testpool;
+using namespace testpool::bench;
 
 namespace {
 
@@ -71,158 +64,6 @@ constexpr double kTargetP50Ms = 1.0;
 constexpr double kTargetP99Ms = 5.0;
 constexpr double kTargetRecycleRatio = 0.8;
 constexpr double kTargetRssMb = 50.0;
-
-struct BenchFailure : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
-[[noreturn]] void Fail(const std::string& message) { throw BenchFailure(message); }
-
-double SecondsSince(SteadyClock::time_point t0) {
-  return std::chrono::duration<double>(SteadyClock::now() - t0).count();
-}
-
-std::string Slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-std::string Trim(std::string s) {
-  while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ')) s.pop_back();
-  return s;
-}
-
-std::string LastLines(const std::string& text, int n) {
-  size_t pos = text.size();
-  for (int i = 0; i <= n && pos > 0; ++i) {
-    size_t nl = text.rfind('\n', pos - 1);
-    if (nl == std::string::npos) return text;
-    pos = nl;
-  }
-  return text.substr(pos + 1);
-}
-
-int FreePort() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) Fail("socket() failed");
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  socklen_t len = sizeof addr;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-    ::close(fd);
-    Fail("could not find a free TCP port");
-  }
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
-
-bool ProcessAlive(int pid) { return pid > 0 && ::kill(pid, 0) == 0; }
-
-// `testpool serve` as a child process, its stdout and stderr in one log file.
-class Daemon {
- public:
-  Daemon(const fs::path& binary, const fs::path& state_dir, const fs::path& log, int port)
-      : state_dir_(state_dir), log_(log), port_(port) {
-    std::vector<std::string> args = {"serve",          "--state-dir",   state_dir.string(),
-                                      "--listen",       "127.0.0.1:" + std::to_string(port),
-                                      "--max-databases", std::to_string(kMaxDatabases)};
-    child_ = bp::child(binary.string(), bp::args(args), (bp::std_out & bp::std_err) > log.string(),
-                       bp::std_in < bp::null);
-  }
-  ~Daemon() { Stop(30s); }
-  Daemon(const Daemon&) = delete;
-  Daemon& operator=(const Daemon&) = delete;
-
-  int pid() const { return child_.id(); }
-  int port() const { return port_; }
-  bool Running() {
-    std::error_code ec;
-    return child_.valid() && child_.running(ec);
-  }
-  // Throws when the daemon is gone.
-  void CheckAlive(const std::string& during) {
-    if (!Running()) {
-      Fail("testpool serve exited (code " + std::to_string(child_.exit_code()) + ") while " + during);
-    }
-  }
-  std::string LogTail(int lines) const { return LastLines(Slurp(log_), lines); }
-
-  // SIGTERM, bounded wait; SIGKILL (and a fast shutdown of its postmaster) past the timeout.
-  // Returns the exit code, -1 when it had to be killed, -2 when it was not running.
-  int Stop(std::chrono::seconds timeout) {
-    if (stopped_) return exit_code_;
-    stopped_ = true;
-    if (!Running()) {
-      exit_code_ = child_.valid() ? child_.exit_code() : -2;
-      return exit_code_;
-    }
-    ::kill(child_.id(), SIGTERM);
-    auto deadline = SteadyClock::now() + timeout;
-    while (Running() && SteadyClock::now() < deadline) std::this_thread::sleep_for(20ms);
-    if (Running()) {
-      std::fprintf(stderr, "lease_bench: testpool serve ignored SIGTERM for %llds; killing it\n",
-                   static_cast<long long>(timeout.count()));
-      ::kill(child_.id(), SIGKILL);
-      std::error_code ec;
-      child_.wait(ec);
-      StopOrphanedPostmaster();
-      exit_code_ = -1;
-      return exit_code_;
-    }
-    exit_code_ = child_.exit_code();
-    StopOrphanedPostmaster();  // normally already stopped by the daemon; this is a no-op then
-    return exit_code_;
-  }
-
- private:
-  void StopOrphanedPostmaster() {
-    std::string pidfile = Slurp(state_dir_ / "pg" / "data" / "postmaster.pid");
-    int pm = std::atoi(pidfile.substr(0, pidfile.find('\n')).c_str());
-    if (!ProcessAlive(pm)) return;
-    std::fprintf(stderr, "lease_bench: stopping postmaster %d left behind\n", pm);
-    ::kill(pm, SIGINT);
-    auto deadline = SteadyClock::now() + 30s;
-    while (ProcessAlive(pm) && SteadyClock::now() < deadline) std::this_thread::sleep_for(50ms);
-    if (ProcessAlive(pm)) ::kill(pm, SIGKILL);
-  }
-
-  fs::path state_dir_, log_;
-  int port_;
-  bp::child child_;
-  bool stopped_ = false;
-  int exit_code_ = -2;
-};
-
-std::unique_ptr<httplib::Client> MakeClient(int port, std::chrono::seconds read_timeout) {
-  auto c = std::make_unique<httplib::Client>("127.0.0.1", port);
-  c->set_keep_alive(true);
-  // Without it a POST's body, written after its headers, waits out Nagle + delayed ACK (~40 ms).
-  c->set_tcp_nodelay(true);
-  c->set_connection_timeout(2s);
-  c->set_read_timeout(read_timeout);
-  c->set_write_timeout(30s);
-  return c;
-}
-
-// "HTTP 503 pool_exhausted" / "transport: Read" — for error tallies and messages.
-std::string Describe(const httplib::Result& r) {
-  if (!r) return "transport error: " + httplib::to_string(r.error());
-  std::string what = "HTTP " + std::to_string(r->status);
-  json body = json::parse(r->body, nullptr, false);
-  if (!body.is_discarded() && body.is_object() && body.contains("error") && body["error"].is_object()) {
-    what += " " + body["error"].value("code", std::string("?"));
-  }
-  return what;
-}
-std::string DescribeWithBody(const httplib::Result& r) {
-  std::string what = Describe(r);
-  if (r) what += ": " + r->body.substr(0, 400);
-  return what;
-}
 
 struct PoolFigures {
   std::string template_name, hash;
@@ -378,52 +219,6 @@ bool ReleaseLease(httplib::Client& c, const std::string& id, std::string* error)
   return false;
 }
 
-struct Tally {
-  std::mutex mu;
-  std::map<std::string, int> kinds;
-  std::atomic<int> total{0};
-  void Add(const std::string& kind) {
-    std::lock_guard<std::mutex> lock(mu);
-    ++kinds[kind];
-    ++total;
-  }
-  std::string Summary() {
-    std::lock_guard<std::mutex> lock(mu);
-    std::string s;
-    for (const auto& [k, n] : kinds) s += (s.empty() ? "" : ", ") + std::to_string(n) + "× " + k;
-    return s;
-  }
-};
-
-// The daemon's superuser connection, from the files its local backend keeps in the state dir.
-pg::Connection AdminConnection(const fs::path& state_dir, const std::string& dbname = "postgres") {
-  std::string port = Trim(Slurp(state_dir / "pg" / "port"));
-  std::string password = Trim(Slurp(state_dir / "pg" / "superuser.password"));
-  if (port.empty() || password.empty()) Fail("cannot read pg/port and pg/superuser.password in " + state_dir.string());
-  pg::ConnInfo info;
-  info.Set("host", (state_dir / "pg" / "run").string());
-  info.Set("port", port);
-  info.Set("user", "postgres");
-  info.Set("password", password);
-  info.Set("dbname", dbname);
-  return pg::Connection::Open(info);
-}
-
-// CPU time (user + system) a process has used so far, in ms.
-double CpuMs(int pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  size_t paren = stat.rfind(')');
-  if (paren == std::string::npos) return 0;
-  std::istringstream fields(stat.substr(paren + 2));
-  std::string f;
-  double ticks = 0;
-  for (int i = 3; i <= 15 && fields >> f; ++i) {
-    if (i == 14 || i == 15) ticks += std::atof(f.c_str());  // utime, stime
-  }
-  return ticks * 1000.0 / static_cast<double>(::sysconf(_SC_CLK_TCK));
-}
-
 // The raw primitive behind a handout: the same write (one slot row updated, one lease row inserted,
 // a prepared statement, a commit) from kClients libpq connections at once, on a scratch database
 // of the same server, `count` times in all.
@@ -471,34 +266,6 @@ bench::Samples RawLeaseWrites(const fs::path& state_dir, int count) {
   return out;
 }
 
-double ReadProcStatusKb(int pid, const std::string& key) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind(key + ":", 0) == 0) return std::atof(line.c_str() + key.size() + 1);
-  }
-  return -1;
-}
-
-// Latency rows: bench_util's columns plus p99.
-void PrintLatencyHeader() {
-  std::printf("%-46s %6s %9s %9s %9s %9s %9s\n", "measurement", "n", "p50 ms", "p95 ms", "p99 ms", "mean ms", "max ms");
-}
-void PrintLatencyRow(const std::string& what, const bench::Samples& s) {
-  std::printf("%-46s %6zu %9.3f %9.3f %9.3f %9.3f %9.3f\n", what.c_str(), s.ms.size(), s.Percentile(0.5),
-              s.Percentile(0.95), s.Percentile(0.99), s.Mean(), s.Percentile(1.0));
-}
-void PrintFigure(const std::string& figure, const std::string& measured, const std::string& raw,
-                 const std::string& ratio, const std::string& target, bool met) {
-  std::printf("%-40s %-16s %-26s %-9s %-13s %s\n", figure.c_str(), measured.c_str(), raw.c_str(), ratio.c_str(),
-              target.c_str(), target.rfind('(', 0) == 0 ? "-" : met ? "met" : "MISSED");
-}
-std::string Fmt(const char* fmt, double v) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, fmt, v);
-  return buf;
-}
-
 // What the daemon itself says about the recycles between two status snapshots.
 struct RecycleFigures {
   long long cloned = -1, skipped = -1;
@@ -521,11 +288,6 @@ std::string RecycleText(const RecycleFigures& f) {
   if (f.cloned < 0) return "daemon recycle counters unavailable";
   return std::to_string(f.cloned) + " re-cloned, " + std::to_string(f.skipped) + " skipped, daemon-side mean " +
          Fmt("%.1f ms", f.mean_ms) + " per recycle";
-}
-
-std::string LoadAverage() {
-  std::string l = Trim(Slurp("/proc/loadavg"));
-  return l.substr(0, l.find(' ', l.find(' ', l.find(' ') + 1) + 1));  // 1, 5 and 15 minutes
 }
 
 struct Results {
@@ -619,39 +381,25 @@ void Soak(Daemon& daemon, int port, Results* out) {
   for (const auto& s : latencies) out->soak_lease.ms.insert(out->soak_lease.ms.end(), s.ms.begin(), s.ms.end());
   out->soak_granted = granted;
   out->soak_connects = connects;
-  out->soak_errors = errors.total;
+  out->soak_errors = errors.total();
   out->soak_error_kinds = errors.Summary();
   out->double_grants = double_grants;
   out->token_regressions = regressions;
   out->connect_failures = connect_failures;
 }
 
-void Run(const fs::path& source, const fs::path& binary, const fs::path& state_dir, int leases, Results* out) {
+void Run(const fs::path& source, const fs::path& binary, const ScratchDir& dir, int leases, Results* out) {
+  const fs::path state_dir = dir.state_dir();
   out->load_before = LoadAverage();
   // 1. The daemon, the template, a warm pool.
   int port = FreePort();
   std::printf("starting %s serve --state-dir %s --listen 127.0.0.1:%d --max-databases %d\n", binary.c_str(),
               state_dir.c_str(), port, kMaxDatabases);
-  Daemon daemon(binary, state_dir, state_dir.parent_path() / "daemon.log", port);
-  struct DumpLogOnFailure {
-    Daemon& d;
-    ~DumpLogOnFailure() {
-      if (std::uncaught_exceptions() > 0) {
-        std::fprintf(stderr, "---- last lines of the daemon's log ----\n%s\n----\n", d.LogTail(40).c_str());
-      }
-    }
-  } dump_log{daemon};
+  Daemon daemon(binary, state_dir, dir.log(), port, kMaxDatabases);
+  LogTailOnFailure dump_log(daemon);
 
   auto status_client = MakeClient(port, 30s);
-  {
-    auto deadline = SteadyClock::now() + 180s;
-    for (;;) {
-      daemon.CheckAlive("starting (waiting for /healthz)");
-      if (auto r = status_client->Get("/healthz"); r && r->status == 200) break;
-      if (SteadyClock::now() > deadline) Fail("testpool serve did not answer /healthz within 180 s");
-      std::this_thread::sleep_for(50ms);
-    }
-  }
+  daemon.WaitHealthy(180s);
   std::printf("daemon up (pid %d); building template '%s'\n", daemon.pid(), kTemplate);
   PutAnswer tpl = PutTemplate(daemon, kTemplate, TemplateBody(source, kMinReady, kPoolMax, {}));
   if (tpl.database.empty()) Fail("PUT /v1/templates/app answered no database name");
@@ -816,7 +564,7 @@ void Run(const fs::path& source, const fs::path& binary, const fs::path& state_d
           ++answered;
           if (!lease) {  // only handouts that succeeded count as latency samples
             errors.Add(err);
-            if (errors.total >= 50) stop = true;  // broken: do not sit out 2000 × wait_s
+            if (errors.total() >= 50) stop = true;  // broken: do not sit out 2000 × wait_s
             continue;
           }
           handout.Add(ms);
@@ -840,10 +588,10 @@ void Run(const fs::path& source, const fs::path& binary, const fs::path& state_d
     poll_stop = true;
     poller.join();
     out->leases_asked = std::min(next.load(), leases);
-    out->handout_errors = errors.total;
-    out->release_errors = release_errors.total;
+    out->handout_errors = errors.total();
+    out->release_errors = release_errors.total();
     out->handout_error_kinds = errors.Summary();
-    if (!release_errors.kinds.empty()) out->handout_error_kinds += " / release: " + release_errors.Summary();
+    if (!release_errors.empty()) out->handout_error_kinds += " / release: " + release_errors.Summary();
     out->min_ready_seen = min_ready.load() == (1 << 30) ? -1 : min_ready.load();
     out->max_waiting_seen = max_waiting.load();
     out->held_back_s = static_cast<double>(held_back_us.load()) / 1e6 / kClients;
@@ -913,7 +661,7 @@ void Run(const fs::path& source, const fs::path& binary, const fs::path& state_d
   auto t0 = SteadyClock::now();
   go = true;
   for (auto& t : releasers) t.join();
-  if (recycle_errors.total > 0) Fail("releasing the dirty leases failed: " + recycle_errors.Summary());
+  if (recycle_errors.total() > 0) Fail("releasing the dirty leases failed: " + recycle_errors.Summary());
   Status after = WaitForStatus(
       daemon, *status_client, "waiting for the released slots to be recycled", 300s, 5ms,
       [&](const Status& s) {
@@ -968,13 +716,6 @@ void Run(const fs::path& source, const fs::path& binary, const fs::path& state_d
   if (code != 0) Fail("testpool serve did not stop cleanly on SIGTERM (exit code " + std::to_string(code) + ")");
 }
 
-// "1/37" when `value` is the smaller, else "2.4x".
-std::string RatioText(double value, double raw) {
-  if (value <= 0 || raw <= 0) return "-";
-  if (value >= raw) return Fmt("%.1fx", value / raw);
-  return "1/" + Fmt(raw / value < 10 ? "%.1f" : "%.0f", raw / value);
-}
-
 void Report(const Results& r, int leases) {
   double handout_p50 = r.warm.Percentile(0.5), handout_p99 = r.warm.Percentile(0.99);
   double churn_p50 = r.handout.Percentile(0.5), churn_p99 = r.handout.Percentile(0.99);
@@ -1005,8 +746,7 @@ void Report(const Results& r, int leases) {
   std::printf("recycle phase: %d dirty slots back in %.3f s (%s); raw pairs %.3f s\n\n", kRecycleCount, r.recycle_s,
               RecycleText(r.dirty_recycles).c_str(), r.raw_pairs_s);
 
-  std::printf("%-40s %-16s %-26s %-9s %-13s %s\n", "figure", "measured", "raw primitive (same run)", "ratio", "target",
-              "verdict");
+  PrintFigureHeader();
   std::string clone_txt = "clone p50 " + Fmt("%.2f ms", clone_p50);
   PrintFigure("warm lease handout p50, 20 clients", Fmt("%.3f ms", handout_p50), clone_txt,
               RatioText(handout_p50, clone_p50), "<= 1 ms", !r.warm.ms.empty() && handout_p50 <= kTargetP50Ms);
@@ -1058,31 +798,16 @@ int main(int argc, char** argv) {
   ::signal(SIGPIPE, SIG_IGN);
   std::setvbuf(stdout, nullptr, _IOLBF, 0);  // progress lines show up when piped
 
-  char tmpl[] = "/tmp/testpool-lease-bench-XXXXXX";
-  if (::mkdtemp(tmpl) == nullptr) {
-    std::perror("mkdtemp");
-    return 1;
-  }
-  fs::path dir = tmpl;
-  fs::path state_dir = dir / "state";
   int rc = 0;
+  std::optional<ScratchDir> dir;  // removed on the way out (kept with TESTPOOL_BENCH_KEEP)
   Results results;
   try {
-    fs::permissions(dir, fs::perms(0755));
-    fs::create_directory(state_dir);
-    fs::permissions(state_dir, fs::perms(0755));
-    Run(source, binary, state_dir, leases, &results);
+    dir.emplace("testpool-lease-bench");
+    Run(source, binary, *dir, leases, &results);
     Report(results, leases);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "lease_bench: FAILED: %s\n", e.what());
     rc = 1;
   }
-  std::error_code ec;
-  if (std::getenv("TESTPOOL_BENCH_KEEP") != nullptr) {  // for a look at the daemon's log afterwards
-    std::fprintf(stderr, "lease_bench: kept %s (TESTPOOL_BENCH_KEEP)\n", dir.c_str());
-    return rc;
-  }
-  fs::remove_all(dir, ec);
-  if (ec) std::fprintf(stderr, "lease_bench: could not remove %s: %s\n", dir.c_str(), ec.message().c_str());
   return rc;
 }

@@ -7,3 +7,4 @@ cd "$(dirname "$0")/.."
 ./scripts/build.sh build-release -DCMAKE_BUILD_TYPE=Release -DTESTPOOL_BUILD_TESTS=OFF
 ./build-release/bench/template_bench "$PWD" "${ROUNDS:-20}"
 ./build-release/bench/lease_bench "$PWD" "$PWD/build-release/testpool" "${LEASES:-2000}"
+./build-release/bench/claims_bench "$PWD/build-release/testpool" "${CLAIMS:-4000}"
