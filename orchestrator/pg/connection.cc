@@ -143,6 +143,42 @@ Result Connection::Exec(std::string_view sql, const Params& params) {
                sql);
 }
 
+long Connection::CopyIn(std::string_view copy_sql, std::string_view data) {
+  Check(PQexec(state_->conn, std::string(copy_sql).c_str()), copy_sql);  // PGRES_COPY_IN
+  constexpr size_t kChunk = 1 << 16;
+  for (size_t at = 0; at < data.size(); at += kChunk) {
+    const size_t n = std::min(kChunk, data.size() - at);
+    if (PQputCopyData(state_->conn, data.data() + at, static_cast<int>(n)) != 1) break;  // the end reports it
+  }
+  if (PQputCopyEnd(state_->conn, nullptr) != 1) {
+    throw PgError("COPY could not be ended: " + Trim(PQerrorMessage(state_->conn)), {},
+                  PQstatus(state_->conn) != CONNECTION_OK);
+  }
+  long rows = 0;
+  // The COPY's own result, then nothing: Check() throws on the first error.
+  while (PGresult* res = PQgetResult(state_->conn)) {
+    Result r = Check(res, copy_sql);
+    rows += r.Affected();
+  }
+  return rows;
+}
+
+void AppendCopyText(std::string* line, const Param& value) {
+  if (!value) {
+    line->append("\\N");
+    return;
+  }
+  for (char c : *value) {
+    switch (c) {
+      case '\\': line->append("\\\\"); break;
+      case '\t': line->append("\\t"); break;
+      case '\n': line->append("\\n"); break;
+      case '\r': line->append("\\r"); break;
+      default: line->push_back(c);
+    }
+  }
+}
+
 Result Connection::ExecPrepared(const std::string& name, std::string_view sql, const Params& params) {
   if (!state_->prepared.count(name)) {
     std::string text(sql);

@@ -82,6 +82,11 @@ class Connection {
   // statements of a hot path. Throws PgError on failure.
   Result ExecPrepared(const std::string& name, std::string_view sql, const Params& params);
 
+  // Runs `copy_sql` (a COPY … FROM STDIN) and streams `data` to it — text format, one row per
+  // line, as CopyText() encodes values — then ends the copy. Returns rows copied. Throws PgError
+  // (the server's error, e.g. a CHECK that a row violates) on failure.
+  long CopyIn(std::string_view copy_sql, std::string_view data);
+
   // "name" → "\"name\"" with any embedded quotes doubled, per the connection's encoding.
   std::string QuoteIdent(std::string_view identifier) const;
   // A string literal per the connection's settings (E'' form when it contains backslashes).
@@ -122,6 +127,10 @@ class Transaction {
   Connection& conn_;
   bool done_ = false;
 };
+
+// Appends `value` to `line` in COPY's text format: backslash, tab, newline and carriage return
+// escaped; std::nullopt as \N.
+void AppendCopyText(std::string* line, const Param& value);
 
 // True when a server at `conninfo` accepts connections (PQping; no authentication is done).
 bool Ping(const ConnInfo& conninfo);

@@ -1,0 +1,350 @@
+#include "orchestrator/core/builders.h"
+
+#include <chrono>
+#include <fstream>
+#include <functional>
+#include <set>
+#include <sstream>
+
+#include "orchestrator/core/rng.h"
+#include "orchestrator/pg/connection.h"
+#include "orchestrator/util/crypto.h"
+#include "orchestrator/util/error.h"
+#include "orchestrator/util/log.h"
+#include "orchestrator/util/names.h"
+
+namespace testpool::core {
+namespace {
+
+using nlohmann::json;
+
+constexpr int64_t kMaxCount = 1000000;
+
+Error Invalid(const std::string& m) { return Error(ErrorCode::kInvalidArgument, m); }
+
+// What a build creates in its target: the record of every row it made, for the clean-up.
+constexpr const char* kCreatedSchema = R"sql(
+CREATE SCHEMA IF NOT EXISTS testpool;
+CREATE TABLE IF NOT EXISTS testpool.created (
+  seq         bigserial PRIMARY KEY,
+  ns          text NOT NULL,
+  lease_id    text,
+  schema_name text NOT NULL,
+  table_name  text NOT NULL,
+  key_column  text NOT NULL,
+  key         text NOT NULL,
+  created_at  timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS created_ns ON testpool.created (ns, schema_name, table_name);
+CREATE INDEX IF NOT EXISTS created_lease ON testpool.created (lease_id) WHERE lease_id IS NOT NULL;
+)sql";
+
+std::string StringField(const json& j, const char* key, const std::string& where, bool required,
+                        const std::string& fallback = "") {
+  auto it = j.find(key);
+  if (it == j.end()) {
+    if (required) throw Invalid(where + ": '" + key + "' is required");
+    return fallback;
+  }
+  if (!it->is_string() || it->get<std::string>().empty()) throw Invalid(where + ": '" + key + "' must be a non-empty string");
+  return it->get<std::string>();
+}
+
+Recipe ParseRecipe(const json& j, const std::string& where) {
+  if (!j.is_object()) throw Invalid(where + ": a recipe must be a JSON object");
+  for (const auto& [k, v] : j.items()) {
+    static const std::set<std::string> known = {"name", "table", "schema", "key", "fields", "refs", "description"};
+    if (!known.count(k)) throw Invalid(where + ": unknown field '" + k + "'");
+  }
+  Recipe r;
+  r.name = StringField(j, "name", where, true);
+  util::CheckName(r.name, "recipe name");
+  r.table = StringField(j, "table", where, true);
+  r.schema = StringField(j, "schema", where, false, "public");
+  r.key = StringField(j, "key", where, true);
+  if (!j.contains("fields")) throw Invalid(where + ": 'fields' is required");
+  try {
+    r.fields = RowGenerator::FromJson(j["fields"]);
+  } catch (const Error& e) {
+    throw Invalid(where + ": " + e.what());
+  }
+  if (j.contains("refs")) {
+    if (!j["refs"].is_array()) throw Invalid(where + ": 'refs' must be an array");
+    for (const json& ref : j["refs"]) {
+      if (!ref.is_object()) throw Invalid(where + ": each ref must be an object {\"column\",\"recipe\"}");
+      r.refs.push_back({StringField(ref, "column", where + " ref", true), StringField(ref, "recipe", where + " ref", true)});
+    }
+  }
+  return r;
+}
+
+// {"a","b\"c"} — a text[] literal.
+std::string ArrayLiteral(const std::vector<std::string>& items) {
+  std::string out = "{";
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (i) out += ',';
+    out += '"';
+    for (char c : items[i]) {
+      if (c == '"' || c == '\\') out += '\\';
+      out += c;
+    }
+    out += '"';
+  }
+  return out + "}";
+}
+
+}  // namespace
+
+// ---- recipes ---------------------------------------------------------------------------------
+
+RecipeBook RecipeBook::FromJson(const std::vector<json>& recipes) {
+  RecipeBook book;
+  for (size_t i = 0; i < recipes.size(); ++i) {
+    Recipe r = ParseRecipe(recipes[i], "recipe #" + std::to_string(i + 1));
+    const std::string name = r.name;
+    if (!book.recipes_.emplace(name, std::move(r)).second) throw Invalid("two recipes are named '" + name + "'");
+  }
+  for (const auto& [name, r] : book.recipes_) {
+    for (const RecipeRef& ref : r.refs) {
+      if (!book.recipes_.count(ref.recipe)) {
+        throw Invalid("recipe '" + name + "' refers to '" + ref.recipe + "', which no recipe defines");
+      }
+    }
+  }
+  for (const auto& [name, r] : book.recipes_) book.DependencyOrder(name);  // throws on a cycle
+  return book;
+}
+
+RecipeBook RecipeBook::LoadDir(const std::filesystem::path& dir) {
+  std::vector<json> parsed;
+  std::error_code ec;
+  if (!std::filesystem::is_directory(dir, ec)) return FromJson(parsed);
+  std::vector<std::filesystem::path> files;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) {
+    if (e.is_regular_file() && e.path().extension() == ".json") files.push_back(e.path());
+  }
+  std::sort(files.begin(), files.end());
+  for (const auto& f : files) {
+    std::ifstream in(f);
+    std::stringstream text;
+    text << in.rdbuf();
+    json j = json::parse(text.str(), nullptr, false);
+    if (j.is_discarded()) throw Invalid(f.string() + ": not valid JSON");
+    parsed.push_back(std::move(j));
+  }
+  try {
+    return FromJson(parsed);
+  } catch (const Error& e) {
+    throw Invalid(dir.string() + ": " + e.what());
+  }
+}
+
+const Recipe& RecipeBook::Get(const std::string& name) const {
+  auto it = recipes_.find(name);
+  if (it == recipes_.end()) throw Error(ErrorCode::kNotFound, "no recipe named '" + name + "'");
+  return it->second;
+}
+
+std::vector<std::string> RecipeBook::Names() const {
+  std::vector<std::string> out;
+  for (const auto& [name, r] : recipes_) out.push_back(name);
+  return out;
+}
+
+std::vector<std::string> RecipeBook::DependencyOrder(const std::string& name) const {
+  std::vector<std::string> order;
+  std::set<std::string> done, visiting;
+  std::function<void(const std::string&)> visit = [&](const std::string& n) {
+    if (done.count(n)) return;
+    if (!visiting.insert(n).second) throw Invalid("recipes refer to each other in a cycle through '" + n + "'");
+    for (const RecipeRef& ref : Get(n).refs) visit(ref.recipe);
+    visiting.erase(n);
+    done.insert(n);
+    order.push_back(n);
+  };
+  visit(name);
+  return order;
+}
+
+// ---- builds ----------------------------------------------------------------------------------
+
+struct Builders::Impl {
+  explicit Impl(const RecipeBook& r) : recipes(r) {}
+  const RecipeBook& recipes;
+
+  static void EnsureSchema(pg::Connection& c) {
+    for (int attempt = 0;; ++attempt) {
+      try {
+        c.Exec(kCreatedSchema);
+        return;
+      } catch (const pg::PgError& e) {
+        // Two first builds racing on CREATE … IF NOT EXISTS: the loser sees a duplicate; once more.
+        if (attempt > 0 || (e.sqlstate() != pg::sqlstate::kUniqueViolation && e.sqlstate() != "42P06" &&
+                            e.sqlstate() != "42P07")) {
+          throw;
+        }
+      }
+    }
+  }
+
+  static std::set<std::string> Columns(pg::Connection& c, const Recipe& r) {
+    pg::Result cols = c.Exec(
+        "SELECT a.attname FROM pg_attribute a JOIN pg_class t ON t.oid = a.attrelid JOIN pg_namespace n ON "
+        "n.oid = t.relnamespace WHERE n.nspname = $1 AND t.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped",
+        {r.schema, r.table});
+    if (cols.rows() == 0) throw Invalid("recipe '" + r.name + "': no table " + r.schema + "." + r.table + " in the target");
+    std::set<std::string> out;
+    for (int i = 0; i < cols.rows(); ++i) out.insert(std::string(cols.Get(i, 0)));
+    return out;
+  }
+
+  // Builds `count` rows of recipe `name` (and, first, the rows its refs need); returns their keys.
+  std::vector<std::string> BuildRecipe(pg::Connection& c, const std::string& name, int64_t count,
+                                       const std::map<std::string, std::string>& overrides, const BuildRequest& req,
+                                       BuildResult* result, int* stage_counter) {
+    const Recipe& r = recipes.Get(name);
+    const std::set<std::string> columns = Columns(c, r);
+    if (!columns.count(r.key)) throw Invalid("recipe '" + r.name + "': table " + r.table + " has no column '" + r.key + "'");
+    for (const auto& [col, value] : overrides) {
+      if (!columns.count(col)) throw Invalid("override '" + col + "': table " + r.table + " has no such column");
+    }
+    // Referenced rows first, one per row, unless the caller supplied the column.
+    std::vector<std::pair<std::string, std::vector<std::string>>> ref_keys;
+    for (const RecipeRef& ref : r.refs) {
+      if (!columns.count(ref.column)) {
+        throw Invalid("recipe '" + r.name + "': table " + r.table + " has no column '" + ref.column + "'");
+      }
+      if (overrides.count(ref.column)) continue;
+      ref_keys.emplace_back(ref.column, BuildRecipe(c, ref.recipe, count, {}, req, result, stage_counter));
+    }
+    std::vector<size_t> generated;  // indexes of generated fields that go in (not overridden)
+    std::vector<std::string> cols;
+    for (size_t i = 0; i < r.fields.fields().size(); ++i) {
+      const std::string& f = r.fields.fields()[i].name();
+      if (overrides.count(f)) continue;
+      if (!columns.count(f)) throw Invalid("recipe '" + r.name + "': table " + r.table + " has no column '" + f + "'");
+      generated.push_back(i);
+      cols.push_back(f);
+    }
+    for (const auto& [col, keys] : ref_keys) cols.push_back(col);
+    for (const auto& [col, value] : overrides) cols.push_back(col);
+    if (cols.empty()) throw Invalid("recipe '" + r.name + "' sets no column");
+
+    // Row indexes continue from what this namespace already built into the table, so a second
+    // build never repeats a first one's unique values, and a build replayed after a clean-up
+    // (same seed, same namespace) gives the same values.
+    const int64_t base = std::stoll(std::string(
+        c.Exec("SELECT count(*) FROM testpool.created WHERE ns = $1 AND schema_name = $2 AND table_name = $3",
+               {req.ns, r.schema, r.table})
+            .Get(0, 0)));
+    const uint64_t seed = req.seed ^ Fnv1a64(r.name);
+    std::string data;
+    for (int64_t i = 0; i < count; ++i) {
+      RowValues row = r.fields.Generate(seed, req.ns, static_cast<uint64_t>(base + i));
+      bool first = true;
+      auto put = [&](const pg::Param& v) {
+        if (!first) data += '\t';
+        first = false;
+        pg::AppendCopyText(&data, v);
+      };
+      for (size_t g : generated) put(row[g].value);
+      for (const auto& [col, keys] : ref_keys) put(keys[static_cast<size_t>(i)]);
+      for (const auto& [col, value] : overrides) put(value);
+      data += '\n';
+    }
+    std::string quoted_cols, target = c.QuoteIdent(r.schema) + "." + c.QuoteIdent(r.table);
+    for (const std::string& col : cols) quoted_cols += (quoted_cols.empty() ? "" : ", ") + c.QuoteIdent(col);
+    const std::string stage = "tp_stage_" + std::to_string((*stage_counter)++);
+    c.Exec("CREATE TEMP TABLE " + stage + " ON COMMIT DROP AS SELECT " + quoted_cols + " FROM " + target + " WITH NO DATA");
+    c.CopyIn("COPY " + stage + " (" + quoted_cols + ") FROM STDIN", data);
+    pg::Result inserted = c.Exec("INSERT INTO " + target + " (" + quoted_cols + ") SELECT " + quoted_cols + " FROM " +
+                                 stage + " RETURNING " + c.QuoteIdent(r.key) + "::text");
+    std::vector<std::string> keys;
+    keys.reserve(static_cast<size_t>(inserted.rows()));
+    for (int i = 0; i < inserted.rows(); ++i) keys.emplace_back(inserted.Get(i, 0));
+    c.Exec("INSERT INTO testpool.created (ns, lease_id, schema_name, table_name, key_column, key) "
+           "SELECT $1, $2, $3, $4, $5, k FROM unnest($6::text[]) WITH ORDINALITY AS u(k, n) ORDER BY n",
+           {req.ns, req.lease_id.empty() ? pg::Param() : pg::Param(req.lease_id), r.schema, r.table, r.key,
+            ArrayLiteral(keys)});
+    auto& all = result->keys[r.name];
+    all.insert(all.end(), keys.begin(), keys.end());
+    return keys;
+  }
+
+  // Deletes the rows `where` selects from testpool.created (children first), then their records.
+  static int64_t Drop(const pg::ConnInfo& target, const std::string& where, const std::string& value) {
+    pg::Connection c = pg::Connection::Open(target);
+    if (c.Exec("SELECT to_regclass('testpool.created') IS NOT NULL").Get(0, 0) != "t") return 0;
+    pg::Transaction tx(c);
+    // Children were created after the rows they reference: the table whose first row came last
+    // goes first.
+    pg::Result groups = c.Exec(
+        "SELECT schema_name, table_name, key_column, array_agg(key)::text FROM testpool.created WHERE " + where +
+            " = $1 GROUP BY 1, 2, 3 ORDER BY min(seq) DESC",
+        {value});
+    int64_t n = 0;
+    for (int i = 0; i < groups.rows(); ++i) {
+      const std::string table = c.QuoteIdent(groups.Get(i, 0)) + "." + c.QuoteIdent(groups.Get(i, 1));
+      n += c.Exec("DELETE FROM " + table + " WHERE " + c.QuoteIdent(groups.Get(i, 2)) + "::text = ANY($1::text[])",
+                  {std::string(groups.Get(i, 3))})
+               .Affected();
+    }
+    c.Exec("DELETE FROM testpool.created WHERE " + where + " = $1", {value});
+    tx.Commit();
+    return n;
+  }
+};
+
+Builders::Builders(const RecipeBook& recipes) : impl_(std::make_unique<Impl>(recipes)) {}
+Builders::~Builders() = default;
+
+BuildResult Builders::Build(const pg::ConnInfo& target, const BuildRequest& req) {
+  const Recipe& top = impl_->recipes.Get(req.recipe);  // kNotFound first
+  if (req.count < 1 || req.count > kMaxCount) throw Invalid("count must be between 1 and " + std::to_string(kMaxCount));
+  if (!IsValidNamespace(req.ns)) throw Invalid("namespace must be 1 to 40 of [a-z0-9_-]");
+  BuildRequest request = req;
+  if (request.seed == 0) request.seed = std::stoull(util::RandomHex(7), nullptr, 16) | 1;  // printed for replay
+  const auto t0 = std::chrono::steady_clock::now();
+  BuildResult result;
+  result.seed = request.seed;
+  result.ns = request.ns;
+  pg::Connection c = pg::Connection::Open(target);
+  Impl::EnsureSchema(c);
+  try {
+    pg::Transaction tx(c);
+    // One build per namespace at a time in a target: row indexes continue from the last build's.
+    c.Exec("SELECT pg_advisory_xact_lock(hashtextextended('testpool.build:' || $1, 0))", {request.ns});
+    int stage_counter = 0;
+    impl_->BuildRecipe(c, top.name, request.count, request.overrides, request, &result, &stage_counter);
+    tx.Commit();
+  } catch (const pg::PgError& e) {
+    const std::string& st = e.sqlstate();
+    if (st.rfind("23", 0) == 0 || st.rfind("22", 0) == 0) {  // integrity / data: the schema refused a row
+      throw Invalid("building '" + req.recipe + "' (seed " + std::to_string(request.seed) + ", namespace " + request.ns +
+                    ") was refused by the database, nothing was kept: " + e.diagnostics().message +
+                    (e.diagnostics().detail.empty() ? "" : " (" + e.diagnostics().detail + ")"));
+    }
+    throw;
+  }
+  result.ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  size_t rows = 0;
+  for (const auto& [name, keys] : result.keys) rows += keys.size();
+  log::Info("builder.built", {{"recipe", req.recipe}, {"count", std::to_string(req.count)}, {"rows", std::to_string(rows)},
+                              {"ns", request.ns}, {"seed", std::to_string(request.seed)}, {"ms", log::Ms(result.ms)}});
+  return result;
+}
+
+int64_t Builders::DropNamespace(const pg::ConnInfo& target, const std::string& ns) {
+  if (!IsValidNamespace(ns)) throw Invalid("namespace must be 1 to 40 of [a-z0-9_-]");
+  int64_t n = Impl::Drop(target, "ns", ns);
+  log::Info("builder.namespace_dropped", {{"ns", ns}, {"rows", std::to_string(n)}});
+  return n;
+}
+
+int64_t Builders::DropLease(const pg::ConnInfo& target, const std::string& lease_id) {
+  int64_t n = Impl::Drop(target, "lease_id", lease_id);
+  log::Info("builder.lease_rows_dropped", {{"lease", lease_id}, {"rows", std::to_string(n)}});
+  return n;
+}
+
+}  // namespace testpool::core
