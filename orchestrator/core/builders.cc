@@ -6,6 +6,8 @@
 #include <set>
 #include <sstream>
 
+#include "orchestrator/core/control_store.h"
+#include "orchestrator/core/pool_manager.h"
 #include "orchestrator/core/rng.h"
 #include "orchestrator/pg/connection.h"
 #include "orchestrator/util/crypto.h"
@@ -345,6 +347,80 @@ int64_t Builders::DropLease(const pg::ConnInfo& target, const std::string& lease
   int64_t n = Impl::Drop(target, "lease_id", lease_id);
   log::Info("builder.lease_rows_dropped", {{"lease", lease_id}, {"rows", std::to_string(n)}});
   return n;
+}
+
+// ---- the daemon's service ---------------------------------------------------------------------
+
+BuildService::BuildService(ControlStore& store, PoolManager& leases, const RecipeBook& recipes)
+    : store_(store), leases_(leases), recipes_(recipes), builders_(recipes) {}
+BuildService::~BuildService() = default;
+
+const RecipeBook& BuildService::recipes() const { return recipes_; }
+
+BuildResult BuildService::BuildInLease(const std::string& lease_id, BuildRequest request) {
+  LeaseInfo lease = leases_.GetLease(lease_id);
+  if (lease.state != "active") throw Error(ErrorCode::kLeaseExpired, "lease " + lease_id + " has ended");
+  if (request.ns.empty()) request.ns = lease_id;
+  request.lease_id.clear();  // the recycle removes these rows with the database
+  return builders_.Build(store_.AdminConnInfo(lease.database), request);
+}
+
+BuildResult BuildService::BuildInDsn(const std::string& dsn, BuildRequest request) {
+  if (request.ns.empty()) throw Invalid("a build into a shared database needs a namespace");
+  if (!IsValidNamespace(request.ns)) throw Invalid("namespace must be 1 to 40 of [a-z0-9_-]");
+  const pg::ConnInfo target = pg::ConnInfo::Parse(dsn);
+  if (!request.lease_id.empty()) {
+    LeaseInfo lease = leases_.GetLease(request.lease_id);
+    if (lease.state != "active") throw Error(ErrorCode::kLeaseExpired, "lease " + request.lease_id + " has ended");
+  }
+  {
+    // Remembered before the build: a daemon that dies mid-build still knows where to clean up.
+    auto conn = store_.Connect();
+    conn->Exec("INSERT INTO build_targets (ns, dsn, lease_id) VALUES ($1, $2, $3) ON CONFLICT (ns, dsn) DO UPDATE "
+               "SET lease_id = coalesce(EXCLUDED.lease_id, build_targets.lease_id)",
+               {request.ns, dsn, request.lease_id.empty() ? pg::Param() : pg::Param(request.lease_id)});
+  }
+  return builders_.Build(target, request);
+}
+
+int64_t BuildService::DropNamespace(const std::string& ns) {
+  if (!IsValidNamespace(ns)) throw Error(ErrorCode::kNotFound, "no namespace " + ns);
+  std::vector<std::string> dsns;
+  {
+    auto conn = store_.Connect();
+    pg::Result r = conn->Exec("SELECT dsn FROM build_targets WHERE ns = $1", {ns});
+    for (int i = 0; i < r.rows(); ++i) dsns.emplace_back(r.Get(i, 0));
+  }
+  if (dsns.empty()) throw Error(ErrorCode::kNotFound, "no build used namespace '" + ns + "'");
+  int64_t n = 0;
+  for (const std::string& dsn : dsns) n += builders_.DropNamespace(pg::ConnInfo::Parse(dsn), ns);
+  auto conn = store_.Connect();
+  conn->Exec("DELETE FROM build_targets WHERE ns = $1", {ns});
+  return n;
+}
+
+void BuildService::LeaseEnded(const std::string& lease_id) noexcept {
+  try {
+    std::vector<std::string> dsns;
+    {
+      auto conn = store_.Connect();
+      pg::Result r = conn->Exec("SELECT DISTINCT dsn FROM build_targets WHERE lease_id = $1", {lease_id});
+      for (int i = 0; i < r.rows(); ++i) dsns.emplace_back(r.Get(i, 0));
+    }
+    for (const std::string& dsn : dsns) {
+      try {
+        builders_.DropLease(pg::ConnInfo::Parse(dsn), lease_id);
+      } catch (const std::exception& e) {
+        log::Warn("builder.lease_cleanup_failed", {{"lease", lease_id}, {"error", e.what()}});
+      }
+    }
+    if (!dsns.empty()) {
+      auto conn = store_.Connect();
+      conn->Exec("UPDATE build_targets SET lease_id = NULL WHERE lease_id = $1", {lease_id});
+    }
+  } catch (const std::exception& e) {
+    log::Warn("builder.lease_cleanup_failed", {{"lease", lease_id}, {"error", e.what()}});
+  }
 }
 
 }  // namespace testpool::core

@@ -113,4 +113,39 @@ class Builders {
   std::unique_ptr<Impl> impl_;
 };
 
+class ControlStore;
+class PoolManager;
+
+// What the daemon offers on top of Builders: builds into a leased database (reached as the
+// server's superuser; the recycle removes the rows with the database) or into any database given
+// by DSN (a shared one), where every namespace used is remembered in the control database so
+// that DropNamespace() can find its rows again, and rows built under a lease are removed when the
+// lease ends. Thread-safe.
+class BuildService {
+ public:
+  // `store`, `leases` and `recipes` must outlive the service.
+  BuildService(ControlStore& store, PoolManager& leases, const RecipeBook& recipes);
+  ~BuildService();
+
+  // Into the lease's own database; the namespace defaults to the lease id. kNotFound (lease or
+  // recipe), kLeaseExpired (the lease ended), and as Builders::Build.
+  BuildResult BuildInLease(const std::string& lease_id, BuildRequest request);
+  // Into the database at `dsn`; `request.ns` is required (kInvalidArgument). With
+  // `request.lease_id`, the rows go when that lease ends. As Builders::Build otherwise.
+  BuildResult BuildInDsn(const std::string& dsn, BuildRequest request);
+  // Removes every row built under `ns` in every shared database it was used in; returns how many.
+  // kNotFound when no build ever used it.
+  int64_t DropNamespace(const std::string& ns);
+  // Removes the rows built under `lease_id` in shared databases. Never throws (logs failures).
+  void LeaseEnded(const std::string& lease_id) noexcept;
+
+  const RecipeBook& recipes() const;
+
+ private:
+  ControlStore& store_;
+  PoolManager& leases_;
+  const RecipeBook& recipes_;
+  Builders builders_;
+};
+
 }  // namespace testpool::core

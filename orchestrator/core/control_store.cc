@@ -85,6 +85,17 @@ CREATE TABLE record_pools (
   CHECK ((dsn IS NULL) <> (lease_id IS NULL))
 );
 )sql",
+    // 5: where builders wrote (shared databases by DSN), per namespace, for the clean-up
+    R"sql(
+CREATE TABLE build_targets (
+  ns         text NOT NULL,
+  dsn        text NOT NULL,
+  lease_id   text,
+  created_at timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (ns, dsn)
+);
+CREATE INDEX build_targets_lease ON build_targets (lease_id) WHERE lease_id IS NOT NULL;
+)sql",
 };
 
 // Control connections opened at start and kept idle (the pool keeps up to 64).

@@ -8,7 +8,10 @@
 
 #include <thread>
 
+#include "orchestrator/core/control_store.h"
+#include "orchestrator/core/pool_manager.h"
 #include "orchestrator/pg/connection.h"
+#include "orchestrator/util/clock.h"
 #include "orchestrator/util/crypto.h"
 #include "tests/support/test_server.h"
 
@@ -216,6 +219,28 @@ TEST_F(BuildersTest, TheSameSeedReplaysTheSameValues) {
   req.ns = "w4";
   req.count = 0;
   EXPECT_EQ(CodeOf([&] { builders_->Build(Target(), req); }), "invalid_argument");
+}
+
+// The daemon's service: a namespace used in a shared database is remembered, so dropping it finds
+// the rows again; an unknown namespace is 404.
+TEST_F(BuildersTest, TheServiceRemembersWhereANamespaceWrote) {
+  const std::string before = Digest();
+  auto store = ControlStore::Open(testing::Server().AdminConnInfo());
+  PoolManager leases(*store, testing::Server(), util::RealClock(), PoolOptions{});
+  BuildService service(*store, leases, *book_);
+  BuildRequest req;
+  req.recipe = "order";
+  req.count = 3;
+  EXPECT_EQ(CodeOf([&] { service.BuildInDsn(Target().ToUri(), req); }), "invalid_argument") << "a namespace is required";
+  req.ns = "svc_" + util::RandomToken(4);
+  service.BuildInDsn(Target().ToUri(), req);
+  EXPECT_NE(Digest(), before);
+  EXPECT_EQ(service.DropNamespace(req.ns), 6);
+  EXPECT_EQ(Digest(), before);
+  EXPECT_EQ(CodeOf([&] { service.DropNamespace(req.ns); }), "not_found");
+  req.lease_id = "nosuchlease";
+  EXPECT_EQ(CodeOf([&] { service.BuildInDsn(Target().ToUri(), req); }), "not_found");
+  EXPECT_EQ(CodeOf([&] { service.BuildInLease("nosuchlease", req); }), "not_found");
 }
 
 }  // namespace
