@@ -98,6 +98,31 @@ struct RecordPools::Impl {
   uint64_t releases = 0;             // guarded by mu; counts them, for waiters
   // Connection pools by target (conninfo in keyword form); guarded by mu, never erased.
   std::map<std::string, std::unique_ptr<pg::ConnectionPool>> targets;
+  // The quoted table and its columns, by pool name, so a claim does not ask the catalog each
+  // time; guarded by mu. Forgotten when the pool is (re)defined or dropped, or when a statement
+  // finds the table or a column gone.
+  struct Shape {
+    std::string table;
+    std::set<std::string> columns;
+  };
+  std::map<std::string, Shape> shapes;
+
+  Shape ShapeOf(pg::Connection& c, const RecordPoolSpec& s) {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      auto it = shapes.find(s.name);
+      if (it != shapes.end()) return it->second;
+    }
+    Shape shape;
+    shape.table = CheckTable(c, s, &shape.columns);
+    std::lock_guard<std::mutex> lock(mu);
+    shapes[s.name] = shape;
+    return shape;
+  }
+  void ForgetShape(const std::string& pool) {
+    std::lock_guard<std::mutex> lock(mu);
+    shapes.erase(pool);
+  }
 
   // ---- definitions (control database) ------------------------------------------------------
 
@@ -139,7 +164,7 @@ struct RecordPools::Impl {
     const std::string key = info.ToKeywordString();
     std::lock_guard<std::mutex> lock(mu);
     auto& pool = targets[key];
-    if (!pool) pool = std::make_unique<pg::ConnectionPool>(info, /*max_idle=*/8, std::chrono::seconds(5));
+    if (!pool) pool = std::make_unique<pg::ConnectionPool>(info, /*max_idle=*/32, std::chrono::seconds(5));
     return *pool;
   }
 
@@ -229,21 +254,32 @@ struct RecordPools::Impl {
     return info;
   }
 
+  // Exec, forgetting the pool's cached shape when the table or a column has gone meanwhile.
+  pg::Result ExecOnShape(pg::Connection& c, const std::string& pool, const std::string& sql, const pg::Params& params) {
+    try {
+      return c.Exec(sql, params);
+    } catch (const pg::PgError& e) {
+      if (e.sqlstate() == "42P01" || e.sqlstate() == "42703") ForgetShape(pool);  // undefined table / column
+      throw;
+    }
+  }
+
   // One attempt: a claim, or nullopt when no matching row is free right now.
   std::optional<ClaimInfo> TryClaim(const RecordPoolSpec& s, const ClaimRequest& req,
                                     const std::map<std::string, std::string>& match) {
     return OnTarget(s, [&](pg::Connection& c) -> std::optional<ClaimInfo> {
-      std::set<std::string> columns;
-      const std::string table = CheckTable(c, s, &columns);
-      CheckColumns(match, columns, s);
+      const Shape shape = ShapeOf(c, s);
+      const std::string& table = shape.table;
+      CheckColumns(match, shape.columns, s);
       const std::string key = "t." + c.QuoteIdent(s.key) + "::text";
       for (int attempt = 0; attempt < kRaceRetries; ++attempt) {
         const std::string id = s.name + "." + util::RandomToken(26);
         pg::Params params{s.name, id, req.holder, req.lease_id.empty() ? pg::Param() : pg::Param(req.lease_id),
                           std::to_string(req.ttl.count())};
         const std::string where = Where(c, match, &params);
-        pg::Result r = c.Exec(
-            "WITH pick AS (SELECT " + key + " AS k FROM " + table + " t WHERE NOT EXISTS (SELECT 1 FROM "
+        pg::Result r = ExecOnShape(c, s.name,
+            "WITH pick AS (SELECT " + key + " AS k, to_jsonb(t)::text AS row FROM " + table +
+            " t WHERE NOT EXISTS (SELECT 1 FROM "
             "testpool.claims c WHERE c.pool = $1 AND c.key = " + key + " AND c.released_at IS NULL AND "
             "c.expires_at > clock_timestamp())" + where + " LIMIT 1 FOR UPDATE OF t SKIP LOCKED), "
             "won AS (INSERT INTO testpool.claims AS c (pool, key, claim_id, holder, lease_id, token, claimed_at, "
@@ -255,7 +291,8 @@ struct RecordPools::Impl {
             "RETURNING key, token, (extract(epoch FROM expires_at) * 1000)::bigint), "
             "logged AS (INSERT INTO testpool.claim_log (claim_id, pool, key) SELECT $2, $1, key FROM won) "
             // Always one row: how many keys were picked (0 or 1), and the claim if it was won.
-            "SELECT (SELECT count(*) FROM pick), won.* FROM (SELECT 1) AS one LEFT JOIN won ON true",
+            "SELECT (SELECT count(*) FROM pick), won.*, (SELECT row FROM pick) FROM (SELECT 1) AS one "
+            "LEFT JOIN won ON true",
             params);
         if (!r.IsNull(0, 1)) {
           ClaimInfo out;
@@ -267,8 +304,7 @@ struct RecordPools::Impl {
           out.holder = req.holder;
           out.lease_id = req.lease_id;
           out.state = "active";
-          pg::Result row = c.Exec("SELECT to_jsonb(t)::text FROM " + table + " t WHERE " + key + " = $1", {out.key});
-          out.row_json = row.rows() ? std::string(row.Get(0, 0)) : "{}";
+          out.row_json = r.IsNull(0, 4) ? "{}" : std::string(r.Get(0, 4));  // as locked by the pick
           return out;
         }
         // Nothing picked: nothing is free. Picked but not won: the key was claimed by a
@@ -286,6 +322,7 @@ RecordPools::~RecordPools() = default;
 
 RecordPoolInfo RecordPools::Define(const RecordPoolSpec& spec, bool* created) {
   util::CheckName(spec.name, "record pool name");
+  impl_->ForgetShape(spec.name);
   if (spec.dsn.empty() == spec.lease_id.empty()) throw Invalid("give exactly one of 'dsn' and 'lease'");
   CheckIdentifier(spec.schema, "schema");
   CheckIdentifier(spec.table, "table");
@@ -367,6 +404,7 @@ std::vector<RecordPoolInfo> RecordPools::List() {
 void RecordPools::Drop(const std::string& name) {
   util::CheckName(name, "record pool name");
   auto conn = impl_->store.Connect();
+  impl_->ForgetShape(name);
   if (conn->Exec("DELETE FROM record_pools WHERE name = $1", {name}).Affected() == 0) {
     throw Error(ErrorCode::kNotFound, "no record pool named '" + name + "'");
   }
