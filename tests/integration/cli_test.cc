@@ -70,13 +70,23 @@ TEST_F(CliTest, TemplateCreateShowsProgressHashAndTiming) {
 }
 
 TEST_F(CliTest, TemplateCreateFromTheDemoDefinition) {
+  const std::string name = Fresh("app");
   CliResult r = RunCli({"template", "create", "--file", (testing::SourceDir() / "templates" / "app.json").string(),
-                        Fresh("app"), "--json"},
+                        name, "--json"},
                        Env());
   ASSERT_EQ(r.exit_code, 0) << r.err;
   json out = json::parse(r.out);
   EXPECT_EQ(out["state"], "ready");
-  EXPECT_EQ(out["files"], 6);  // five migrations and one seed file
+  EXPECT_EQ(out["files"], 7);  // six migrations and one seed file
+
+  // The demo schema enforces its domain (Luhn, IBAN, postal codes, E.164, stock): the SQL checks
+  // run with psql, as a lease's own role, through `testpool run`.
+  CliResult checks = RunCli({"run", "--template", name, "--wait", "120", "--", "psql", "-X", "-q", "-v",
+                             "ON_ERROR_STOP=1", "-f", (testing::SourceDir() / "tests" / "sql" / "domain_checks.sql").string()},
+                            Env());
+  EXPECT_EQ(checks.exit_code, 0) << checks.out << checks.err;
+  EXPECT_NE((checks.out + checks.err).find("domain_checks: all passed"), std::string::npos) << checks.out << checks.err;
+  RunCli({"template", "drop", name}, Env());
 }
 
 TEST_F(CliTest, FailingMigrationExitsNonZeroNamingFileAndLine) {
