@@ -55,6 +55,12 @@ void CreateClaim(const Services& s, const httplib::Request& req, httplib::Respon
 void RenewClaim(const Services& s, const httplib::Request& req, httplib::Response& res);
 void ReleaseClaim(const Services& s, const httplib::Request& req, httplib::Response& res);
 
+// ---- handlers (routes_builders.cc) -----------------------------------------------------------
+void ListRecipes(const Services& s, const httplib::Request& req, httplib::Response& res);
+void BuildInLease(const Services& s, const httplib::Request& req, httplib::Response& res);
+void BuildInDsn(const Services& s, const httplib::Request& req, httplib::Response& res);
+void DropNamespace(const Services& s, const httplib::Request& req, httplib::Response& res);
+
 // ---- handlers (metrics.cc, openapi.cc) -------------------------------------------------------
 void GetMetrics(const Services& s, const httplib::Request& req, httplib::Response& res);
 void GetOpenApi(const Services& s, const httplib::Request& req, httplib::Response& res);

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <map>
+#include <vector>
 
 #include "orchestrator/util/error.h"
 
@@ -336,6 +337,81 @@ json ClaimJson(const core::ClaimInfo& c) {
   }
   if (!c.lease_id.empty()) out["lease"] = c.lease_id;
   return out;
+}
+
+// ---- builders ----------------------------------------------------------------------------------
+
+namespace {
+
+constexpr int64_t kMaxBuildCount = 1000000;
+
+// The fields both build routes share; `extra` are the route's own (checked by the caller).
+core::BuildRequest BuildRequestFields(const json& body, const std::string& where,
+                                      std::initializer_list<const char*> allowed) {
+  OnlyFields(body, where, allowed);
+  core::BuildRequest request;
+  request.recipe = String(Field(body, "recipe", where), "recipe");
+  if (auto it = body.find("count"); it != body.end()) {
+    const std::string range = "count must be an integer from 1 to " + std::to_string(kMaxBuildCount);
+    if (!it->is_number_integer()) throw Bad(range);
+    if (it->is_number_unsigned() && it->get<uint64_t>() > uint64_t(kMaxBuildCount)) throw Bad(range);
+    request.count = it->get<int64_t>();
+    if (request.count < 1 || request.count > kMaxBuildCount) throw Bad(range);
+  }
+  if (auto it = body.find("overrides"); it != body.end()) request.overrides = Match(*it, "overrides");
+  if (auto it = body.find("seed"); it != body.end()) {
+    // Positive integers parse as unsigned; a negative one is signed, a fraction a float.
+    if (!it->is_number_unsigned()) throw Bad("seed must be a non-negative integer (0: a random one)");
+    request.seed = it->get<uint64_t>();
+  }
+  if (auto it = body.find("namespace"); it != body.end()) {
+    request.ns = String(*it, "namespace");
+    if (!core::IsValidNamespace(request.ns)) throw Bad("namespace must be 1 to 40 of [a-z0-9_-]");
+  }
+  return request;
+}
+
+}  // namespace
+
+core::BuildRequest LeaseBuildRequestFromJson(const json& body) {
+  ObjectBody(body, "{\"recipe\",\"count\",\"overrides\",\"seed\",\"namespace\"}");
+  return BuildRequestFields(body, "the build request", {"recipe", "count", "overrides", "seed", "namespace"});
+}
+
+core::BuildRequest DsnBuildRequestFromJson(const json& body, std::string* dsn) {
+  const std::string where = "the build request";
+  ObjectBody(body, "{\"dsn\",\"namespace\",\"recipe\",\"count\",\"overrides\",\"seed\",\"lease\"}");
+  core::BuildRequest request =
+      BuildRequestFields(body, where, {"dsn", "namespace", "lease", "recipe", "count", "overrides", "seed"});
+  *dsn = String(Field(body, "dsn", where), "dsn");
+  Field(body, "namespace", where);  // a shared database needs one: it is how the rows are found again
+  if (auto it = body.find("lease"); it != body.end()) request.lease_id = String(*it, "lease");
+  return request;
+}
+
+json BuildResultJson(const core::BuildRequest& request, const core::BuildResult& result) {
+  size_t total = 0;
+  for (const auto& [recipe, keys] : result.keys) total += keys.size();
+  const bool truncated = total > kMaxKeysInAnswer;
+  json keys = json::object(), counts = json::object();
+  for (const auto& [recipe, all] : result.keys) {
+    counts[recipe] = all.size();
+    const size_t shown = truncated ? std::min(all.size(), kTruncatedKeysPerRecipe) : all.size();
+    keys[recipe] = std::vector<std::string>(all.begin(), all.begin() + static_cast<std::ptrdiff_t>(shown));
+  }
+  json out = {{"recipe", request.recipe}, {"count", request.count}, {"namespace", result.ns},
+              {"seed", result.seed},      {"ms", result.ms},        {"keys", keys},
+              {"counts", counts},         {"truncated", truncated}};
+  if (!request.lease_id.empty()) out["lease"] = request.lease_id;
+  return out;
+}
+
+json RecipeJson(const core::Recipe& r) {
+  json refs = json::array(), fields = json::array();
+  for (const core::RecipeRef& ref : r.refs) refs.push_back({{"column", ref.column}, {"recipe", ref.recipe}});
+  for (const core::FieldGenerator& f : r.fields.fields()) fields.push_back(f.name());
+  return {{"name", r.name}, {"table", r.table}, {"schema", r.schema}, {"key", r.key}, {"refs", refs},
+          {"fields", fields}};
 }
 
 }  // namespace testpool::api

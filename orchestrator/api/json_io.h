@@ -8,6 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "orchestrator/core/builders.h"
 #include "orchestrator/core/control_store.h"
 #include "orchestrator/core/pool_manager.h"
 #include "orchestrator/core/record_pools.h"
@@ -76,5 +77,29 @@ nlohmann::json RecordPoolJson(const core::RecordPoolInfo& pool);
 // {"id","pool","key","row":{…} (when `claim` carries it: a new claim does),"token","expires_at",
 //  "holder","state","lease" (when tied to one)}. Error(kInternal) when the row is not a JSON object.
 nlohmann::json ClaimJson(const core::ClaimInfo& claim);
+
+// ---- builders ----------------------------------------------------------------------------------
+// Strict like the others; they check shape and the ranges of count (1 … 1,000,000) and seed (a
+// non-negative integer; 0 or absent: BuildService picks one) and the namespace's form. Whether the
+// recipe, lease and columns exist is BuildService's to say. Overrides are column → string, number
+// or boolean, each in its text form, like a record pool's match.
+
+// POST /v1/leases/{id}/build: {"recipe","count","overrides","seed","namespace"}; only "recipe"
+// is required (count defaults to 1, the namespace to the lease id).
+core::BuildRequest LeaseBuildRequestFromJson(const nlohmann::json& body);
+// POST /v1/builds: the same plus "dsn" (required, returned in `dsn`) and "lease" (optional: the
+// rows go when that lease ends); "namespace" is required here.
+core::BuildRequest DsnBuildRequestFromJson(const nlohmann::json& body, std::string* dsn);
+
+// An answer lists every key up to this many in all; past it, only the first
+// kTruncatedKeysPerRecipe of each recipe (and "truncated": true). "counts" is always exact.
+inline constexpr size_t kMaxKeysInAnswer = 10000;
+inline constexpr size_t kTruncatedKeysPerRecipe = 100;
+
+// {"recipe","count","namespace","seed","ms","keys":{recipe:[key…]},"counts":{recipe:n},
+//  "truncated","lease" (when the rows go with a lease in a shared database)}
+nlohmann::json BuildResultJson(const core::BuildRequest& request, const core::BuildResult& result);
+// {"name","table","schema","key","refs":[{"column","recipe"}…],"fields":[name…]}
+nlohmann::json RecipeJson(const core::Recipe& recipe);
 
 }  // namespace testpool::api

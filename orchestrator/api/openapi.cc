@@ -208,6 +208,71 @@ constexpr const char* kSchemas = R"json({
   }
 })json";
 
+// The builders' bodies, merged into kSchemas by Schemas().
+constexpr const char* kBuilderSchemas = R"json({
+  "BuildOverrides": {
+    "type": "object", "additionalProperties": {"oneOf": [{"type": "string"}, {"type": "number"}, {"type": "boolean"}]},
+    "description": "column: value set on every row of the recipe built (a ref column given here builds no referenced row)",
+    "example": {"status": "paid"}
+  },
+  "LeaseBuildRequest": {
+    "type": "object", "required": ["recipe"], "additionalProperties": false,
+    "properties": {
+      "recipe": {"type": "string", "example": "order"},
+      "count": {"type": "integer", "minimum": 1, "maximum": 1000000, "default": 1},
+      "overrides": {"$ref": "#/components/schemas/BuildOverrides"},
+      "seed": {"type": "integer", "format": "int64", "minimum": 0, "default": 0,
+               "description": "replays the same values; 0 or absent: a random one (the answer carries it)"},
+      "namespace": {"type": "string", "pattern": "^[a-z0-9_-]{1,40}$",
+                    "description": "goes into unique ids and e-mails; default: the lease id"}}
+  },
+  "DsnBuildRequest": {
+    "type": "object", "required": ["dsn", "namespace", "recipe"], "additionalProperties": false,
+    "properties": {
+      "dsn": {"type": "string", "description": "the target database (keyword form or postgresql:// URI)"},
+      "namespace": {"type": "string", "pattern": "^[a-z0-9_-]{1,40}$",
+                    "description": "the rows are removed again with DELETE /v1/namespaces/{ns}"},
+      "lease": {"type": "string", "pattern": "^[a-z2-7]{1,64}$",
+                "description": "the rows are removed when this lease ends"},
+      "recipe": {"type": "string", "example": "order"},
+      "count": {"type": "integer", "minimum": 1, "maximum": 1000000, "default": 1},
+      "overrides": {"$ref": "#/components/schemas/BuildOverrides"},
+      "seed": {"type": "integer", "format": "int64", "minimum": 0, "default": 0,
+               "description": "replays the same values; 0 or absent: a random one (the answer carries it)"}}
+  },
+  "BuildResult": {
+    "type": "object", "required": ["recipe", "count", "namespace", "seed", "ms", "keys", "counts", "truncated"],
+    "properties": {
+      "recipe": {"type": "string"}, "count": {"type": "integer"}, "namespace": {"type": "string"},
+      "seed": {"type": "integer", "format": "int64", "description": "the seed used: replays the same values"},
+      "ms": {"type": "number"},
+      "keys": {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "string"}},
+               "description": "recipe: keys of the rows it created (the referenced recipes' too)"},
+      "counts": {"type": "object", "additionalProperties": {"type": "integer"},
+                 "description": "recipe: number of rows it created"},
+      "truncated": {"type": "boolean",
+                    "description": "more than 10000 keys in all: keys holds only the first 100 of each recipe"},
+      "lease": {"type": "string", "description": "present when the rows go with a lease"}}
+  },
+  "NamespaceDropResult": {
+    "type": "object", "required": ["namespace", "deleted"],
+    "properties": {"namespace": {"type": "string"}, "deleted": {"type": "integer", "format": "int64"}}
+  },
+  "Recipe": {
+    "type": "object", "required": ["name", "table", "schema", "key", "refs", "fields"],
+    "properties": {
+      "name": {"type": "string"}, "table": {"type": "string"}, "schema": {"type": "string"},
+      "key": {"type": "string"},
+      "refs": {"type": "array", "items": {"type": "object", "required": ["column", "recipe"], "properties": {
+        "column": {"type": "string"}, "recipe": {"type": "string"}}}},
+      "fields": {"type": "array", "items": {"type": "string"}, "description": "the generated columns"}}
+  },
+  "RecipeList": {
+    "type": "object", "required": ["recipes"],
+    "properties": {"recipes": {"type": "array", "items": {"$ref": "#/components/schemas/Recipe"}}}
+  }
+})json";
+
 json Ref(const std::string& schema) { return {{"$ref", "#/components/schemas/" + schema}}; }
 json Err(const std::string& response) { return {{"$ref", "#/components/responses/" + response}}; }
 json JsonContent(const json& schema) { return {{"application/json", {{"schema", schema}}}}; }
@@ -232,6 +297,7 @@ json Op(const std::string& id, const std::string& tag, const std::string& summar
 
 json Schemas() {
   json s = json::parse(kSchemas);
+  s.update(json::parse(kBuilderSchemas));
   json codes = json::array();
   for (ErrorCode c : {ErrorCode::kInvalidArgument, ErrorCode::kInvalidName, ErrorCode::kNotFound, ErrorCode::kConflict,
                       ErrorCode::kMigrationFailed, ErrorCode::kPoolExhausted, ErrorCode::kLeaseExpired,
@@ -253,7 +319,7 @@ json Responses() {
   exhausted["headers"] = {{"Retry-After", {{"description", "seconds to wait before asking again (pool_exhausted)"},
                                            {"schema", {{"type", "integer"}}}}}};
   return {{"BadRequest", error("invalid_argument or invalid_name: the request is malformed (the message names the field)")},
-          {"NotFound", error("not_found: no such template, lease, record pool, claim or endpoint")},
+          {"NotFound", error("not_found: no such template, lease, record pool, claim, recipe, namespace or endpoint")},
           {"Conflict", error("conflict: the request contradicts the current state")},
           {"Gone", error("lease_expired: the lease (or claim) already ended (released or expired)")},
           {"TooLarge", error("invalid_argument: the body is larger than this route accepts")},
@@ -309,6 +375,35 @@ void RecordPaths(json& p) {
   renew["parameters"] = json::array({id});
   renew["requestBody"] = Body("ClaimRenewRequest", false);
   p["/v1/claims/{id}/renew"]["post"] = renew;
+}
+
+// /v1/recipes, /v1/leases/{id}/build, /v1/builds, /v1/namespaces/{ns}.
+void BuilderPaths(json& p) {
+  const json id = PathParam("id", "lease id", "^[a-z2-7]{1,64}$");
+  const json ns = PathParam("ns", "namespace", "^[a-z0-9_-]{1,40}$");
+  p["/v1/recipes"]["get"] = Op("listRecipes", "builders", "The recipes the daemon loaded (serve --recipes)",
+                               {{"200", Answer("recipes", Ref("RecipeList"))}});
+  json lease = Op("buildInLease", "builders",
+                  "Build fresh rows of a recipe (and the rows it refers to) in the lease's database",
+                  {{"201", Answer("the keys of the rows created, and the seed used", Ref("BuildResult"))},
+                   {"400", Err("BadRequest")}, {"404", Err("NotFound")}, {"410", Err("Gone")},
+                   {"413", Err("TooLarge")}, {"503", Err("Unavailable")}});
+  lease["parameters"] = json::array({id});
+  lease["requestBody"] = Body("LeaseBuildRequest", true);
+  p["/v1/leases/{id}/build"]["post"] = lease;
+  json dsn = Op("buildInDsn", "builders",
+                "Build fresh rows of a recipe in a shared database under a namespace (and optionally a lease)",
+                {{"201", Answer("the keys of the rows created, and the seed used", Ref("BuildResult"))},
+                 {"400", Err("BadRequest")}, {"404", Err("NotFound")}, {"410", Err("Gone")},
+                 {"413", Err("TooLarge")}, {"503", Err("Unavailable")}});
+  dsn["requestBody"] = Body("DsnBuildRequest", true);
+  p["/v1/builds"]["post"] = dsn;
+  json drop = Op("dropNamespace", "builders",
+                 "Delete every row built under the namespace, in every shared database it was used in",
+                 {{"200", Answer("how many rows were deleted", Ref("NamespaceDropResult"))},
+                  {"404", Err("NotFound")}, {"503", Err("Unavailable")}});
+  drop["parameters"] = json::array({ns});
+  p["/v1/namespaces/{ns}"]["delete"] = drop;
 }
 
 json Paths() {
@@ -379,6 +474,7 @@ json Paths() {
   reset["requestBody"] = Body("ResetRequest", false);
   p["/v1/leases/{id}/reset"]["post"] = reset;
   RecordPaths(p);
+  BuilderPaths(p);
   return p;
 }
 
@@ -388,7 +484,8 @@ json Build() {
                     {"version", TESTPOOL_VERSION},
                     {"description", "Isolated, pre-migrated PostgreSQL databases for parallel tests: templates "
                                     "built from migrations, warm pools, leases with TTL and per-lease roles; "
-                                    "record pools: rows of a shared database claimed one at a time. "
+                                    "record pools: rows of a shared database claimed one at a time; builders: fresh, "
+                                    "domain-valid rows from recipes, removed again by namespace or lease. "
                                     "Every error answers {\"error\":{\"code\",\"message\",\"details\"}}."}}},
           {"servers", json::array({{{"url", "http://127.0.0.1:7432"}}})},
           {"paths", Paths()},

@@ -27,6 +27,10 @@ const std::vector<Route>& Routes() {
       {"POST",   "/v1/record-pools/{name}/claims", R"(/v1/record-pools/([^/]+)/claims)", kMaxSmallBodyBytes, CreateClaim},
       {"DELETE", "/v1/claims/{id}",               R"(/v1/claims/([^/]+))",               kMaxSmallBodyBytes, ReleaseClaim},
       {"POST",   "/v1/claims/{id}/renew",         R"(/v1/claims/([^/]+)/renew)",         kMaxSmallBodyBytes, RenewClaim},
+      {"GET",    "/v1/recipes",                   "/v1/recipes",                         kMaxSmallBodyBytes, ListRecipes},
+      {"POST",   "/v1/leases/{id}/build",         R"(/v1/leases/([^/]+)/build)",         kMaxSmallBodyBytes, BuildInLease},
+      {"POST",   "/v1/builds",                    "/v1/builds",                          kMaxSmallBodyBytes, BuildInDsn},
+      {"DELETE", "/v1/namespaces/{ns}",           R"(/v1/namespaces/([^/]+))",           kMaxSmallBodyBytes, DropNamespace},
   };
   return routes;
 }

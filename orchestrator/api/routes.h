@@ -29,6 +29,7 @@ struct Services {
   core::TemplateService& templates;
   core::PoolManager& pools;
   core::RecordPools& records;
+  core::BuildService& builds;
   ServerInfo info;
 };
 
@@ -42,7 +43,7 @@ struct Route {
   Handler handler;
 };
 
-// Bodies of the lease, record pool and claim routes (a few small fields) and of a template
+// Bodies of the lease, record pool, claim and build routes (a few small fields) and of a template
 // definition (its SQL).
 inline constexpr std::size_t kMaxSmallBodyBytes = 64u << 10;
 inline constexpr std::size_t kMaxTemplateBodyBytes = 96u << 20;  // 64 MiB of SQL plus JSON escaping

@@ -27,8 +27,8 @@ std::string Size(size_t bytes) {
 }  // namespace
 
 struct ApiServer::Impl {
-  Impl(core::TemplateService& t, core::PoolManager& p, core::RecordPools& r, ServerInfo i)
-      : services{t, p, r, std::move(i)} {}
+  Impl(core::TemplateService& t, core::PoolManager& p, core::RecordPools& r, core::BuildService& b, ServerInfo i)
+      : services{t, p, r, b, std::move(i)} {}
 
   // Wraps a route: enforces its body limit; every Error becomes its JSON answer, anything else a 500.
   httplib::Server::Handler Wrap(const Route& route) {
@@ -83,8 +83,8 @@ struct ApiServer::Impl {
 };
 
 ApiServer::ApiServer(core::TemplateService& templates, core::PoolManager& pools, core::RecordPools& records,
-                     ServerInfo info)
-    : impl_(std::make_unique<Impl>(templates, pools, records, std::move(info))) {
+                     core::BuildService& builds, ServerInfo info)
+    : impl_(std::make_unique<Impl>(templates, pools, records, builds, std::move(info))) {
   impl_->http.new_task_queue = [] { return new httplib::ThreadPool(kWorkerThreads); };
   impl_->http.set_payload_max_length(kMaxTemplateBodyBytes);  // the largest any route accepts
   impl_->http.set_read_timeout(std::chrono::seconds(60));

@@ -4,13 +4,14 @@
 //
 // Bind() then Run() (blocks) on one thread; Stop() from any thread makes Run() return. Requests
 // are served by a pool of worker threads; a request that waits (a template build with wait, a
-// lease waiting for a free slot, a claim waiting for a free row) holds one worker, and so does an
+// lease waiting for a free slot, a claim waiting for a free row, a large build) holds one worker, and so does an
 // idle keep-alive connection, so the pool is sized for concurrent clients, not for cores.
 #pragma once
 
 #include <memory>
 #include <string>
 
+#include "orchestrator/core/builders.h"
 #include "orchestrator/core/pool_manager.h"
 #include "orchestrator/core/record_pools.h"
 #include "orchestrator/core/template_service.h"
@@ -24,9 +25,10 @@ struct ServerInfo {
 
 class ApiServer {
  public:
-  // `templates`, `pools` and `records` must outlive the server (and stay usable until Run()
-  // returned).
-  ApiServer(core::TemplateService& templates, core::PoolManager& pools, core::RecordPools& records, ServerInfo info);
+  // `templates`, `pools`, `records` and `builds` must outlive the server (and stay usable until
+  // Run() returned).
+  ApiServer(core::TemplateService& templates, core::PoolManager& pools, core::RecordPools& records,
+            core::BuildService& builds, ServerInfo info);
   ~ApiServer();
   ApiServer(const ApiServer&) = delete;
   ApiServer& operator=(const ApiServer&) = delete;

@@ -34,6 +34,11 @@ commands:
   claim POOL [--match COL=V]… [--ttl S] [--wait S] [--holder H] [--lease ID] [--json]
                                 claim a free matching row; prints the claim id, key and row
   unclaim ID                    end the claim (a second unclaim is fine)
+  build RECIPE (--lease ID | --dsn DSN --namespace NS [--lease ID]) [--count N] [--set COL=V]…
+        [--seed S] [--json]     fresh domain-valid rows from a recipe; prints the seed, the
+                                namespace and per recipe the rows built and the first keys
+  namespace drop NS             delete every row built under NS in shared databases
+  recipes [--json]              the recipes the daemon loaded
   version
 
 The client commands talk to the daemon at $TESTPOOL_URL (default http://127.0.0.1:7432).
@@ -63,6 +68,9 @@ int Main(int argc, char** argv) {
   if (command == "record-pool") return RecordPool(argc - 1, argv + 1);
   if (command == "claim") return Claim(argc - 1, argv + 1);
   if (command == "unclaim") return Unclaim(argc - 1, argv + 1);
+  if (command == "build") return Build(argc - 1, argv + 1);
+  if (command == "namespace") return Namespace(argc - 1, argv + 1);
+  if (command == "recipes") return Recipes(argc - 1, argv + 1);
   if (command == "version" || command == "--version") {
     std::cout << "testpool " << TESTPOOL_VERSION << "\n";
     return kExitOk;

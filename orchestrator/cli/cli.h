@@ -26,5 +26,8 @@ int Run(int argc, char** argv);
 int Claim(int argc, char** argv);       // claim_cmd.cc: record pools
 int Unclaim(int argc, char** argv);
 int RecordPool(int argc, char** argv);
+int Build(int argc, char** argv);       // build_cmd.cc: builders
+int Namespace(int argc, char** argv);
+int Recipes(int argc, char** argv);
 
 }  // namespace testpool::cli

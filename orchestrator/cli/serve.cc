@@ -1,5 +1,5 @@
 // `testpool serve`: wires a backend, the control store, the template service, the pools, the
-// record pools and the HTTP API, and runs until SIGINT/SIGTERM.
+// record pools, the builders and the HTTP API, and runs until SIGINT/SIGTERM.
 #include <pthread.h>
 #include <signal.h>
 #include <unistd.h>
@@ -15,6 +15,7 @@
 #include "orchestrator/backend/external_backend.h"
 #include "orchestrator/backend/local_backend.h"
 #include "orchestrator/cli/cli.h"
+#include "orchestrator/core/builders.h"
 #include "orchestrator/core/control_store.h"
 #include "orchestrator/core/pool_manager.h"
 #include "orchestrator/core/record_pools.h"
@@ -68,6 +69,8 @@ int Serve(int argc, char** argv) {
       ("pg-setting", po::value<std::vector<std::string>>()->composing(), "postgres setting key=value (repeatable)")
       ("max-databases", po::value<int>()->default_value(core::PoolOptions{}.max_databases),
        "cap on pooled databases across all templates")
+      ("recipes", po::value<std::string>(),
+       "directory of builder recipes (*.json; default: templates/builders here, when it exists)")
       ("log-level", po::value<std::string>(), "debug | info | warn | error");
   po::variables_map vm;
   try {
@@ -100,6 +103,30 @@ int Serve(int argc, char** argv) {
   if (!SplitHostPort(vm["listen"].as<std::string>(), &host, &port)) {
     std::cerr << "testpool serve: --listen must be host:port (got '" << vm["listen"].as<std::string>() << "')\n";
     return kExitUsage;
+  }
+
+  // The recipes, before anything starts: a bad one stops the daemon here, naming file and problem.
+  std::filesystem::path recipes_dir;
+  if (vm.count("recipes")) {
+    recipes_dir = vm["recipes"].as<std::string>();
+    std::error_code ec;
+    if (!std::filesystem::is_directory(recipes_dir, ec)) {
+      std::cerr << "testpool serve: --recipes " << recipes_dir.string() << " is not a directory\n";
+      return kExitUsage;
+    }
+  } else if (std::error_code ec; std::filesystem::is_directory("templates/builders", ec)) {
+    recipes_dir = std::filesystem::current_path() / "templates" / "builders";
+  }
+  std::unique_ptr<core::RecipeBook> recipes;
+  try {
+    recipes = std::make_unique<core::RecipeBook>(recipes_dir.empty() ? core::RecipeBook::FromJson({})
+                                                                     : core::RecipeBook::LoadDir(recipes_dir));
+  } catch (const Error& e) {
+    std::cerr << "testpool serve: bad recipe: " << e.what() << "\n";
+    return kExitFailed;
+  } catch (const std::exception& e) {  // the directory cannot be read
+    std::cerr << "testpool serve: cannot read recipes in " << recipes_dir.string() << ": " << e.what() << "\n";
+    return kExitFailed;
   }
 
   // SIGINT/SIGTERM are taken by one thread with sigwait; block them before any thread starts.
@@ -144,7 +171,9 @@ int Serve(int argc, char** argv) {
     }
 
     const std::string daemon_id = util::RandomToken(10);
-    log::Info("daemon.starting", {{"daemon", daemon_id}, {"backend", kind}, {"listen", host + ":" + std::to_string(port)}});
+    log::Info("daemon.starting", {{"daemon", daemon_id}, {"backend", kind},
+                                  {"listen", host + ":" + std::to_string(port)},
+                                  {"recipes", std::to_string(recipes->Names().size())}});
     server->Start();
     auto store = core::ControlStore::Open(server->AdminConnInfo());
     core::TemplateBuilder builder(*store, util::RealClock());
@@ -154,17 +183,22 @@ int Serve(int argc, char** argv) {
     // TemplateReady, on a stopped manager).
     core::PoolManager pools(*store, *server, util::RealClock(), pool_options);
     templates->SetListener(&pools);
-    // The pools tell the record pools of every lease that ends (its claims end, pools defined on
-    // its database go). However this scope is left, the pools stop (and so stop calling) before
-    // `records` is destroyed.
+    // The pools tell the record pools and the builders of every lease that ends (its claims end,
+    // pools defined on its database go, rows built under it in shared databases are deleted).
+    // However this scope is left, the pools stop (and so stop calling) before `records` and
+    // `builds` are destroyed.
     core::RecordPools records(*store, pools, util::RealClock());
-    pools.SetLeaseEndedListener([&records](const std::string& id) { records.LeaseEnded(id); });
+    core::BuildService builds(*store, pools, *recipes);
+    pools.SetLeaseEndedListener([&records, &builds](const std::string& id) {
+      records.LeaseEnded(id);
+      builds.LeaseEnded(id);
+    });
     struct StopPoolsFirst {
       core::PoolManager& pools;
       ~StopPoolsFirst() { pools.Stop(); }
     } stop_pools_first{pools};
     pools.Start();
-    api::ApiServer api(*templates, pools, records, api::ServerInfo{kind, daemon_id});
+    api::ApiServer api(*templates, pools, records, builds, api::ServerInfo{kind, daemon_id});
     int bound = api.Bind(host, port);
 
     std::thread signal_thread([&api, &signals] {

@@ -100,9 +100,15 @@ std::string ArrayLiteral(const std::vector<std::string>& items) {
 // ---- recipes ---------------------------------------------------------------------------------
 
 RecipeBook RecipeBook::FromJson(const std::vector<json>& recipes) {
+  std::vector<std::string> where;
+  for (size_t i = 0; i < recipes.size(); ++i) where.push_back("recipe #" + std::to_string(i + 1));
+  return FromNamed(recipes, where);
+}
+
+RecipeBook RecipeBook::FromNamed(const std::vector<json>& recipes, const std::vector<std::string>& where) {
   RecipeBook book;
   for (size_t i = 0; i < recipes.size(); ++i) {
-    Recipe r = ParseRecipe(recipes[i], "recipe #" + std::to_string(i + 1));
+    Recipe r = ParseRecipe(recipes[i], where[i]);
     const std::string name = r.name;
     if (!book.recipes_.emplace(name, std::move(r)).second) throw Invalid("two recipes are named '" + name + "'");
   }
@@ -119,6 +125,7 @@ RecipeBook RecipeBook::FromJson(const std::vector<json>& recipes) {
 
 RecipeBook RecipeBook::LoadDir(const std::filesystem::path& dir) {
   std::vector<json> parsed;
+  std::vector<std::string> where;
   std::error_code ec;
   if (!std::filesystem::is_directory(dir, ec)) return FromJson(parsed);
   std::vector<std::filesystem::path> files;
@@ -133,12 +140,9 @@ RecipeBook RecipeBook::LoadDir(const std::filesystem::path& dir) {
     json j = json::parse(text.str(), nullptr, false);
     if (j.is_discarded()) throw Invalid(f.string() + ": not valid JSON");
     parsed.push_back(std::move(j));
+    where.push_back(f.string());
   }
-  try {
-    return FromJson(parsed);
-  } catch (const Error& e) {
-    throw Invalid(dir.string() + ": " + e.what());
-  }
+  return FromNamed(parsed, where);
 }
 
 const Recipe& RecipeBook::Get(const std::string& name) const {

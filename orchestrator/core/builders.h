@@ -70,6 +70,9 @@ class RecipeBook {
   std::vector<std::string> DependencyOrder(const std::string& name) const;
 
  private:
+  // `where[i]` names recipe i in messages (its file).
+  static RecipeBook FromNamed(const std::vector<nlohmann::json>& recipes, const std::vector<std::string>& where);
+
   std::map<std::string, Recipe> recipes_;
 };
 

@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "orchestrator/api/server.h"
+#include "orchestrator/core/builders.h"
 #include "orchestrator/core/control_store.h"
 #include "orchestrator/core/pool_manager.h"
 #include "orchestrator/core/record_pools.h"
@@ -20,6 +21,8 @@ struct InProcessApi::Impl {
   std::unique_ptr<core::TemplateBuilder> builder;
   std::unique_ptr<core::PoolManager> pools;
   std::unique_ptr<core::RecordPools> records;
+  std::unique_ptr<core::RecipeBook> recipes;
+  std::unique_ptr<core::BuildService> builds;
   std::unique_ptr<core::TemplateService> service;
   std::unique_ptr<api::ApiServer> server;
   std::thread thread;
@@ -33,15 +36,22 @@ InProcessApi::InProcessApi(bool with_pools, int max_databases) : impl_(std::make
   options.max_databases = max_databases;
   impl_->pools = std::make_unique<core::PoolManager>(*impl_->store, Server(), util::RealClock(), options);
   impl_->records = std::make_unique<core::RecordPools>(*impl_->store, *impl_->pools, util::RealClock());
+  impl_->recipes = std::make_unique<core::RecipeBook>(
+      core::RecipeBook::LoadDir(SourceDir() / "templates" / "builders"));
+  impl_->builds = std::make_unique<core::BuildService>(*impl_->store, *impl_->pools, *impl_->recipes);
   impl_->service = std::make_unique<core::TemplateService>(*impl_->store, *impl_->builder);
   if (with_pools) {
     impl_->service->SetListener(impl_->pools.get());
     core::RecordPools* records = impl_->records.get();
-    impl_->pools->SetLeaseEndedListener([records](const std::string& id) { records->LeaseEnded(id); });
+    core::BuildService* builds = impl_->builds.get();
+    impl_->pools->SetLeaseEndedListener([records, builds](const std::string& id) {
+      records->LeaseEnded(id);
+      builds->LeaseEnded(id);
+    });
     impl_->pools->Start();
   }
   impl_->server = std::make_unique<api::ApiServer>(*impl_->service, *impl_->pools, *impl_->records,
-                                                   api::ServerInfo{"local", "test"});
+                                                   *impl_->builds, api::ServerInfo{"local", "test"});
   impl_->port = impl_->server->Bind("127.0.0.1", 0);
   impl_->thread = std::thread([this] { impl_->server->Run(); });
 }
@@ -53,6 +63,7 @@ InProcessApi::~InProcessApi() {
   impl_->pools->Stop();
   impl_->service.reset();  // waits for builds, which may still tell the pools
   impl_->records.reset();  // the pools stopped: they call it no more
+  impl_->builds.reset();
   impl_->pools.reset();
 }
 

@@ -1,6 +1,6 @@
 // The daemon's HTTP API in-process, for integration tests: control store, template service, pool
-// manager, record pools and ApiServer on a free port, in front of the shared test server
-// (test_server.h).
+// manager, record pools, builders (the repository's recipes, <source dir>/templates/builders) and
+// ApiServer on a free port, in front of the shared test server (test_server.h).
 #pragma once
 
 #include <httplib.h>
@@ -13,8 +13,8 @@ namespace testpool::testing {
 class InProcessApi {
  public:
   // `with_pools`: the pool manager is started, told about templates (lease routes work) and tells
-  // the record pools when a lease ends; otherwise it is never started and the lease routes have
-  // nothing to hand out (the record pool routes work either way, on databases given by DSN).
+  // the record pools and the builders when a lease ends; otherwise it is never started and the
+  // lease routes have nothing to hand out (the record pool and DSN build routes work either way).
   explicit InProcessApi(bool with_pools, int max_databases = 20);
   ~InProcessApi();  // stops the server, then the pools, then waits for builds
   InProcessApi(const InProcessApi&) = delete;
