@@ -121,7 +121,14 @@ echo "  worker1 is done and unclaims; worker3 asks again and gets that customer,
 "$tp" claim premium --holder worker3 --json >"$work/claim3.json"
 echo "  worker3 holds customer $(field "$work/claim3.json" key) ($(row_email "$work/claim3.json")), token $(field "$work/claim3.json" token)"
 show "$tp" record-pool show premium
-"$tp" release "$(field "$work/staging.json" id)"  # its claims and the pool on its database go with it
+
+step "12. builders: fresh, valid rows from recipes (templates/builders), unique per namespace"
+show "$tp" build payment --lease "$(field "$work/staging.json" id)" --count 1000 --seed 42
+staging_dsn=$(field "$work/staging.json" dsn)
+echo "  every row passed the schema's own checks (IBAN mod-97, postal code per country, E.164 phone):"
+psql -X -A -t "$staging_dsn" -c "SELECT '    ' || count(*) || ' payments, ' || count(DISTINCT iban) || ' distinct IBANs, e.g. ' || min(iban) FROM payments" \
+  -c "SELECT '    ' || count(*) || ' customers in ' || count(DISTINCT country) || ' countries, e.g. ' || min(email) || ' ' || min(postal_code) FROM customers WHERE email LIKE '%@%.test' OR email LIKE '%@example.%'"
+"$tp" release "$(field "$work/staging.json" id)"  # its claims, pools and built rows go with it
 
 step "done"
 echo "The daemon keeps running at $TESTPOOL_URL (pid ${daemon_pid:-?}, log $log)."
