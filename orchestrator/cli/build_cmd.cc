@@ -9,6 +9,7 @@
 
 #include "orchestrator/cli/cli.h"
 #include "orchestrator/cli/client.h"
+#include "orchestrator/cli/command.h"
 
 namespace po = boost::program_options;
 using nlohmann::json;
@@ -36,30 +37,6 @@ const char* kRecipesUsage = R"(usage:
 // Keys printed per recipe (the daemon's answer has up to every one of them).
 constexpr size_t kKeysShown = 5;
 
-po::variables_map Parse(const std::vector<std::string>& args, const po::options_description& opts,
-                        const char* positional) {
-  po::positional_options_description pos;
-  if (positional != nullptr) pos.add(positional, 1);
-  po::variables_map vm;
-  po::store(po::command_line_parser(args).options(opts).positional(pos).run(), vm);
-  po::notify(vm);
-  return vm;
-}
-
-int Failed(const std::string& command, const ApiReply& reply) {
-  std::cerr << "testpool " << command << ": " << DescribeError(reply) << "\n";
-  return kExitFailed;
-}
-
-int Usage(const std::string& command, const std::string& problem, const char* usage) {
-  std::cerr << "testpool " << command << ": " << problem << "\n" << usage;
-  return kExitUsage;
-}
-
-std::string Str(const json& obj, const char* key) {
-  auto it = obj.find(key);
-  return it != obj.end() && it->is_string() ? it->get<std::string>() : "";
-}
 
 // "42" → 42; false for anything but a non-negative decimal integer that fits 64 bits.
 bool ParseSeed(const std::string& text, unsigned long long* seed) {
@@ -103,7 +80,7 @@ int BuildBody(int argc, char** argv) {
       ("set", po::value<std::vector<std::string>>()->composing(), "COLUMN=VALUE for every row (repeatable)")
       ("seed", po::value<std::string>(), "replay the values of an earlier build (default: a random seed)")
       ("json", "print the daemon's JSON answer");
-  po::variables_map vm = Parse(std::vector<std::string>(argv + 1, argv + argc), opts, "recipe");
+  po::variables_map vm = ParseArgs(std::vector<std::string>(argv + 1, argv + argc), opts, "recipe");
   if (vm.count("help")) {
     std::cout << kBuildUsage << opts;
     return kExitOk;
@@ -165,7 +142,7 @@ int NamespaceBody(int argc, char** argv) {
   if (sub != "drop") return Usage("namespace", "unknown subcommand '" + sub + "'", kNamespaceUsage);
   po::options_description opts("testpool namespace drop options");
   opts.add_options()("help,h", "show this help")("ns", po::value<std::string>(), "namespace");
-  po::variables_map vm = Parse(std::vector<std::string>(argv + 2, argv + argc), opts, "ns");
+  po::variables_map vm = ParseArgs(std::vector<std::string>(argv + 2, argv + argc), opts, "ns");
   if (vm.count("help")) {
     std::cout << kNamespaceUsage << opts;
     return kExitOk;
@@ -191,7 +168,7 @@ std::string Join(const json& list, const std::function<std::string(const json&)>
 int RecipesBody(int argc, char** argv) {
   po::options_description opts("testpool recipes options");
   opts.add_options()("help,h", "show this help")("json", "print the daemon's JSON answer");
-  po::variables_map vm = Parse(std::vector<std::string>(argv + 1, argv + argc), opts, nullptr);
+  po::variables_map vm = ParseArgs(std::vector<std::string>(argv + 1, argv + argc), opts, nullptr);
   if (vm.count("help")) {
     std::cout << kRecipesUsage << opts;
     return kExitOk;

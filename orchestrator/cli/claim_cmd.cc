@@ -8,6 +8,7 @@
 
 #include "orchestrator/cli/cli.h"
 #include "orchestrator/cli/client.h"
+#include "orchestrator/cli/command.h"
 
 namespace po = boost::program_options;
 using nlohmann::json;
@@ -29,31 +30,6 @@ const char* kRecordPoolUsage = R"(usage:
   testpool record-pool drop NAME
 )";
 
-// Parses `args` with one optional positional argument `positional`.
-po::variables_map Parse(const std::vector<std::string>& args, const po::options_description& opts,
-                        const char* positional) {
-  po::positional_options_description pos;
-  if (positional != nullptr) pos.add(positional, 1);
-  po::variables_map vm;
-  po::store(po::command_line_parser(args).options(opts).positional(pos).run(), vm);
-  po::notify(vm);
-  return vm;
-}
-
-int Failed(const std::string& command, const ApiReply& reply) {
-  std::cerr << "testpool " << command << ": " << DescribeError(reply) << "\n";
-  return kExitFailed;
-}
-
-int Usage(const std::string& command, const std::string& problem, const char* usage) {
-  std::cerr << "testpool " << command << ": " << problem << "\n" << usage;
-  return kExitUsage;
-}
-
-std::string Str(const json& obj, const char* key) {
-  auto it = obj.find(key);
-  return it != obj.end() && it->is_string() ? it->get<std::string>() : "";
-}
 
 long long Count(const json& obj, const char* key) {
   auto it = obj.find(key);
@@ -116,7 +92,7 @@ int ClaimBody(int argc, char** argv) {
       ("holder", po::value<std::string>(), "who holds the claim (a CI worker's name)")
       ("lease", po::value<std::string>(), "a lease id: the claim ends when that lease ends")
       ("json", "print the whole claim as JSON");
-  po::variables_map vm = Parse(std::vector<std::string>(argv + 1, argv + argc), opts, "pool");
+  po::variables_map vm = ParseArgs(std::vector<std::string>(argv + 1, argv + argc), opts, "pool");
   if (vm.count("help")) {
     std::cout << kClaimUsage << opts;
     return kExitOk;
@@ -147,7 +123,7 @@ int ClaimBody(int argc, char** argv) {
 int UnclaimBody(int argc, char** argv) {
   po::options_description opts("testpool unclaim options");
   opts.add_options()("help,h", "show this help")("id", po::value<std::string>(), "claim id");
-  po::variables_map vm = Parse(std::vector<std::string>(argv + 1, argv + argc), opts, "id");
+  po::variables_map vm = ParseArgs(std::vector<std::string>(argv + 1, argv + argc), opts, "id");
   if (vm.count("help")) {
     std::cout << kClaimUsage << opts;
     return kExitOk;
@@ -173,7 +149,7 @@ int Define(const std::vector<std::string>& args) {
       ("match", po::value<std::vector<std::string>>()->composing(),
        "COLUMN=VALUE every claimed row must have (repeatable)")
       ("json", "print the daemon's JSON answer");
-  po::variables_map vm = Parse(args, opts, "name");
+  po::variables_map vm = ParseArgs(args, opts, "name");
   if (vm.count("help")) {
     std::cout << kRecordPoolUsage << opts;
     return kExitOk;
@@ -208,7 +184,7 @@ int Define(const std::vector<std::string>& args) {
 int List(const std::vector<std::string>& args) {
   po::options_description opts("testpool record-pool list options");
   opts.add_options()("help,h", "show this help")("json", "print the daemon's JSON answer");
-  po::variables_map vm = Parse(args, opts, nullptr);
+  po::variables_map vm = ParseArgs(args, opts, nullptr);
   if (vm.count("help")) {
     std::cout << kRecordPoolUsage << opts;
     return kExitOk;
@@ -237,7 +213,7 @@ int Show(const std::vector<std::string>& args) {
   po::options_description opts("testpool record-pool show options");
   opts.add_options()("help,h", "show this help")("name", po::value<std::string>(), "record pool name")
       ("json", "print the daemon's JSON answer");
-  po::variables_map vm = Parse(args, opts, "name");
+  po::variables_map vm = ParseArgs(args, opts, "name");
   if (vm.count("help")) {
     std::cout << kRecordPoolUsage << opts;
     return kExitOk;
@@ -257,7 +233,7 @@ int Show(const std::vector<std::string>& args) {
 int Drop(const std::vector<std::string>& args) {
   po::options_description opts("testpool record-pool drop options");
   opts.add_options()("help,h", "show this help")("name", po::value<std::string>(), "record pool name");
-  po::variables_map vm = Parse(args, opts, "name");
+  po::variables_map vm = ParseArgs(args, opts, "name");
   if (vm.count("help")) {
     std::cout << kRecordPoolUsage << opts;
     return kExitOk;

@@ -7,6 +7,7 @@
 
 #include "orchestrator/cli/cli.h"
 #include "orchestrator/cli/client.h"
+#include "orchestrator/cli/command.h"
 
 namespace po = boost::program_options;
 using nlohmann::json;
@@ -32,19 +33,9 @@ po::variables_map Parse(int argc, char** argv, const po::options_description& op
   return vm;
 }
 
-int Failed(const std::string& command, const ApiReply& reply) {
-  std::cerr << "testpool " << command << ": " << DescribeError(reply) << "\n";
-  return kExitFailed;
-}
-
 int Usage(const std::string& command, const std::string& problem) {
   std::cerr << "testpool " << command << ": " << problem << "\n" << kLeaseUsage;
   return kExitUsage;
-}
-
-std::string Str(const json& obj, const char* key) {
-  auto it = obj.find(key);
-  return it != obj.end() && it->is_string() ? it->get<std::string>() : "";
 }
 
 int LeaseBody(int argc, char** argv) {

@@ -15,6 +15,14 @@ namespace {
 // sessions are deprioritised likewise, through Backend::Deprioritize).
 constexpr int kBackgroundNice = 10;
 
+// The next role of a slot: a name never used before (its generation counts up) and a fresh
+// random password. Roles are never reused across leases.
+void NewCredentials(Slot* s) {
+  ++s->generation;
+  s->role = "tp_r_" + s->id + "_" + std::to_string(s->generation);
+  s->password = util::RandomToken(32);
+}
+
 }  // namespace
 
 void PoolManager::Impl::Worker() {
@@ -68,9 +76,7 @@ void PoolManager::Impl::Warm(Slot s) {
   }
   util::MonoTime t0 = clock.Now();
   try {
-    ++s.generation;
-    s.role = "tp_r_" + s.id + "_" + std::to_string(s.generation);
-    s.password = util::RandomToken(32);
+    NewCredentials(&s);
     rows.InsertWarming(SlotRow{s.id, s.name, s.hash, s.database, "warming", "", "", "", "", s.token});
     ops.CloneDatabase(s.database, template_db);
     ops.PrepareRole(s.database, s.role, s.password);
@@ -135,9 +141,7 @@ void PoolManager::Impl::Recycle(Slot s) {
       // Fresh credentials under a fresh role name; the old role is dropped. The hand-over
       // touches shared catalogs only, so the baseline still holds.
       std::string old_role = s.role;
-      ++s.generation;
-      s.role = "tp_r_" + s.id + "_" + std::to_string(s.generation);
-      s.password = util::RandomToken(32);
+      NewCredentials(&s);
       ops.HandOver(s.database, old_role, s.role, s.password);
     } else {
       mode = "clone";
@@ -153,9 +157,7 @@ void PoolManager::Impl::Recycle(Slot s) {
           return;
         }
       }
-      ++s.generation;
-      s.role = "tp_r_" + s.id + "_" + std::to_string(s.generation);
-      s.password = util::RandomToken(32);
+      NewCredentials(&s);
       ops.CloneDatabase(s.database, template_db);
       ops.PrepareRole(s.database, s.role, s.password);
       s.baseline = FreshCloneMarks(s);

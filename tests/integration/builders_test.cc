@@ -13,6 +13,7 @@
 #include "orchestrator/pg/connection.h"
 #include "orchestrator/util/clock.h"
 #include "orchestrator/util/crypto.h"
+#include "tests/support/code_of.h"
 #include "tests/support/test_server.h"
 
 namespace testpool::core {
@@ -21,18 +22,7 @@ namespace {
 using nlohmann::json;
 using ::testing::HasSubstr;
 
-std::string CodeOf(const std::function<void()>& call, std::string* message = nullptr) {
-  try {
-    call();
-  } catch (const Error& e) {
-    if (message) *message = e.what();
-    return std::string(ErrorCodeName(e.code()));
-  } catch (const std::exception& e) {
-    if (message) *message = e.what();
-    return std::string("std::exception: ") + e.what();
-  }
-  return "no error";
-}
+using testing::CodeOf;
 
 const json kCustomer = json::parse(R"({
   "name": "customer", "table": "customers", "key": "id",

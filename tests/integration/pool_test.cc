@@ -26,6 +26,7 @@
 #include "orchestrator/util/crypto.h"
 #include "orchestrator/util/error.h"
 #include "tests/support/fake_clock.h"
+#include "tests/support/code_of.h"
 #include "tests/support/test_server.h"
 
 namespace testpool::core {
@@ -34,19 +35,7 @@ namespace {
 using namespace std::chrono_literals;
 using testing::Admin;
 
-// What a call threw: the error code's API name, "no error", or the type of a foreign exception.
-std::string CodeOf(const std::function<void()>& call, std::string* message = nullptr) {
-  try {
-    call();
-  } catch (const Error& e) {
-    if (message) *message = e.what();
-    return std::string(ErrorCodeName(e.code()));
-  } catch (const std::exception& e) {
-    if (message) *message = e.what();
-    return std::string("std::exception: ") + e.what();
-  }
-  return "no error";
-}
+using testing::CodeOf;
 
 // Polls `done` every 25 ms until it holds or `deadline` passes (real time). True when it held.
 bool WaitFor(const std::function<bool()>& done, std::chrono::milliseconds deadline = 60s) {
