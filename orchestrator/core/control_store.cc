@@ -96,6 +96,16 @@ CREATE TABLE build_targets (
 );
 CREATE INDEX build_targets_lease ON build_targets (lease_id) WHERE lease_id IS NOT NULL;
 )sql",
+    // 6: which record pools hold claims tied to which lease, so that a lease's end touches only
+    // those (not every pool's target); pools defined on a lease, found by it
+    R"sql(
+CREATE TABLE record_claim_leases (
+  lease_id text NOT NULL,
+  pool     text NOT NULL,
+  PRIMARY KEY (lease_id, pool)
+);
+CREATE INDEX record_pools_lease ON record_pools (lease_id) WHERE lease_id IS NOT NULL;
+)sql",
 };
 
 // Control connections opened at start and kept idle (the pool keeps up to 64).

@@ -438,9 +438,7 @@ LeaseInfo PoolManager::Reset(const std::string& lease_id) {
     std::lock_guard<std::mutex> io(*snapshot.io);
     impl_->ops.CutOff(snapshot.role);
     impl_->ops.DropDatabase(snapshot.database);
-    impl_->ops.CloneDatabase(snapshot.database, template_db);
-    impl_->ops.PrepareRole(snapshot.database, snapshot.role, snapshot.password);  // same credentials
-    snapshot.baseline = impl_->FreshCloneMarks(snapshot);
+    impl_->CloneAndPrepare(&snapshot, template_db);  // same credentials
   }
   std::lock_guard<std::mutex> lock(impl_->mu);
   auto live = impl_->slots.find(snapshot.id);

@@ -194,6 +194,9 @@ struct PoolManager::Impl {
   // The write marks of a database cloned from its pool's template a moment ago (nobody else has
   // connected to it): its counters, and the template's sequences. Not under mu.
   std::string FreshCloneMarks(const Slot& s);
+  // Clones the slot's database from `template_db`, prepares its current role (s->role,
+  // s->password) and takes the fresh clone's baseline. Not under mu.
+  void CloneAndPrepare(Slot* s, const std::string& template_db);
 
   // After a lease: skip (nothing written: fresh role, same database) or re-clone; then ready.
   void Recycle(Slot s);

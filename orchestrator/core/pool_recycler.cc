@@ -78,9 +78,7 @@ void PoolManager::Impl::Warm(Slot s) {
   try {
     NewCredentials(&s);
     rows.InsertWarming(SlotRow{s.id, s.name, s.hash, s.database, "warming", "", "", "", "", s.token});
-    ops.CloneDatabase(s.database, template_db);
-    ops.PrepareRole(s.database, s.role, s.password);
-    s.baseline = FreshCloneMarks(s);
+    CloneAndPrepare(&s, template_db);
     rows.MarkReady(SlotRow{s.id, s.name, s.hash, s.database, "ready", s.role, s.password, "", s.baseline, s.token});
   } catch (const std::exception& e) {
     log::Error("slot.warm_failed", {{"slot", s.id}, {"template", s.name}, {"error", e.what()}});
@@ -105,6 +103,12 @@ void PoolManager::Impl::Warm(Slot s) {
 
 // The write marks of a database cloned from its pool's template a moment ago (nobody else has
 // connected to it): its counters, and the template's sequences. Not under mu.
+void PoolManager::Impl::CloneAndPrepare(Slot* s, const std::string& template_db) {
+  ops.CloneDatabase(s->database, template_db);
+  ops.PrepareRole(s->database, s->role, s->password);
+  s->baseline = FreshCloneMarks(*s);
+}
+
 std::string PoolManager::Impl::FreshCloneMarks(const Slot& s) {
   std::string sequences;
   {
@@ -158,9 +162,7 @@ void PoolManager::Impl::Recycle(Slot s) {
         }
       }
       NewCredentials(&s);
-      ops.CloneDatabase(s.database, template_db);
-      ops.PrepareRole(s.database, s.role, s.password);
-      s.baseline = FreshCloneMarks(s);
+      CloneAndPrepare(&s, template_db);
     }
     rows.MarkReady(SlotRow{s.id, s.name, s.hash, s.database, "ready", s.role, s.password, "", s.baseline, s.token});
   } catch (const std::exception& e) {

@@ -419,6 +419,10 @@ ClaimInfo RecordPools::Claim(const ClaimRequest& req) {
   if (!req.lease_id.empty()) {
     LeaseInfo l = impl_->leases.GetLease(req.lease_id);  // kNotFound when unknown
     if (l.state != "active") throw Error(ErrorCode::kLeaseExpired, "lease " + req.lease_id + " has ended");
+    // Before the claim: a daemon that stops right after it still knows which pool to clean up.
+    auto conn = impl_->store.Connect();
+    conn->Exec("INSERT INTO record_claim_leases (lease_id, pool) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+               {req.lease_id, spec.name});
   }
   std::map<std::string, std::string> match = spec.match;
   for (const auto& [k, v] : req.match) {
@@ -513,18 +517,30 @@ void RecordPools::Release(const std::string& claim_id) {
 }
 
 void RecordPools::LeaseEnded(const std::string& lease_id) noexcept {
+  // On the release path of every lease: one indexed statement when the lease had no claims and no
+  // pool, and a target is touched only when it holds claims of this lease.
   try {
-    std::vector<RecordPoolSpec> specs;
+    std::vector<std::string> pools_with_claims;
     {
       auto conn = impl_->store.Connect();
-      pg::Result r = conn->Exec(std::string("SELECT ") + Impl::kColumns + "ORDER BY name");
-      for (int i = 0; i < r.rows(); ++i) specs.push_back(Impl::SpecFromRow(r, i));
-      conn->Exec("DELETE FROM record_pools WHERE lease_id = $1", {lease_id});
+      pg::Result r = conn->Exec(
+          "WITH gone AS (DELETE FROM record_pools WHERE lease_id = $1 RETURNING name), "
+          "links AS (DELETE FROM record_claim_leases WHERE lease_id = $1 RETURNING pool) "
+          "SELECT name, true FROM gone UNION ALL "
+          "SELECT pool, false FROM links WHERE pool NOT IN (SELECT name FROM gone)",
+          {lease_id});
+      for (int i = 0; i < r.rows(); ++i) {
+        if (r.Get(i, 1) == "t") {
+          impl_->ForgetShape(std::string(r.Get(i, 0)));  // defined on the lease's database, which is recycled
+        } else {
+          pools_with_claims.emplace_back(r.Get(i, 0));
+        }
+      }
     }
     bool any = false;
-    for (const RecordPoolSpec& s : specs) {
-      if (s.lease_id == lease_id) continue;  // its database is being recycled: nothing to release
+    for (const std::string& name : pools_with_claims) {
       try {
+        const RecordPoolSpec s = impl_->Load(name);
         long n = impl_->OnTarget(s, [&](pg::Connection& c) {
           return c.Exec("UPDATE testpool.claims SET released_at = clock_timestamp() WHERE pool = $1 AND lease_id = $2 "
                         "AND released_at IS NULL",
@@ -536,7 +552,7 @@ void RecordPools::LeaseEnded(const std::string& lease_id) noexcept {
           log::Info("records.released_with_lease", {{"lease", lease_id}, {"pool", s.name}, {"claims", std::to_string(n)}});
         }
       } catch (const std::exception& e) {
-        log::Warn("records.lease_release_failed", {{"lease", lease_id}, {"pool", s.name}, {"error", e.what()}});
+        log::Warn("records.lease_release_failed", {{"lease", lease_id}, {"pool", name}, {"error", e.what()}});
       }
     }
     if (any) {
