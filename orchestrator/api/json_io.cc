@@ -230,17 +230,24 @@ json StatusJson(const core::ManagerStatus& status) {
     pools.push_back({{"template", p.template_name}, {"hash", p.hash}, {"current", p.current},
                      {"min_ready", p.min_ready}, {"max", p.max}, {"warming", p.warming}, {"ready", p.ready},
                      {"leased", p.leased}, {"recycling", p.recycling}, {"broken", p.broken},
-                     {"waiting", p.waiting}});
+                     {"waiting", p.waiting}, {"recycle", p.recycle}});
   }
   const core::PoolCounters& c = status.counters;
   json counters = {{"leases_granted", c.leases_granted},     {"leases_released", c.leases_released},
                    {"leases_expired", c.leases_expired},     {"leases_exhausted", c.leases_exhausted},
                    {"leases_abandoned", c.leases_abandoned}, {"recycles_cloned", c.recycles_cloned},
-                   {"recycles_skipped", c.recycles_skipped},
+                   {"recycles_skipped", c.recycles_skipped},  {"recycles_rolled_back", c.recycles_rolled_back},
                    {"resets", c.resets},                     {"slots_broken", c.slots_broken},
-                   {"lease_wait", HistogramJson(c.wait)},    {"recycle", HistogramJson(c.recycle)}};
+                   {"lease_wait", HistogramJson(c.wait)},    {"recycle", HistogramJson(c.recycle)},
+                   {"reset", HistogramJson(c.reset)}};
+  const core::PinnedSessions::Stats& x = status.proxy;
+  json proxy = {{"sessions", x.sessions},
+                {"client_connections", x.client_connections},
+                {"connections_total", x.connections_total},
+                {"connections_refused", x.connections_refused},
+                {"sessions_lost", x.sessions_lost}};
   return {{"pools", pools}, {"databases", status.databases}, {"max_databases", status.max_databases},
-          {"counters", counters}};
+          {"counters", counters}, {"proxy", proxy}};
 }
 
 // ---- record pools and claims -------------------------------------------------------------------

@@ -94,9 +94,11 @@ std::string MetricsText(const core::ManagerStatus& status) {
           c.leases_exhausted);
   Counter(e, "testpool_leases_abandoned_total",
           "Lease requests whose client went away while they waited (no slot kept for them).", c.leases_abandoned);
-  e.Family("testpool_recycles_total", "counter", "Slots made ready again after a lease, by how (clone or skip).");
+  e.Family("testpool_recycles_total", "counter",
+           "Slots made ready again after a lease, by how (clone, skip, or rollback of the pinned transaction).");
   e.Sample("testpool_recycles_total", {{"mode", "clone"}}, static_cast<double>(c.recycles_cloned));
   e.Sample("testpool_recycles_total", {{"mode", "skip"}}, static_cast<double>(c.recycles_skipped));
+  e.Sample("testpool_recycles_total", {{"mode", "rollback"}}, static_cast<double>(c.recycles_rolled_back));
   Counter(e, "testpool_resets_total", "Leased databases restored to their template in place.", c.resets);
   Counter(e, "testpool_slots_broken_total", "Slots found broken (then destroyed and replaced).", c.slots_broken);
 
@@ -120,6 +122,19 @@ std::string MetricsText(const core::ManagerStatus& status) {
 
   e.Histogram("testpool_lease_wait_seconds", "Time from a lease request to its grant.", c.wait);
   e.Histogram("testpool_recycle_seconds", "Time from a lease's end to its slot being ready again.", c.recycle);
+  e.Histogram("testpool_reset_seconds", "Time to restore a leased database in place (rollback or re-clone).",
+              c.reset);
+  const core::PinnedSessions::Stats& x = status.proxy;
+  e.Family("testpool_proxy_sessions", "gauge", "Pinned server sessions held by the wire proxy (rollback mode).");
+  e.Sample("testpool_proxy_sessions", {}, static_cast<double>(x.sessions));
+  e.Family("testpool_proxy_client_connections", "gauge", "Client connections open through the wire proxy.");
+  e.Sample("testpool_proxy_client_connections", {}, static_cast<double>(x.client_connections));
+  Counter(e, "testpool_proxy_connections_total", "Client connections the wire proxy authenticated.",
+          x.connections_total);
+  Counter(e, "testpool_proxy_connections_refused_total",
+          "Client connections the wire proxy refused (unknown lease, wrong password, bad start-up).",
+          x.connections_refused);
+  Counter(e, "testpool_proxy_sessions_lost_total", "Pinned sessions whose server connection died.", x.sessions_lost);
   return e.Take();
 }
 

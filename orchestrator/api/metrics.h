@@ -2,12 +2,15 @@
 //
 // Every family has its # HELP and # TYPE lines, then its samples `name{label="value",…} value`.
 // Counters: testpool_leases_{granted,released,expired,exhausted}_total,
-// testpool_recycles_total{mode="clone"|"skip"}, testpool_resets_total, testpool_slots_broken_total.
+// testpool_recycles_total{mode="clone"|"skip"|"rollback"}, testpool_resets_total,
+// testpool_slots_broken_total, testpool_proxy_connections_total,
+// testpool_proxy_connections_refused_total, testpool_proxy_sessions_lost_total.
 // Gauges: testpool_slots{template,hash,state} (hash: its first 12 hex digits; one sample per state
 // warming|ready|leased|recycling|broken), testpool_waiting{template}, testpool_databases,
-// testpool_max_databases. Histograms (seconds): testpool_lease_wait_seconds,
-// testpool_recycle_seconds, with cumulative _bucket{le="…"} samples ending at le="+Inf", _sum
-// and _count.
+// testpool_max_databases, testpool_proxy_sessions, testpool_proxy_client_connections.
+// Histograms (seconds): testpool_lease_wait_seconds, testpool_recycle_seconds,
+// testpool_reset_seconds, with cumulative _bucket{le="…"} samples ending at le="+Inf", _sum and
+// _count.
 #pragma once
 
 #include <string>

@@ -41,7 +41,7 @@ constexpr const char* kSchemas = R"json({
       "migrations": {"type": "array", "minItems": 1, "items": {"$ref": "#/components/schemas/SqlFile"}},
       "seed": {"type": "array", "items": {"$ref": "#/components/schemas/SqlFile"}},
       "pool": {"$ref": "#/components/schemas/PoolConfig"},
-      "recycle": {"type": "string", "enum": ["clone"], "default": "clone"},
+      "recycle": {"type": "string", "enum": ["clone", "rollback"], "default": "clone"},
       "name": {"type": "string", "description": "when present, must equal the URL's name"},
       "description": {"type": "string"}}
   },
@@ -187,7 +187,8 @@ constexpr const char* kSchemas = R"json({
     "properties": {"template": {"type": "string"}, "hash": {"type": "string"}, "current": {"type": "boolean"},
                    "min_ready": {"type": "integer"}, "max": {"type": "integer"}, "warming": {"type": "integer"},
                    "ready": {"type": "integer"}, "leased": {"type": "integer"}, "recycling": {"type": "integer"},
-                   "broken": {"type": "integer"}, "waiting": {"type": "integer"}}
+                   "broken": {"type": "integer"}, "waiting": {"type": "integer"},
+                   "recycle": {"type": "string", "enum": ["clone", "rollback"]}}
   },
   "DurationSummary": {
     "type": "object",
@@ -202,9 +203,15 @@ constexpr const char* kSchemas = R"json({
         "leases_granted": {"type": "integer"}, "leases_released": {"type": "integer"},
         "leases_expired": {"type": "integer"}, "leases_exhausted": {"type": "integer"}, "leases_abandoned": {"type": "integer"},
         "recycles_cloned": {"type": "integer"}, "recycles_skipped": {"type": "integer"},
+        "recycles_rolled_back": {"type": "integer"},
         "resets": {"type": "integer"}, "slots_broken": {"type": "integer"},
         "lease_wait": {"$ref": "#/components/schemas/DurationSummary"},
-        "recycle": {"$ref": "#/components/schemas/DurationSummary"}}}}
+        "recycle": {"$ref": "#/components/schemas/DurationSummary"},
+        "reset": {"$ref": "#/components/schemas/DurationSummary"}}},
+      "proxy": {"type": "object", "properties": {
+        "sessions": {"type": "integer"}, "client_connections": {"type": "integer"},
+        "connections_total": {"type": "integer"}, "connections_refused": {"type": "integer"},
+        "sessions_lost": {"type": "integer"}}}}
   }
 })json";
 

@@ -11,6 +11,7 @@
 #include <memory>
 #include <thread>
 
+#include "orchestrator/proxy/proxy.h"
 #include "orchestrator/api/server.h"
 #include "orchestrator/backend/external_backend.h"
 #include "orchestrator/backend/local_backend.h"
@@ -67,6 +68,10 @@ int Serve(int argc, char** argv) {
       ("pg-bin", po::value<std::string>(), "directory with initdb and postgres (default: pg_config --bindir)")
       ("pg-port", po::value<int>()->default_value(0), "TCP port of the local postgres (0: chosen once, then kept)")
       ("pg-setting", po::value<std::vector<std::string>>()->composing(), "postgres setting key=value (repeatable)")
+      ("proxy-listen", po::value<std::string>()->default_value("127.0.0.1:7433"),
+       "address of the wire proxy that serves rollback-mode leases (host:port; port 0: any free)")
+      ("proxy-wait", po::value<int>()->default_value(30),
+       "seconds a rollback-mode client waits while another connection of its lease holds a transaction")
       ("max-databases", po::value<int>()->default_value(core::PoolOptions{}.max_databases),
        "cap on pooled databases across all templates")
       ("recipes", po::value<std::string>(),
@@ -105,6 +110,18 @@ int Serve(int argc, char** argv) {
     return kExitUsage;
   }
 
+  std::string proxy_host;
+  int proxy_port = 0;
+  if (!SplitHostPort(vm["proxy-listen"].as<std::string>(), &proxy_host, &proxy_port)) {
+    std::cerr << "testpool serve: --proxy-listen must be host:port (got '" << vm["proxy-listen"].as<std::string>()
+              << "')\n";
+    return kExitUsage;
+  }
+  if (vm["proxy-wait"].as<int>() < 1 || vm["proxy-wait"].as<int>() > 3600) {
+    std::cerr << "testpool serve: --proxy-wait must be between 1 and 3600 seconds\n";
+    return kExitUsage;
+  }
+
   // The recipes, before anything starts: a bad one stops the daemon here, naming file and problem.
   std::filesystem::path recipes_dir;
   if (vm.count("recipes")) {
@@ -137,6 +154,7 @@ int Serve(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   std::unique_ptr<backend::Backend> server;
+  std::filesystem::path proxy_socket_dir;
   const std::string kind = vm["backend"].as<std::string>();
   try {
     if (kind == "local") {
@@ -154,6 +172,7 @@ int Serve(int argc, char** argv) {
           o.settings.emplace_back(kv.substr(0, eq), kv.substr(eq + 1));
         }
       }
+      proxy_socket_dir = o.state_dir / "proxy";
       server = std::make_unique<backend::LocalBackend>(std::move(o));
     } else if (kind == "external") {
       std::string dsn = vm.count("dsn") ? vm["dsn"].as<std::string>() : "";
@@ -181,7 +200,22 @@ int Serve(int argc, char** argv) {
     // Declared after the template service, yet the service is destroyed first (below), so every
     // listener call it makes finds the pools alive (a build ending after pools.Stop() still calls
     // TemplateReady, on a stopped manager).
+    // The wire proxy for rollback-mode templates. Declared before the pools, so it outlives them.
+    proxy::ProxyOptions proxy_options;
+    proxy_options.listen_host = proxy_host;
+    proxy_options.port = proxy_port;
+    proxy_options.client_wait = std::chrono::seconds(vm["proxy-wait"].as<int>());
+    if (!proxy_socket_dir.empty()) {
+      std::filesystem::create_directories(proxy_socket_dir);
+      proxy_options.socket_dir = proxy_socket_dir;
+    }
+    const pg::ConnInfo admin = server->AdminConnInfo();
+    proxy_options.server_host = admin.Get("host", "localhost");
+    proxy_options.server_port = std::stoi(admin.Get("port", "5432"));
+    proxy::Proxy wire_proxy(proxy_options);
+    wire_proxy.Start();
     core::PoolManager pools(*store, *server, util::RealClock(), pool_options);
+    pools.SetPinnedSessions(&wire_proxy);
     templates->SetListener(&pools);
     // The pools tell the record pools and the builders of every lease that ends (its claims end,
     // pools defined on its database go, rows built under it in shared databases are deleted).
@@ -218,6 +252,7 @@ int Serve(int argc, char** argv) {
     // builds (the service's destructor waits for them), then the server.
     api.Stop();
     pools.Stop();
+    wire_proxy.Stop();
     templates.reset();
     server->Stop();
     log::Info("daemon.stopped", {{"daemon", daemon_id}});

@@ -158,6 +158,7 @@ TemplateRow TemplateFromRow(const pg::Result& r, int i) {
   row.pool.min_ready = std::stoi(std::string(r.Get(i, 2)));
   row.pool.max = std::stoi(std::string(r.Get(i, 3)));
   row.recycle = r.Get(i, 4);
+  row.pool.recycle = row.recycle == "rollback" ? RecycleMode::kRollback : RecycleMode::kClone;
   row.updated_at = r.Get(i, 5);
   return row;
 }

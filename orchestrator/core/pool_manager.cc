@@ -152,6 +152,10 @@ void PoolManager::Impl::TrimEnded() {
 
 LeaseInfo PoolManager::Impl::MakeLease(const Slot& s, const std::string& holder, std::chrono::seconds ttl) {
   pg::ConnInfo client = backend.ClientConnInfo();
+  if (ModeOf(s) == RecycleMode::kRollback && pinned != nullptr) {
+    // Rollback mode: clients reach the database through the proxy only.
+    client.Set("host", pinned->host()).Set("port", std::to_string(pinned->port()));
+  }
   LeaseInfo l;
   l.id = util::RandomToken(26);
   l.template_name = s.name;
@@ -223,6 +227,12 @@ void PoolManager::TemplateReady(const std::string& name, const std::string& hash
   std::lock_guard<std::mutex> lock(impl_->mu);
   Pool& p = impl_->EnsurePool(name, hash, true);
   p.current = true;
+  if (p.config.recycle != pool.recycle) {
+    // Ready slots were prepared for the other mode (pinned or not): warm them again. Leased ones
+    // come back through the new mode's recycle.
+    for (const std::string& id : p.ready) impl_->Discard(impl_->slots.at(id));
+    p.ready.clear();
+  }
   p.config = pool;
   auto old = impl_->current.find(name);
   if (old != impl_->current.end() && old->second != p.template_db) {
@@ -270,6 +280,7 @@ LeaseInfo PoolManager::Acquire(const LeaseRequest& req) {
   const auto real_start = std::chrono::steady_clock::now();
   LeaseInfo lease;
   bool waited = false;
+  bool slot_pinned = false;
   {
     std::unique_lock<std::mutex> lock(impl_->mu);
     if (impl_->passive) {
@@ -333,6 +344,7 @@ LeaseInfo PoolManager::Acquire(const LeaseRequest& req) {
     }
     Slot& s = impl_->slots.at(slot_id);
     impl_->SetState(s, SlotState::kLeased);
+    slot_pinned = s.pinned;
     ++s.token;
     lease = impl_->MakeLease(s, req.holder, req.ttl);
     s.lease_id = lease.id;
@@ -355,6 +367,17 @@ LeaseInfo PoolManager::Acquire(const LeaseRequest& req) {
     impl_->SetState(s, SlotState::kReady);
     impl_->OfferReady(s);
     throw Error(ErrorCode::kUnavailable, std::string("cannot record the lease: ") + e.what());
+  }
+  if (slot_pinned) {
+    try {
+      impl_->pinned->Admit(lease.slot_id, lease.id, lease.user, lease.password);
+    } catch (const std::exception& e) {
+      // The slot's pinned session is gone: end this lease at once (its slot is re-cloned) and say so.
+      log::Error("lease.admit_failed", {{"lease", lease.id}, {"slot", lease.slot_id}, {"error", e.what()}});
+      Release(lease.id);
+      throw Error(ErrorCode::kUnavailable, "the database handed out for template '" + req.template_name +
+                                               "' lost its pinned session; try again (" + e.what() + ")");
+    }
   }
   log::Info("lease.granted", {{"lease", lease.id}, {"slot", lease.slot_id}, {"template", lease.template_name},
                               {"token", std::to_string(lease.token)}, {"holder", lease.holder},
@@ -418,6 +441,7 @@ void PoolManager::Release(const std::string& lease_id) {
 LeaseInfo PoolManager::Reset(const std::string& lease_id) {
   Slot snapshot;
   std::string template_db;
+  RecycleMode mode_of_pool = RecycleMode::kClone;
   LeaseInfo lease;
   {
     std::lock_guard<std::mutex> lock(impl_->mu);
@@ -432,20 +456,27 @@ LeaseInfo PoolManager::Reset(const std::string& lease_id) {
     lease = it->second;
     snapshot = impl_->slots.at(lease.slot_id);
     template_db = impl_->pools.at(snapshot.pool).template_db;
+    mode_of_pool = impl_->ModeOf(snapshot);
   }
-  util::MonoTime t0 = impl_->clock.Now();
-  {
+  const auto t0 = std::chrono::steady_clock::now();
+  const char* mode = "clone";
+  if (snapshot.pinned && impl_->pinned != nullptr) {
+    // Rollback mode: back to the base savepoint in place; the clients stay connected.
+    mode = "rollback";
+    impl_->pinned->Reset(snapshot.id);
+  } else {
     std::lock_guard<std::mutex> io(*snapshot.io);
     impl_->ops.CutOff(snapshot.role);
     impl_->ops.DropDatabase(snapshot.database);
-    impl_->CloneAndPrepare(&snapshot, template_db);  // same credentials
+    impl_->CloneAndPrepare(&snapshot, template_db, mode_of_pool);  // same credentials
   }
+  const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   std::lock_guard<std::mutex> lock(impl_->mu);
   auto live = impl_->slots.find(snapshot.id);
   if (live != impl_->slots.end() && live->second.lease_id == lease_id) live->second.baseline = snapshot.baseline;
   ++impl_->counters.resets;
-  log::Info("lease.reset", {{"lease", lease_id}, {"slot", snapshot.id}, {"mode", "clone"},
-                            {"ms", log::Ms(util::MsBetween(t0, impl_->clock.Now()))}});
+  Observe(&impl_->counters.reset, ms);
+  log::Info("lease.reset", {{"lease", lease_id}, {"slot", snapshot.id}, {"mode", mode}, {"ms", log::Ms(ms)}});
   return lease;
 }
 
@@ -474,6 +505,8 @@ void PoolManager::SetLeaseEndedListener(std::function<void(const std::string& le
   impl_->lease_ended = std::move(listener);
 }
 
+void PoolManager::SetPinnedSessions(PinnedSessions* sessions) { impl_->pinned = sessions; }
+
 ManagerStatus PoolManager::Status() const {
   std::lock_guard<std::mutex> lock(impl_->mu);
   ManagerStatus st;
@@ -484,6 +517,7 @@ ManagerStatus PoolManager::Status() const {
     ps.current = p.current;
     ps.min_ready = p.config.min_ready;
     ps.max = p.config.max;
+    ps.recycle = RecycleModeName(p.config.recycle);
     auto get = [&](SlotState s) {
       auto it = p.count.find(s);
       return it == p.count.end() ? 0 : it->second;
@@ -499,6 +533,7 @@ ManagerStatus PoolManager::Status() const {
   st.databases = impl_->total_slots;
   st.max_databases = impl_->options.max_databases;
   st.counters = impl_->counters;
+  if (impl_->pinned != nullptr) st.proxy = impl_->pinned->stats();
   return st;
 }
 

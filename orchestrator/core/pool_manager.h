@@ -28,6 +28,13 @@
 // Reset() restores the leased database to the template's state in place (re-clone under the same
 // name and credentials); the lease stays.
 //
+// Rollback mode (the template's recycle mode `rollback`, see pinned_sessions.h): each slot also
+// has a pinned session in the wire proxy, opened while it warms; a lease's DSN points at the
+// proxy; Reset() rolls back to the base savepoint in place; ending a lease rolls the pinned
+// transaction back and the slot is ready again after a hand-over to a fresh role and a new pinned
+// session — no clone, unless the session was lost (then it is re-cloned). A daemon restart ends
+// rollback-mode leases (their data lived in the daemon's open transaction) and recycles them.
+//
 // Control state: slots and leases are rows in the control database; memory is a cache. Start()
 // reloads them and reconciles: slots caught mid-warm or mid-recycle are rebuilt, leases that
 // expired while the daemon was down are reaped, live leases keep working (same DSN), and every
@@ -51,6 +58,7 @@
 
 #include "orchestrator/backend/backend.h"
 #include "orchestrator/core/control_store.h"
+#include "orchestrator/core/pinned_sessions.h"
 #include "orchestrator/core/template_service.h"
 #include "orchestrator/core/template_spec.h"
 #include "orchestrator/util/clock.h"
@@ -104,6 +112,7 @@ struct PoolStatus {
   bool current = false;    // the template's current hash (older hashes drain)
   int min_ready = 0;
   int max = 0;
+  std::string recycle;     // "clone" or "rollback"
   int warming = 0, ready = 0, leased = 0, recycling = 0, broken = 0;
   int waiting = 0;         // Acquire calls queued for a slot
 };
@@ -117,6 +126,7 @@ struct PoolCounters {
   uint64_t leases_abandoned = 0;      // Acquire calls whose asker went away (see LeaseRequest)
   uint64_t recycles_cloned = 0;
   uint64_t recycles_skipped = 0;      // clean slots returned with no clone
+  uint64_t recycles_rolled_back = 0;  // rollback mode: the pinned transaction rolled back, no clone
   uint64_t resets = 0;
   uint64_t slots_broken = 0;
   // Histograms: upper bounds in ms, counts per bucket (cumulative as Prometheus wants), sum, count.
@@ -127,7 +137,8 @@ struct PoolCounters {
     uint64_t count = 0;
   };
   Histogram wait;      // Acquire: request to grant
-  Histogram recycle;   // release to ready again (clone or skip)
+  Histogram recycle;   // release to ready again (clone, skip or rollback)
+  Histogram reset;     // Reset(): request to done (rollback: savepoint; clone: re-clone)
 };
 
 struct ManagerStatus {
@@ -135,6 +146,7 @@ struct ManagerStatus {
   int databases = 0;       // slots across all pools
   int max_databases = 0;
   PoolCounters counters;
+  PinnedSessions::Stats proxy;  // zeros when the daemon runs without a proxy
 };
 
 class PoolManager final : public TemplateService::Listener {
@@ -178,6 +190,11 @@ class PoolManager final : public TemplateService::Listener {
   // start), after its credentials are cut off, on the thread that ended it, never under the
   // manager's lock; it must not throw. Set it before Start().
   void SetLeaseEndedListener(std::function<void(const std::string& lease_id)> listener);
+
+  // The wire proxy that serves templates whose recycle mode is `rollback` (see pinned_sessions.h).
+  // Without one, such templates' slots fail to warm with an error saying so. Must outlive the
+  // manager; set it before Start().
+  void SetPinnedSessions(PinnedSessions* sessions);
 
  private:
   struct Impl;

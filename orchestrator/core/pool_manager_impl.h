@@ -15,6 +15,7 @@
 #include <thread>
 #include <vector>
 
+#include "orchestrator/core/pinned_sessions.h"
 #include "orchestrator/core/pool_manager.h"
 #include "orchestrator/core/slot_ops.h"
 #include "orchestrator/core/slot_store.h"
@@ -49,6 +50,11 @@ inline bool Allowed(SlotState from, SlotState to) {
 
 struct Slot {
   std::string id, name, hash, database, role, password, baseline, lease_id;
+  // Rollback mode: the role's password on the server, known only to the daemon (the lease's
+  // `password` is checked by the proxy instead). Memory only: a restart makes new ones.
+  std::string server_password;
+  bool pinned = false;       // the proxy holds a pinned session for this slot (rollback mode)
+  bool rolled_back = false;  // the ended lease's session was rolled back cleanly: no clone needed
   std::string pool;  // its pool's key: the template database name (name and hash)
   SlotState state = SlotState::kWarming;
   int64_t token = 0;
@@ -115,6 +121,7 @@ struct PoolManager::Impl {
       : store(s), backend(b), clock(c), options(o), rows(s), ops(s, [&b](int pid) { b.Deprioritize(pid); }) {
     counters.wait = MakeHistogram({0.5, 1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000});
     counters.recycle = MakeHistogram({5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000});
+    counters.reset = MakeHistogram({0.5, 1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 5000});
   }
 
   ControlStore& store;
@@ -145,6 +152,7 @@ struct PoolManager::Impl {
   std::optional<pg::Connection> owner_lock;               // touched by Start/Stop only
   bool passive = false;                                   // guarded by mu
   std::function<void(const std::string&)> lease_ended;    // set before Start, then read-only
+  PinnedSessions* pinned = nullptr;                       // set before Start, then read-only
   std::vector<std::string> ended_while_down;              // Reconcile → Start, for lease_ended
 
   // ---- state, under mu (pool_manager.cc) --------------------------------------------------
@@ -194,9 +202,13 @@ struct PoolManager::Impl {
   // The write marks of a database cloned from its pool's template a moment ago (nobody else has
   // connected to it): its counters, and the template's sequences. Not under mu.
   std::string FreshCloneMarks(const Slot& s);
-  // Clones the slot's database from `template_db`, prepares its current role (s->role,
-  // s->password) and takes the fresh clone's baseline. Not under mu.
-  void CloneAndPrepare(Slot* s, const std::string& template_db);
+  // Clones the slot's database from `template_db`, prepares its current role (s->role, with
+  // ServerPassword(*s)) and takes the fresh clone's baseline. Not under mu.
+  void CloneAndPrepare(Slot* s, const std::string& template_db, RecycleMode mode);
+  // Rollback mode: opens the slot's pinned session through the proxy (s->pinned). Not under mu.
+  void PinSession(Slot* s);
+  // The slot's recycle mode: its pool's (under mu).
+  RecycleMode ModeOf(const Slot& s) const { return pools.at(s.pool).config.recycle; }
 
   // After a lease: skip (nothing written: fresh role, same database) or re-clone; then ready.
   void Recycle(Slot s);

@@ -61,8 +61,26 @@ void PoolManager::Impl::Reconcile() {
     if (!r.role.empty()) owned_roles.insert(r.role);
     bool intact = dbs.count(r.database) && roles.count(r.role);
     auto lease = active.find(r.lease_id);
-    if (r.state == "ready" && intact) {
+    const bool rollback = p.config.recycle == RecycleMode::kRollback;
+    if (r.state == "ready" && intact && rollback) {
+      // Its pinned session died with the previous daemon, having only read: clean, but it needs
+      // a new session (and, roles never being reused, a new role) before it can be leased.
+      s.state = SlotState::kRecycling;
+      s.rolled_back = true;
+      recycle.push_back(s.id);
+    } else if (r.state == "ready" && intact) {
       s.state = SlotState::kReady;
+    } else if (r.state == "leased" && intact && rollback) {
+      // The lease's data lived in the previous daemon's open transaction, which died with it.
+      ops.CutOff(r.role);
+      s.cut_off = true;
+      s.state = SlotState::kRecycling;
+      recycle.push_back(s.id);
+      ++counters.leases_expired;
+      if (lease != active.end()) rows.End(lease->first, s.id, "expired");
+      if (!r.lease_id.empty()) ended_while_down.push_back(r.lease_id);
+      log::Info("lease.expired", {{"lease", r.lease_id}, {"slot", s.id}, {"while", "daemon down"},
+                                  {"reason", "rollback mode: its transaction ended with the previous daemon"}});
     } else if (r.state == "leased" && intact && lease != active.end() && lease->second.expires_at > now) {
       s.state = SlotState::kLeased;
       LeaseInfo l = MakeLease(s, lease->second.holder, std::chrono::seconds(0));

@@ -15,12 +15,20 @@ namespace {
 // sessions are deprioritised likewise, through Backend::Deprioritize).
 constexpr int kBackgroundNice = 10;
 
-// The next role of a slot: a name never used before (its generation counts up) and a fresh
-// random password. Roles are never reused across leases.
+// The next role of a slot: a name never used before (its generation counts up) and fresh random
+// passwords (the lease's, and the server-side one rollback mode logs in with). Roles are never
+// reused across leases.
 void NewCredentials(Slot* s) {
   ++s->generation;
   s->role = "tp_r_" + s->id + "_" + std::to_string(s->generation);
   s->password = util::RandomToken(32);
+  s->server_password = util::RandomToken(32);
+}
+
+// The password the slot's role has on the server: the lease's own in clone mode; in rollback mode
+// one only the daemon knows, so the lease's DSN works through the proxy alone.
+const std::string& ServerPassword(const Slot& s, RecycleMode mode) {
+  return mode == RecycleMode::kRollback ? s.server_password : s.password;
 }
 
 }  // namespace
@@ -56,6 +64,9 @@ void PoolManager::Impl::BecomeReady(const Slot& s) {
   live.password = s.password;
   live.baseline = s.baseline;
   live.generation = s.generation;
+  live.server_password = s.server_password;
+  live.pinned = s.pinned;
+  live.rolled_back = false;
   live.cut_off = false;
   SetState(live, SlotState::kReady);
   OfferReady(live);
@@ -65,6 +76,7 @@ void PoolManager::Impl::BecomeReady(const Slot& s) {
 // Clone + role + baseline, then ready. `s` is a copy; results are written back under mu.
 void PoolManager::Impl::Warm(Slot s) {
   std::string template_db;
+  RecycleMode mode;
   {
     std::lock_guard<std::mutex> lock(mu);
     const Pool& p = pools.at(s.pool);
@@ -73,12 +85,14 @@ void PoolManager::Impl::Warm(Slot s) {
       return;
     }
     template_db = p.template_db;
+    mode = p.config.recycle;
   }
   util::MonoTime t0 = clock.Now();
   try {
     NewCredentials(&s);
     rows.InsertWarming(SlotRow{s.id, s.name, s.hash, s.database, "warming", "", "", "", "", s.token});
-    CloneAndPrepare(&s, template_db);
+    CloneAndPrepare(&s, template_db, mode);
+    if (mode == RecycleMode::kRollback) PinSession(&s);
     rows.MarkReady(SlotRow{s.id, s.name, s.hash, s.database, "ready", s.role, s.password, "", s.baseline, s.token});
   } catch (const std::exception& e) {
     log::Error("slot.warm_failed", {{"slot", s.id}, {"template", s.name}, {"error", e.what()}});
@@ -91,6 +105,7 @@ void PoolManager::Impl::Warm(Slot s) {
     p.next_warm = std::chrono::steady_clock::now() + std::min<std::chrono::milliseconds>(delay, std::chrono::seconds(10));
     Slot& live = slots.at(s.id);
     live.role = s.role;
+    live.pinned = s.pinned;
     Discard(live);
     return;
   }
@@ -103,10 +118,20 @@ void PoolManager::Impl::Warm(Slot s) {
 
 // The write marks of a database cloned from its pool's template a moment ago (nobody else has
 // connected to it): its counters, and the template's sequences. Not under mu.
-void PoolManager::Impl::CloneAndPrepare(Slot* s, const std::string& template_db) {
+void PoolManager::Impl::CloneAndPrepare(Slot* s, const std::string& template_db, RecycleMode mode) {
   ops.CloneDatabase(s->database, template_db);
-  ops.PrepareRole(s->database, s->role, s->password);
+  ops.PrepareRole(s->database, s->role, ServerPassword(*s, mode));
   s->baseline = FreshCloneMarks(*s);
+}
+
+void PoolManager::Impl::PinSession(Slot* s) {
+  if (pinned == nullptr) {
+    throw Error(ErrorCode::kUnavailable, "template '" + s->name +
+                                             "' recycles in rollback mode, which needs testpool's wire proxy; "
+                                             "this daemon runs without one");
+  }
+  pinned->Pin(PinnedSessions::Target{s->id, s->database, s->role, s->server_password});
+  s->pinned = true;
 }
 
 std::string PoolManager::Impl::FreshCloneMarks(const Slot& s) {
@@ -127,21 +152,37 @@ void PoolManager::Impl::Recycle(Slot s) {
   util::MonoTime t0 = clock.Now();
   bool draining;
   std::string template_db;
+  RecycleMode recycle;
   {
     std::lock_guard<std::mutex> lock(mu);
     const Pool& p = pools.at(s.pool);
     draining = !p.current;
     template_db = p.template_db;
+    recycle = p.config.recycle;
   }
   const char* mode = "skip";
   try {
+    if (s.pinned && pinned != nullptr) {
+      // Normally done when the lease ended (Finish); here when that never ran (a restart).
+      s.rolled_back = pinned->Release(s.id);
+      s.pinned = false;
+    }
     if (!s.cut_off) ops.CutOff(s.role);
     if (draining) {
       std::lock_guard<std::mutex> lock(mu);
       Discard(slots.at(s.id));
       return;
     }
-    if (ops.Unchanged(s.database, WriteMarks::Decode(s.baseline))) {
+    if (recycle == RecycleMode::kRollback && s.rolled_back) {
+      // Nothing the lease did was committed, and its sequences were restored: hand the database
+      // to a fresh role and pin a new session. The old role is dropped.
+      mode = "rollback";
+      std::string old_role = s.role;
+      NewCredentials(&s);
+      ops.HandOver(s.database, old_role, s.role, ServerPassword(s, recycle));
+      PinSession(&s);
+    } else if (recycle == RecycleMode::kClone && !s.rolled_back &&
+               ops.Unchanged(s.database, WriteMarks::Decode(s.baseline))) {
       // Fresh credentials under a fresh role name; the old role is dropped. The hand-over
       // touches shared catalogs only, so the baseline still holds.
       std::string old_role = s.role;
@@ -162,7 +203,8 @@ void PoolManager::Impl::Recycle(Slot s) {
         }
       }
       NewCredentials(&s);
-      CloneAndPrepare(&s, template_db);
+      CloneAndPrepare(&s, template_db, recycle);
+      if (recycle == RecycleMode::kRollback) PinSession(&s);
     }
     rows.MarkReady(SlotRow{s.id, s.name, s.hash, s.database, "ready", s.role, s.password, "", s.baseline, s.token});
   } catch (const std::exception& e) {
@@ -171,18 +213,27 @@ void PoolManager::Impl::Recycle(Slot s) {
     ++counters.slots_broken;
     Slot& live = slots.at(s.id);
     live.role = s.role;
+    live.pinned = s.pinned;
     Discard(live);
     return;
   }
   double ms = util::MsBetween(t0, clock.Now());
   log::Info("slot.recycled", {{"slot", s.id}, {"template", s.name}, {"mode", mode}, {"ms", log::Ms(ms)}});
   std::lock_guard<std::mutex> lock(mu);
-  if (std::string(mode) == "skip") ++counters.recycles_skipped; else ++counters.recycles_cloned;
+  const std::string how = mode;
+  if (how == "skip") {
+    ++counters.recycles_skipped;
+  } else if (how == "rollback") {
+    ++counters.recycles_rolled_back;
+  } else {
+    ++counters.recycles_cloned;
+  }
   Observe(&counters.recycle, ms);
   BecomeReady(s);
 }
 
 void PoolManager::Impl::Destroy(Slot s) {
+  if (s.pinned && pinned != nullptr) pinned->Release(s.id);
   try {
     if (!s.role.empty()) ops.CutOff(s.role);
     ops.DropDatabase(s.database);
@@ -227,6 +278,20 @@ void PoolManager::Impl::Reaper() {
 // Ends a lease whose id is in `ending`: cuts its credentials off first (so an ended lease's DSN
 // never connects), then marks it ended and queues the recycle, then records it. Not under mu.
 void PoolManager::Impl::Finish(const std::string& lease_id, const std::string& role, const char* how) {
+  // Rollback mode: the proxy closes the lease's client connections and rolls its transaction
+  // back first; then the server-side role is cut off like any other.
+  std::optional<bool> rolled_back;
+  if (pinned != nullptr) {
+    std::string pinned_slot;
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      auto it = leases.find(lease_id);
+      if (it != leases.end() && slots.count(it->second.slot_id) && slots.at(it->second.slot_id).pinned) {
+        pinned_slot = it->second.slot_id;
+      }
+    }
+    if (!pinned_slot.empty()) rolled_back = pinned->Release(pinned_slot);
+  }
   bool cut_off = false;
   for (int attempt = 1; attempt <= 3 && !cut_off; ++attempt) {
     try {
@@ -245,6 +310,11 @@ void PoolManager::Impl::Finish(const std::string& lease_id, const std::string& r
     auto it = leases.find(lease_id);
     if (it == leases.end() || it->second.state != "active") return;
     slot_id = it->second.slot_id;
+    if (rolled_back) {
+      Slot& s = slots.at(slot_id);
+      s.pinned = false;
+      s.rolled_back = *rolled_back;
+    }
     EndLease(it->second, how, cut_off);
   }
   try {

@@ -31,6 +31,8 @@ Error Invalid(const std::string& message) { return Error(ErrorCode::kInvalidArgu
 
 }  // namespace
 
+const char* RecycleModeName(RecycleMode mode) { return mode == RecycleMode::kRollback ? "rollback" : "clone"; }
+
 void ValidateSpec(TemplateSpec* spec) {
   util::CheckName(spec->name, "template name");
   if (spec->migrations.empty()) throw Invalid("template '" + spec->name + "' has no migrations");
@@ -63,8 +65,12 @@ void ValidateSpec(TemplateSpec* spec) {
   if (spec->pool.min_ready < 0 || spec->pool.min_ready > spec->pool.max) {
     throw Invalid("pool.min_ready must be between 0 and pool.max (" + std::to_string(spec->pool.max) + ")");
   }
-  if (spec->recycle != "clone") {
-    throw Invalid("recycle mode '" + spec->recycle.substr(0, 40) + "' is not supported; use \"clone\"");
+  if (spec->recycle == "clone") {
+    spec->pool.recycle = RecycleMode::kClone;
+  } else if (spec->recycle == "rollback") {
+    spec->pool.recycle = RecycleMode::kRollback;
+  } else {
+    throw Invalid("recycle mode '" + spec->recycle.substr(0, 40) + "' is not supported; use \"clone\" or \"rollback\"");
   }
   std::stable_sort(spec->migrations.begin(), spec->migrations.end(),
                    [](const SqlFile& a, const SqlFile& b) { return MigrationNumber(a.name) < MigrationNumber(b.name); });

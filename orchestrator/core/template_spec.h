@@ -37,9 +37,19 @@ struct SqlFile {
   std::string sql;
 };
 
+// How a slot comes back after a lease (DESIGN.md, "Recycle"). Clone mode also skips the clone
+// when dirty tracking shows nothing was written.
+enum class RecycleMode {
+  kClone,     // re-clone from the template in the background
+  kRollback,  // savepoint mode: the lease ran inside one pinned transaction; roll it back
+};
+// "clone" / "rollback".
+const char* RecycleModeName(RecycleMode mode);
+
 struct PoolConfig {
   int min_ready = 2;  // databases kept warm ahead of demand
   int max = 10;       // databases in all
+  RecycleMode recycle = RecycleMode::kClone;  // from TemplateSpec::recycle (ValidateSpec)
 };
 
 struct TemplateSpec {
@@ -47,7 +57,7 @@ struct TemplateSpec {
   std::vector<SqlFile> migrations;  // applied in this order
   std::vector<SqlFile> seed;        // applied after the migrations, in this order
   PoolConfig pool;
-  std::string recycle = "clone";
+  std::string recycle = "clone";  // "clone" or "rollback"; ValidateSpec sets pool.recycle from it
 };
 
 // Limits that keep one request from exhausting the daemon.
@@ -58,7 +68,7 @@ inline constexpr size_t kMaxTotalSqlBytes = 64u << 20;
 // kInvalidName for a bad template name; kInvalidArgument for no migrations, a migration whose
 // name is not NNNN_name.sql (digits, '_', then [A-Za-z0-9_.-]+, ".sql"), two migrations with the
 // same number, an empty seed name, pool sizes out of range (0 ≤ min_ready ≤ max, 1 ≤ max ≤ 1000),
-// an unknown recycle mode, or more SQL than the limits above.
+// an unknown recycle mode, or more SQL than the limits above. Sets spec->pool.recycle.
 void ValidateSpec(TemplateSpec* spec);
 
 // Reads every *.sql file of `dir` (not recursive) as a migration, ordered by number. Other files

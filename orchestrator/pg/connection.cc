@@ -220,6 +220,16 @@ int Connection::BackendPid() const { return PQbackendPID(state_->conn); }
 bool Connection::IsOk() const { return state_ && PQstatus(state_->conn) == CONNECTION_OK; }
 std::string Connection::Database() const { return PQdb(state_->conn); }
 
+char Connection::TransactionStatus() const {
+  switch (PQtransactionStatus(state_->conn)) {
+    case PQTRANS_IDLE: return 'I';
+    case PQTRANS_INTRANS: return 'T';
+    case PQTRANS_INERROR: return 'E';
+    case PQTRANS_ACTIVE: return 'A';
+    default: return 'U';
+  }
+}
+
 bool Connection::Cancel() const {
   PGcancel* cancel = PQgetCancel(state_->conn);
   if (cancel == nullptr) return false;

@@ -104,6 +104,9 @@ class Connection {
   // Asks the server to cancel the statement running on this connection; safe to call from
   // another thread. Returns false when the request could not be sent.
   bool Cancel() const;
+  // The server's transaction status as of the last ReadyForQuery: 'I' idle, 'T' in a block,
+  // 'E' in a failed block ('A' while a command runs, 'U' when the connection is bad).
+  char TransactionStatus() const;
 
  private:
   struct State;

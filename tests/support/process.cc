@@ -46,6 +46,28 @@ CliResult RunCli(const std::vector<std::string>& args, const std::map<std::strin
   return CliResult{child.exit_code(), Slurp(out), Slurp(err)};
 }
 
+CliResult RunCommand(const std::vector<std::string>& args, const std::map<std::string, std::string>& env,
+                     const std::string& input, std::chrono::seconds timeout) {
+  TempDir dir("testpool-cmd");
+  auto in = dir.path() / "in", out = dir.path() / "out", err = dir.path() / "err";
+  {
+    std::ofstream f(in, std::ios::binary);
+    f << input;
+  }
+  std::string program = args.at(0);
+  if (program.find('/') == std::string::npos) program = bp::search_path(program).string();
+  if (program.empty()) return CliResult{-1, "", args.at(0) + ": not found in PATH"};
+  std::vector<std::string> rest(args.begin() + 1, args.end());
+  bp::child child(program, bp::args(rest), bp::std_out > out.string(), bp::std_err > err.string(),
+                  bp::std_in < in.string(), EnvWith(env));
+  if (!child.wait_for(timeout)) {
+    ::kill(child.id(), SIGKILL);
+    child.wait();
+    return CliResult{-1, Slurp(out), Slurp(err) + "\n(killed after " + std::to_string(timeout.count()) + " s)"};
+  }
+  return CliResult{child.exit_code(), Slurp(out), Slurp(err)};
+}
+
 int FreePort() {
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in addr{};

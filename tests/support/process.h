@@ -19,6 +19,12 @@ struct CliResult {
 // Runs `testpool args…` to completion with extra environment `env` (e.g. TESTPOOL_URL).
 CliResult RunCli(const std::vector<std::string>& args, const std::map<std::string, std::string>& env = {});
 
+// Runs any program (`args[0]`, searched in PATH when it has no '/') to completion, with `input`
+// on its stdin and extra environment `env`. A program that runs longer than `timeout` is killed
+// (exit_code -1).
+CliResult RunCommand(const std::vector<std::string>& args, const std::map<std::string, std::string>& env = {},
+                     const std::string& input = "", std::chrono::seconds timeout = std::chrono::seconds(300));
+
 // A free TCP port on 127.0.0.1 (bound and released; good enough for tests).
 int FreePort();
 

@@ -1,0 +1,63 @@
+// testpool's PostgreSQL wire proxy: the `rollback` recycle mode's front door.
+//
+// Listens on TCP (default 127.0.0.1:7433) and on a unix socket (<dir>/.s.PGSQL.<port>, so
+// `host=<dir> port=<port>` works for libpq clients). A client logs in with a lease's role name,
+// its database and its password (SCRAM-SHA-256; no TLS on this port: SSLRequest is answered 'N',
+// and md5 or cleartext are never offered). It is then served by the pinned session of the lease's
+// slot (session.h), whatever its language or driver. CancelRequests reach the server backend of
+// the pinned session when that client's statement runs there.
+//
+// Threading: one I/O thread runs every socket and every Session; the PinnedSessions methods may
+// be called from any thread and hand their work to it (Admit only takes a mutex).
+#pragma once
+
+#include <chrono>
+#include <filesystem>
+#include <memory>
+#include <string>
+
+#include "orchestrator/core/pinned_sessions.h"
+
+namespace testpool::proxy {
+
+struct ProxyOptions {
+  std::string listen_host = "127.0.0.1";
+  int port = 7433;                   // 0: any free port (tests)
+  std::filesystem::path socket_dir;  // empty: no unix socket
+  // The PostgreSQL server the pinned sessions log in to: a socket directory or a host, and port.
+  std::string server_host;
+  int server_port = 5432;
+  // How long a client's unit waits while another client of its lease holds a transaction open.
+  std::chrono::milliseconds client_wait{30000};
+  // Upper bound for opening a pinned session and for a release.
+  std::chrono::milliseconds op_timeout{30000};
+};
+
+class Proxy final : public core::PinnedSessions {
+ public:
+  explicit Proxy(ProxyOptions options);
+  ~Proxy() override;  // Stop()
+  Proxy(const Proxy&) = delete;
+  Proxy& operator=(const Proxy&) = delete;
+
+  // Binds the listeners and starts the I/O thread. Throws Error(kUnavailable) when the port or
+  // socket cannot be bound (naming it).
+  void Start();
+  // Closes every connection and stops the thread. Idempotent.
+  void Stop();
+
+  void Pin(const Target& target) override;
+  void Admit(const std::string& slot_id, const std::string& lease_id, const std::string& user,
+             const std::string& password) override;
+  std::chrono::microseconds Reset(const std::string& slot_id) override;
+  bool Release(const std::string& slot_id) override;
+  std::string host() const override;
+  int port() const override;
+  Stats stats() const override;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace testpool::proxy

@@ -1,0 +1,270 @@
+// A pinned session: one server connection held inside one transaction, shared by every client
+// connection of one rollback-mode lease (DESIGN.md, "Recycle", savepoint mode).
+//
+// The transaction on the server is nested like this:
+//   BEGIN                                   opened when the session is pinned
+//     SAVEPOINT testpool_base               what a reset or a release goes back to
+//       SAVEPOINT testpool_i                the implicit transaction of an idle client
+//         SAVEPOINT testpool_c              a client's BEGIN … COMMIT block
+//           (the client's own savepoints)
+// A client that is idle (no block) sends a unit — a Query, or extended-protocol messages up to
+// Sync — that runs inside testpool_i. When the unit succeeds, the next unit first refreshes the
+// savepoint (RELEASE + SAVEPOINT, pipelined with the client's first message: no extra round
+// trip); when it fails, the proxy rolls back to testpool_i, as a real server ends a failed
+// implicit transaction, and the client sees ReadyForQuery 'I'. A client's BEGIN becomes
+// SAVEPOINT testpool_c, its COMMIT a RELEASE, its ROLLBACK a ROLLBACK TO + RELEASE; the replies
+// carry the tags the client expects ("BEGIN", "COMMIT", "ROLLBACK") and the ReadyForQuery status
+// byte of the client's own view ('I', 'T', 'E'). The server's status byte is the truth about the
+// server's transaction; the proxy's view of each client follows from it.
+//
+// One client at a time: a unit is relayed whole (every message as it arrives, pipelined), and a
+// client inside a block keeps the server until the block ends; others wait in FIFO order, up to
+// `client_wait`, then get an error naming the reason (never a silent deadlock). Named prepared
+// statements and portals are renamed per client ("c<id>_<name>") and closed when the client
+// leaves. Statements PostgreSQL refuses inside a transaction block are answered with an error
+// naming rollback mode, raised by the server itself (a DO block), so every protocol detail — the
+// error's place in a pipeline, the skip to Sync, the status byte — is the server's own.
+//
+// Session is pure logic: it never touches a socket. The proxy feeds it whole messages
+// (OnServerMessage, OnClientMessage) and it answers through Hooks. It is driven by one thread
+// (the proxy's I/O thread); nothing here is thread-safe.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "orchestrator/proxy/codec.h"
+#include "orchestrator/proxy/sql_classify.h"
+
+namespace testpool::proxy {
+
+using ClientId = uint64_t;
+using Clock = std::chrono::steady_clock;
+
+// A row of an internal query's result: text values, nullopt for NULL.
+using Row = std::vector<std::optional<std::string>>;
+
+// What an internal operation (pin, reset, release) got back.
+struct InternalResult {
+  bool ok = true;
+  Fields error;           // when !ok
+  std::vector<Row> rows;  // DataRows of the operation, in order
+};
+
+class Session {
+ public:
+  struct Hooks {
+    // Bytes for the server connection (queued in order; the proxy writes them).
+    std::function<void(std::string_view bytes)> to_server;
+    // Bytes for one client connection.
+    std::function<void(ClientId client, std::string_view bytes)> to_client;
+    // Sends `bytes` (a FATAL ErrorResponse) to the client, then closes its connection. The
+    // session has already forgotten the client.
+    std::function<void(ClientId client, std::string bytes)> close_client;
+    // Ask the server to cancel what it is running (a CancelRequest on a new connection).
+    std::function<void()> cancel_server;
+  };
+
+  struct Options {
+    std::string lease_id;                          // for messages and logs
+    std::chrono::milliseconds client_wait{30000};  // how long a unit waits for another client's block
+  };
+
+  Session(Options options, Hooks hooks);
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+
+  // ---- life cycle (internal operations) -----------------------------------------------------
+  // Opens the pinned transaction on a freshly authenticated, idle server connection: BEGIN, the
+  // base savepoint, the sequences' values (for restores), the internal prepared statements.
+  // `done` runs when the server answered; ok=false leaves the session broken.
+  void Pin(std::function<void(const InternalResult&)> done);
+  // Back to the base savepoint with sequences restored, advisory locks released. Waits for a
+  // client unit in flight to finish; a client idle inside a block finds its block discarded (its
+  // next statement fails as in an aborted transaction, until it ends the block). `done` gets
+  // ok=false when the session is broken or the server refused.
+  void Reset(std::function<void(const InternalResult&)> done);
+  // Ends the session: every client is closed with `reason` (FATAL, SQLSTATE 57P01), sequences are
+  // restored and the transaction rolled back. `done(ok)`: ok means the database is back in the
+  // template's state. The proxy then closes the server connection.
+  void Release(const std::string& reason, std::function<void(const InternalResult&)> done);
+
+  // ---- clients --------------------------------------------------------------------------------
+  // A client authenticated for this session's lease, with its start-up parameters (user,
+  // database and protocol options removed; "options" -c settings expanded). Returns the
+  // ParameterStatus messages to send it: the server's, with the client's own values where it set
+  // them. Its parameters are applied on the server before its first unit (and again whenever
+  // the server last served a client with other parameters); a value the server refuses closes
+  // the client with the server's error, as a real server refuses it at start-up.
+  std::string Attach(ClientId client, std::vector<std::pair<std::string, std::string>> params);
+  // The client's connection is gone: its unit in flight is drained, its block rolled back, its
+  // prepared statements and portals closed.
+  void Detach(ClientId client);
+  // One typed message from a client (after start-up).
+  void OnClientMessage(ClientId client, const MessageView& m);
+  // True while the client's unit is running on the server (what a CancelRequest may interrupt).
+  bool Running(ClientId client) const;
+
+  // ---- server ---------------------------------------------------------------------------------
+  void OnServerMessage(const MessageView& m);
+  // The server connection failed or closed: the session is broken.
+  void OnServerLost(const std::string& why);
+
+  // Times out waiting clients and internal operations; call every ~100 ms.
+  void Tick(Clock::time_point now);
+  // How long a reset may wait for a client's unit in flight before it fails.
+  static constexpr std::chrono::seconds kResetWait{10};
+
+  bool broken() const { return broken_; }
+  const std::string& broken_reason() const { return broken_reason_; }
+  size_t clients() const { return clients_.size(); }
+  // The server's reported parameters (ParameterStatus), kept current.
+  const std::map<std::string, std::string>& server_params() const { return server_params_; }
+  void SetServerParam(const std::string& name, const std::string& value) { server_params_[name] = value; }
+
+ private:
+  enum class Tx { kIdle, kBlock, kFailed, kDiscarded };
+  enum class Effect { kNone, kEnterBlock, kLeaveBlock, kStayBlock };
+
+  // What to do with one CommandComplete of a rewritten statement, in order.
+  struct CcStep {
+    bool hide = false;  // an internal helper statement's completion
+    std::string tag;    // replacement tag; "" keeps the server's
+    Effect effect = Effect::kNone;
+  };
+
+  // One request sent to the server, awaiting its response(s); or a synthetic reply queued in order.
+  struct Entry {
+    enum class Kind { kQuery, kParse, kBind, kDescribe, kExecute, kClose, kSync, kSynthetic };
+    Kind kind = Kind::kQuery;
+    ClientId client = 0;                              // 0: internal (every response is kept from clients)
+    bool hide = false;                                // hide successful completions from the client (proxy-injected)
+    std::string synthetic;                            // kSynthetic: bytes for the client when this entry is reached
+    std::deque<CcStep> steps;                         // CommandComplete handling (kQuery: per statement; kExecute: one)
+    std::function<void(const InternalResult&)> done;  // internal kQuery/kSync: at ReadyForQuery
+    std::string recovery;                             // internal: SQL that repairs the transaction if this one fails
+    bool startup = false;  // a client's parameter set-up: its ParameterStatus goes to the client
+  };
+
+  struct Client {
+    ClientId id = 0;
+    Tx tx = Tx::kIdle;                // confirmed (by CommandCompletes and ReadyForQuery)
+    Tx predicted = Tx::kIdle;         // as of what was sent (decisions for what comes next)
+    std::deque<std::string> pending;  // raw messages not yet processed
+    bool unit_open = false;           // messages of a unit forwarded, its Sync/Query not yet
+    bool in_flight = false;           // the unit's Sync/Query forwarded; waiting for ReadyForQuery
+    bool copy_in = false;             // the server awaits this client's COPY data
+    bool skipping = false;            // drop messages until Sync, then answer ReadyForQuery
+    bool failed_unit = false;         // an error was relayed in the current unit
+    bool waiting = false;             // in waiters_
+    bool attached = true;             // false: the connection is gone, cleanup pending
+    bool switching = false;           // its parameters are being applied; its unit waits for that
+    bool interleaved = false;         // its statement-only unit runs inside another client's block
+    Clock::time_point wait_deadline;
+    std::string discard_reason;  // kDiscarded: why
+    std::vector<std::pair<std::string, std::string>> params;
+    std::string params_key;
+    std::map<std::string, StatementClass> virtual_statements;  // client name → BEGIN/COMMIT/ROLLBACK
+    std::map<std::string, StatementClass> virtual_portals;
+    std::set<std::string> statements, portals;  // named ones created on the server (client names)
+    std::string unnamed_parse;                  // the client's last Parse of the unnamed statement, as sent
+  };
+
+  struct Waiter {
+    ClientId client = 0;                              // 0: an internal operation
+    std::function<void()> run;                        // internal: starts the operation
+    std::function<void(const InternalResult&)> fail;  // internal: told when it cannot run
+    bool preempt = false;                             // internal: may take the server from a client idle in a block
+    Clock::time_point deadline = Clock::time_point::max();  // internal: give up waiting then
+  };
+
+  // ---- dispatch ----
+  void Enqueue(Waiter w);
+  void Dispatch();
+  bool ServerFree() const { return entries_.empty(); }
+  void Pump(Client& c);  // process the client's pending messages while it owns the server
+  void Handle(Client& c, const std::string& raw);
+  // Before a unit of an idle client: its parameters, the implicit savepoint. False: the unit
+  // must wait (the parameters are being applied first).
+  bool StartUnit(Client& c, bool extended);
+  static bool HoldsServer(const Client& c);
+  bool TryInterleave(Client& c);
+  void EndInterleave(Client& c, char server_status);
+  Client* Find(ClientId id);
+  void PopFront();  // the head entry is answered; synthetic replies behind it go out
+  void HandleQuery(Client& c, std::string_view text, const std::string& raw);
+  void HandleParse(Client& c, const Parse& p);
+  void HandleBind(Client& c, const Bind& b);
+  void HandleDescribe(Client& c, const Target& t);
+  void HandleExecute(Client& c, const Execute& e);
+  void InjectExecute(Client& c, const char* statement, CcStep step);
+  void HandleClose(Client& c, const Target& t);
+  void HandleDiscarded(Client& c, const MessageView& m);
+  void EnsureUnnamed(Client& c);
+  void Synthetic(Client& c, std::string bytes);
+  void SendEntry(std::string bytes, Entry e);
+  void FailWaiting(Client& c, const std::string& message);
+  void FinishUnit(Client& c, char server_status);
+  void ReleaseOwner();
+  void Cleanup(ClientId id);
+  void CloseClient(ClientId id, std::string_view sqlstate, const std::string& message);
+  void ApplyEffect(Client& c, Effect e);
+
+  // ---- server responses ----
+  void Emit(const Entry& e, std::string_view raw);  // to the entry's client unless internal/hidden
+  void DrainSynthetic();
+  void OnReady(char status);
+  void OnError(std::string_view raw);
+  void Break(const std::string& why);
+  void RunInternal(std::string sql, std::string recovery, std::function<void(const InternalResult&)> done);
+
+  // ---- rewriting (session_rewrite.cc) ----
+  struct Rewritten {
+    std::string sql;           // what to send
+    std::deque<CcStep> steps;  // one per CommandComplete the server will send
+    bool changed = false;      // sql differs from the client's text
+  };
+  // A client's simple query, with its transaction control turned into savepoints.
+  Rewritten RewriteQuery(Client& c, std::string_view text);
+  // One statement's replacement (and the CommandCompletes it produces).
+  void RewriteStatement(Client& c, std::string_view stmt, Rewritten* out);
+  // A DO block that raises `message` with `sqlstate` on the server (and its one CommandComplete).
+  static std::string RaiseSql(std::string_view severity, std::string_view sqlstate, std::string_view message,
+                              std::string_view hint = {});
+  std::string SetParamsSql(const Client& c) const;
+  std::vector<std::pair<std::string, std::string>> params_now_;  // the parameters the server has now
+  std::string ServerName(const Client& c, std::string_view name) const;
+
+  const Options options_;
+  const Hooks hooks_;
+
+  std::map<ClientId, Client> clients_;
+  std::deque<Entry> entries_;  // requests sent, in order
+  std::deque<Waiter> waiters_;
+  ClientId owner_ = 0;           // the client holding the server (0: none or internal)
+  ClientId holder_ = 0;          // a block's owner, on hold while an interleaved unit runs
+  bool internal_owner_ = false;  // an internal operation holds the server
+  bool stale_ = false;           // testpool_i holds work of a finished unit: refresh first
+  ClientId params_of_ = 0;       // whose start-up parameters the server has now
+  std::string params_key_;       // … and their key
+  ClientId unnamed_owner_ = 0;   // whose Parse the server's unnamed statement is
+  bool skip_to_sync_ = false;    // the server reported an error in an extended unit
+  InternalResult internal_;      // being collected for the internal entry at the head
+  std::map<std::string, std::string> server_params_;
+  std::string restore_sql_;  // setval() of every sequence, as at Pin
+  bool broken_ = false;
+  std::string broken_reason_;
+  bool released_ = false;
+};
+
+}  // namespace testpool::proxy
