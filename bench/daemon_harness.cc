@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <boost/process.hpp>
 #include <cstdio>
 #include <fstream>
@@ -176,6 +177,34 @@ std::unique_ptr<httplib::Client> MakeClient(int port, std::chrono::seconds read_
   c->set_read_timeout(read_timeout);
   c->set_write_timeout(30s);
   return c;
+}
+
+json TemplateBody(const fs::path& source, int min_ready, int max, const std::vector<json>& extra_seed) {
+  std::vector<fs::path> files;
+  for (const auto& e : fs::directory_iterator(source / "migrations")) {
+    if (e.is_regular_file() && e.path().extension() == ".sql") files.push_back(e.path());
+  }
+  if (files.empty()) Fail("no migrations in " + (source / "migrations").string());
+  std::sort(files.begin(), files.end());  // NNNN_ prefixes: name order is migration order
+  json migrations = json::array();
+  for (const auto& f : files) migrations.push_back({{"name", f.filename().string()}, {"sql", Slurp(f)}});
+  fs::path seed_file = source / "templates" / "seed" / "app_seed.sql";
+  if (!fs::exists(seed_file)) Fail("missing " + seed_file.string());
+  json seed = json::array({{{"name", seed_file.filename().string()}, {"sql", Slurp(seed_file)}}});
+  for (const json& s : extra_seed) seed.push_back(s);
+  return {{"migrations", migrations}, {"seed", seed}, {"pool", {{"min_ready", min_ready}, {"max", max}}}};
+}
+
+PutAnswer PutTemplate(Daemon& daemon, const std::string& name, const json& body) {
+  auto c = MakeClient(daemon.port(), 600s);
+  auto r = c->Put("/v1/templates/" + name, body.dump(), "application/json");
+  if (!r || (r->status != 200 && r->status != 201)) {
+    daemon.CheckAlive("building template " + name);
+    Fail("PUT /v1/templates/" + name + " failed: " + DescribeWithBody(r));
+  }
+  json j = json::parse(r->body, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) Fail("PUT /v1/templates/" + name + " answered " + r->body.substr(0, 200));
+  return PutAnswer{j.value("hash", std::string()), j.value("database", std::string())};
 }
 
 std::string Describe(const httplib::Result& r) {

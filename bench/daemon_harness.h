@@ -1,7 +1,7 @@
 // What the benchmarks that drive the real daemon share: `testpool serve` started as a child process
-// (local backend, a state dir of its own, one log file), keep-alive HTTP clients to it, the
-// superuser connection its local backend leaves in the state dir, and what /proc says about a
-// process.
+// (local backend, a state dir of its own, one log file), keep-alive HTTP clients to it, the demo
+// shop's template definition, the superuser connection its local backend leaves in the state dir,
+// and what /proc says about a process.
 //
 // Failures are BenchFailure exceptions (Fail()); a benchmark's main() catches them, prints them and
 // exits non-zero, with the tail of the daemon's log printed by a LogTailOnFailure guard on the way
@@ -21,6 +21,7 @@
 #include <vector>
 
 #include <httplib.h>
+#include <nlohmann/json.hpp>
 
 #include "orchestrator/pg/connection.h"
 #include "orchestrator/pg/conninfo.h"
@@ -101,6 +102,19 @@ class LogTailOnFailure {
 // A keep-alive client to 127.0.0.1:port with TCP_NODELAY, a 2 s connect timeout, a 30 s write
 // timeout and `read_timeout` for answers.
 std::unique_ptr<httplib::Client> MakeClient(int port, std::chrono::seconds read_timeout);
+
+// The demo shop as a template definition for PUT /v1/templates/{name}: every migrations/*.sql of
+// `source` in name order, templates/seed/app_seed.sql and then `extra_seed`, and the pool sizes.
+// Fails when there are no migrations or no seed file.
+nlohmann::json TemplateBody(const std::filesystem::path& source, int min_ready, int max,
+                            const std::vector<nlohmann::json>& extra_seed = {});
+
+struct PutAnswer {
+  std::string hash, database;  // the template's hash and its database (tp_tpl_…)
+};
+// PUT /v1/templates/{name} with `body`, waiting up to 600 s for the build. Fails on anything but
+// 200 or 201 (naming the daemon's exit when it died).
+PutAnswer PutTemplate(Daemon& daemon, const std::string& name, const nlohmann::json& body);
 
 // "HTTP 503 pool_exhausted" / "transport error: Read" — for error tallies and messages.
 std::string Describe(const httplib::Result& r);

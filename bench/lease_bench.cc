@@ -147,38 +147,6 @@ Status WaitForStatus(Daemon& daemon, httplib::Client& c, const std::string& what
   }
 }
 
-// The template definition the API takes: migrations/ in order, the demo seed, pool sizes.
-json TemplateBody(const fs::path& source, int min_ready, int max, const std::vector<json>& extra_seed) {
-  std::vector<fs::path> files;
-  for (const auto& e : fs::directory_iterator(source / "migrations")) {
-    if (e.is_regular_file() && e.path().extension() == ".sql") files.push_back(e.path());
-  }
-  if (files.empty()) Fail("no migrations in " + (source / "migrations").string());
-  std::sort(files.begin(), files.end());  // NNNN_ prefixes: name order is migration order
-  json migrations = json::array();
-  for (const auto& f : files) migrations.push_back({{"name", f.filename().string()}, {"sql", Slurp(f)}});
-  fs::path seed_file = source / "templates" / "seed" / "app_seed.sql";
-  if (!fs::exists(seed_file)) Fail("missing " + seed_file.string());
-  json seed = json::array({{{"name", seed_file.filename().string()}, {"sql", Slurp(seed_file)}}});
-  for (const json& s : extra_seed) seed.push_back(s);
-  return {{"migrations", migrations}, {"seed", seed}, {"pool", {{"min_ready", min_ready}, {"max", max}}}};
-}
-
-struct PutAnswer {
-  std::string hash, database;
-};
-PutAnswer PutTemplate(Daemon& daemon, const std::string& name, const json& body) {
-  auto c = MakeClient(daemon.port(), 600s);
-  auto r = c->Put("/v1/templates/" + name, body.dump(), "application/json");
-  if (!r || (r->status != 200 && r->status != 201)) {
-    daemon.CheckAlive("building template " + name);
-    Fail("PUT /v1/templates/" + name + " failed: " + DescribeWithBody(r));
-  }
-  json j = json::parse(r->body, nullptr, false);
-  if (j.is_discarded() || !j.is_object()) Fail("PUT /v1/templates/" + name + " answered " + r->body.substr(0, 200));
-  return PutAnswer{j.value("hash", std::string()), j.value("database", std::string())};
-}
-
 struct Lease {
   std::string id, dsn, database;
   long long token = 0;

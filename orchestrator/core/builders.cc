@@ -246,7 +246,8 @@ struct Builders::Impl {
     const uint64_t seed = req.seed ^ Fnv1a64(r.name);
     std::string data;
     for (int64_t i = 0; i < count; ++i) {
-      RowValues row = r.fields.Generate(seed, req.ns, static_cast<uint64_t>(base + i));
+      // Overridden fields take the override, so fields derived from them agree with it.
+      RowValues row = r.fields.Generate(seed, req.ns, static_cast<uint64_t>(base + i), overrides);
       bool first = true;
       auto put = [&](const pg::Param& v) {
         if (!first) data += '\t';

@@ -79,7 +79,9 @@ class RecipeBook {
 struct BuildRequest {
   std::string recipe;
   int64_t count = 1;                                 // 1 … 1,000,000
-  std::map<std::string, std::string> overrides;      // column → value for every row (text form)
+  std::map<std::string, std::string> overrides;      // column → value for every row (text form);
+                                                     // fields that read an overridden field
+                                                     // (derive, country_field) see the override
   uint64_t seed = 0;                                 // replays the same values
   std::string ns;                                    // namespace: [a-z0-9_-]{1,40}
   std::string lease_id;                              // optional: the rows go when the lease ends

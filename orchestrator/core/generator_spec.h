@@ -2,9 +2,9 @@
 // type checks, the generator base class FieldGenerator::Impl, and the country parameters shared
 // by iban, postal_code, phone and city.
 //
-// Internal to core/: only generators.cc and generator_scalars.cc include this header, and
-// everything but FieldGenerator::Impl lives in namespace generator_internal. The recipe-facing
-// description of every generator and parameter is in generators.h.
+// Internal to core/: only generators.cc, generator_scalars.cc and generator_codes.cc include this
+// header, and everything but FieldGenerator::Impl lives in namespace generator_internal. The
+// recipe-facing description of every generator and parameter is in generators.h.
 //
 // Errors. Everything that reports a user error throws Error(kInvalidArgument) whose message
 // starts "field '<name>': " and whose details carry {"field": name}, as FieldGenerator promises.
@@ -99,6 +99,7 @@ class SpecReader {
 // What FieldGenerator exposes beside the Impl (see its accessors of the same names).
 struct Meta {
   std::string country_field;
+  std::string derived_from;
   std::vector<std::string> accepted_countries;
   std::vector<std::string> produced_countries;
 };
@@ -155,6 +156,10 @@ ImplPtr NewTimestampGenerator(SpecReader& r);  // "timestamp"
 ImplPtr NewBoolGenerator(SpecReader& r);       // "bool"
 ImplPtr NewChoiceGenerator(SpecReader& r);     // "choice"
 ImplPtr NewConstGenerator(SpecReader& r);      // "const"
+
+// ---- Codes (generator_codes.cc) ------------------------------------------------------------
+
+ImplPtr NewUniqueCodeGenerator(SpecReader& r);  // "unique_code"
 
 }  // namespace generator_internal
 }  // namespace testpool::core

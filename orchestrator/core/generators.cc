@@ -307,6 +307,71 @@ class CountryImpl : public Impl {
   std::vector<std::string> countries_;
 };
 
+// -- derive.
+
+// The byte offset where code point `n` of UTF-8 text `v` starts, counting from its start
+// (from_end false) or from its end (from_end true: the start of the n-th code point from the
+// end); nullopt when `v` has fewer than n code points. Continuation bytes are 10xxxxxx.
+std::optional<size_t> CodePointOffset(std::string_view v, size_t n, bool from_end) {
+  auto starts = [&](size_t i) { return (static_cast<unsigned char>(v[i]) & 0xC0) != 0x80; };
+  size_t seen = 0;
+  if (from_end) {
+    for (size_t i = v.size(); i-- > 0;) {
+      if (starts(i) && ++seen == n) return i;
+    }
+    return std::nullopt;
+  }
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (starts(i) && seen++ == n) return i;
+  }
+  return seen == n ? std::optional<size_t>(v.size()) : std::nullopt;
+}
+
+class DeriveImpl : public Impl {
+ public:
+  DeriveImpl(SpecReader& r, Meta* meta) : Impl(r.field()) {
+    std::optional<std::string> source = r.String("field");
+    if (!source || source->empty()) {
+      r.Fail("gen 'derive' needs 'field': the earlier field of the same row it is derived from");
+    }
+    source_ = *source;
+    meta->derived_from = source_;
+    const std::optional<int64_t> first = r.Int("first"), last = r.Int("last");
+    if (first.has_value() == last.has_value()) {
+      r.Fail("gen 'derive' needs exactly one of 'first' and 'last' (how many characters of the field to keep)");
+    }
+    from_end_ = last.has_value();
+    const int64_t count = from_end_ ? *last : *first;
+    if (count < 1 || count > 64) {
+      r.Fail(std::string("parameter '") + (from_end_ ? "last" : "first") + "' must be in [1, 64]");
+    }
+    count_ = static_cast<size_t>(count);
+  }
+
+  FieldValue Make(const GenContext& ctx, Rng&) const override {
+    const FieldValue* found = nullptr;
+    if (ctx.row != nullptr) {
+      for (const NamedValue& nv : *ctx.row) {
+        if (nv.name == source_) found = &nv.value;
+      }
+    }
+    if (found == nullptr) Fail("field '" + source_ + "' has no value in this row (it must come earlier)");
+    if (!found->has_value()) return std::nullopt;  // NULL in, NULL out
+    const std::string& v = **found;
+    const std::optional<size_t> cut = CodePointOffset(v, count_, from_end_);
+    if (!cut) {
+      Fail("the value of field '" + source_ + "' (\"" + v.substr(0, 40) + "\") has fewer than " +
+           std::to_string(count_) + " characters");
+    }
+    return from_end_ ? v.substr(*cut) : v.substr(0, *cut);
+  }
+
+ private:
+  std::string source_;
+  size_t count_ = 0;
+  bool from_end_ = false;
+};
+
 // -- The factory.
 
 using Factory = std::function<ImplPtr(SpecReader&, Meta*)>;
@@ -319,7 +384,7 @@ template <typename T>
 Factory WithMeta() {
   return [](SpecReader& r, Meta* m) { return std::make_shared<const T>(r, m); };
 }
-// For the scalar generators, whose classes are private to generator_scalars.cc.
+// For the generators whose classes are private to generator_scalars.cc and generator_codes.cc.
 Factory Scalar(ImplPtr (*make)(SpecReader&)) {
   return [make](SpecReader& r, Meta*) { return make(r); };
 }
@@ -330,6 +395,8 @@ Factory Named(NameImpl::Kind kind) {
 const std::map<std::string, Factory, std::less<>>& Factories() {
   static const std::map<std::string, Factory, std::less<>> factories = {
       {"unique_id", Simple<UniqueIdImpl>()},
+      {"unique_code", Scalar(&generator_internal::NewUniqueCodeGenerator)},
+      {"derive", WithMeta<DeriveImpl>()},
       {"sequence", Simple<SequenceImpl>()},
       {"email", Simple<EmailImpl>()},
       {"card_number", Simple<CardImpl>()},
@@ -379,6 +446,7 @@ FieldGenerator::FieldGenerator(std::string field_name, const json& spec) : name_
   impl_ = it->second(r, &meta);
   r.CheckNoUnknownKeys(gen_);
   country_field_ = std::move(meta.country_field);
+  derived_from_ = std::move(meta.derived_from);
   accepted_countries_ = std::move(meta.accepted_countries);
   produced_countries_ = std::move(meta.produced_countries);
 }
@@ -395,6 +463,7 @@ RowGenerator::RowGenerator(std::vector<FieldGenerator> fields) : fields_(std::mo
     for (size_t j = 0; j < i; ++j) {
       if (fields_[j].name() == f.name()) Invalid("two fields are named '" + f.name() + "'");
     }
+    if (!f.derived_from().empty()) CheckDerivedFrom(i);
     if (f.country_field().empty()) continue;
     const std::string prefix = "field '" + f.name() + "': country_field '" + f.country_field() + "' ";
     auto source = std::find_if(fields_.begin(), fields_.begin() + static_cast<std::ptrdiff_t>(i),
@@ -409,6 +478,19 @@ RowGenerator::RowGenerator(std::vector<FieldGenerator> fields) : fields_(std::mo
                 "' does not support: restrict that field's \"countries\"");
       }
     }
+  }
+}
+
+void RowGenerator::CheckDerivedFrom(size_t i) const {
+  const FieldGenerator& f = fields_[i];
+  const std::string prefix = "field '" + f.name() + "': derives from '" + f.derived_from() + "', ";
+  if (f.derived_from() == f.name()) Invalid(prefix + "itself");
+  auto source = std::find_if(fields_.begin(), fields_.end(),
+                             [&](const FieldGenerator& g) { return g.name() == f.derived_from(); });
+  if (source == fields_.end()) Invalid(prefix + "which is not a field of this row");
+  if (source > fields_.begin() + static_cast<std::ptrdiff_t>(i)) {
+    Invalid(prefix + "which is declared after it: a field can only derive from an earlier one (move '" +
+            f.derived_from() + "' above '" + f.name() + "')");
   }
 }
 
@@ -427,13 +509,18 @@ RowGenerator RowGenerator::FromJson(const json& fields) {
   return RowGenerator(std::move(built));
 }
 
-RowValues RowGenerator::Generate(uint64_t seed, std::string_view ns, uint64_t row_index) const {
+RowValues RowGenerator::Generate(uint64_t seed, std::string_view ns, uint64_t row_index,
+                                 const std::map<std::string, std::string>& fixed) const {
   if (!IsValidNamespace(ns)) {
     Invalid("namespace '" + std::string(ns.substr(0, 60)) + "' is not 1 to 40 characters of [a-z0-9_-]");
   }
   RowValues row;
   row.reserve(fields_.size());
   for (const FieldGenerator& f : fields_) {
+    if (auto it = fixed.find(f.name()); it != fixed.end()) {
+      row.push_back({f.name(), it->second});
+      continue;
+    }
     Rng rng = Rng::ForField(seed, f.name(), row_index);
     GenContext ctx{&rng, ns, row_index, &row};
     FieldValue v = f.Generate(ctx);

@@ -14,8 +14,9 @@
 // same values on every platform. RowGenerator gives each field of each row its own stream,
 // Rng::ForField(seed, field name, row index): row i is a function of (seed, namespace, i, specs)
 // alone, whatever was generated before it, and adding, removing or reordering a field changes no
-// other field's values (except fields that read it through `country_field`). The namespace takes
-// no part in the random stream; it only appears inside the values of `unique_id` and `email`.
+// other field's values (except fields that read it through `country_field` or `derive`). The
+// namespace takes no part in the random stream; it only appears inside the values of `unique_id`,
+// `email` and `unique_code`.
 // So a failing test prints the recipe seed (and its namespace); replaying that seed, even under
 // another namespace, gives the same values except for the namespace text inside ids and e-mails.
 // Give workers different seeds if their random columns (card numbers, IBANs) should differ.
@@ -25,7 +26,11 @@
 // Uniqueness without coordination. `unique_id` and `email` embed the namespace (a lease id or an
 // explicit name, [a-z0-9_-]{1,40}) and the row index in a form that decodes back to both, so two
 // workers with different namespaces never produce the same value and one namespace never repeats
-// one. Every other generator is random and may repeat (`sequence` is unique within one build).
+// one. `unique_code` must fit a fixed shape too short to spell a namespace out: it embeds a hash
+// of the namespace and the row index, so one namespace never repeats a code within its capacity
+// (and fails past it), and two namespaces share codes only if their hashes share a slot — see
+// its entry for the odds. Every other generator is random and may repeat (`sequence` is unique
+// within one build).
 //
 // Thread safety: FieldGenerator and RowGenerator are immutable after construction and may be
 // shared between threads; all mutable state lives in the Rng and GenContext the caller owns.
@@ -39,6 +44,33 @@
 //   unique_id    "{prefix}{namespace}-{row index}", e.g. "usr_lease7-42". Params: "prefix"
 //                ([A-Za-z0-9_.:-]{0,64}, default ""), "max_length" (int ≥ prefix+3): generation
 //                fails if a value would be longer (a shorter namespace or prefix is needed).
+//   unique_code  a fixed-shape code for a column whose format is fixed, such as a SKU
+//                (products.sku ~ '^[A-Z]{3}-[0-9]{4,8}$'): {"gen": "unique_code", "pattern":
+//                "[A-Z]{3}-[0-9]{8}", "index_chars": 5} gives codes like "QZK-48100042" (row 42).
+//                "pattern" (required): literal characters and the classes [A-Z], [a-z], [0-9] or a
+//                union of them ([A-Z0-9]), each optionally repeated an exact number of times {n}
+//                (1–64), optionally inside ^…$, 64 characters at most; a backslash makes a special
+//                character ([ ] { } ( ) \ ^ $ . * + ? |) literal, so "TST-[0-9]{8}" fixes a prefix.
+//                "index_chars" (required, 1 … class characters − 1): the last index_chars class
+//                characters hold the row index (most significant first: with digits, it reads as
+//                a zero-padded number); the class characters before them hold a slot derived from
+//                the namespace (splitmix64 of its FNV-1a 64 hash, mod the number of slots).
+//                Capacity: the row index must stay below the product of the alphabet sizes of the
+//                index characters (10^5 for five digits) — per namespace and table, since a build
+//                continues the index of that namespace's earlier builds into the table; beyond it
+//                generation fails naming the capacity, never wrapping around to repeat a code.
+//                Namespaces in different slots never share a code; with S slots (the product of
+//                the namespace characters' alphabet sizes: 26^3 × 10^3 = 17,576,000 for the SKU
+//                above) two given namespaces share a slot with probability 1/S, any two of n with
+//                about n(n−1)/2S (20 workers: 1 in 92,500 for the SKU above). A shared slot repeats
+//                the same codes, so a UNIQUE column refuses the second build (nothing is kept and
+//                the error names the seed); a fixed prefix or more index_chars leave fewer slots.
+//   derive       a value computed from an earlier field of the same row: "field" (required) names
+//                it; exactly one of "first" or "last" (1–64) keeps that many characters of its
+//                value from the start or the end — {"gen": "derive", "field": "card_number",
+//                "last": 4} for card_last4. NULL when the field is NULL; generation fails when the
+//                value is shorter. The field must be declared before this one (checked when the
+//                recipe is loaded: unknown, later or the field itself are errors).
 //   sequence     integer "start + row index × step" ("start" default 1, "step" default 1, ≠ 0).
 //                Unique within one build only: meant for a leased database, which is private.
 //   email        "{first}.{last}.{namespace}.{index}@{domain}", lower case, RFC 5321 dot-atom;
@@ -93,13 +125,13 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
+#include <nlohmann/json_fwd.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <nlohmann/json_fwd.hpp>
 
 #include "orchestrator/core/rng.h"  // Rng, SplitMix64, Fnv1a64: part of this module's interface
 
@@ -147,15 +179,19 @@ class FieldGenerator {
   FieldGenerator(std::string field_name, const nlohmann::json& spec);
 
   // One value. Throws Error(kInvalidArgument) when the inputs of this one value make it
-  // impossible: `ctx.ns` is not a valid namespace (unique_id and email only); a unique_id would
-  // pass max_length; `sequence` overflows int64; the `country_field` is missing from ctx.row, is
-  // NULL, or holds a country this generator does not support.
+  // impossible: `ctx.ns` is not a valid namespace (unique_id, email and unique_code only); a
+  // unique_id would pass max_length; a unique_code's row index is beyond its capacity; `sequence`
+  // overflows int64; the `country_field` is missing from ctx.row, is NULL, or holds a country this
+  // generator does not support; a derive's field is missing from ctx.row or its value is shorter
+  // than the characters to keep.
   FieldValue Generate(const GenContext& ctx) const;
 
   const std::string& name() const { return name_; }
   const std::string& gen() const { return gen_; }  // "email", "iban", …
   // The earlier field this one reads ("country_field"), or "" when none.
   const std::string& country_field() const { return country_field_; }
+  // For gen "derive": the field it is derived from ("field"); "" for every other generator.
+  const std::string& derived_from() const { return derived_from_; }
   // The countries this generator accepts from its country_field (empty when it has none).
   const std::vector<std::string>& accepted_countries() const { return accepted_countries_; }
   // For gen "country": the codes it can produce; empty for every other generator.
@@ -163,12 +199,13 @@ class FieldGenerator {
   // The "null_ratio" of the spec.
   double null_ratio() const { return null_ratio_; }
 
-  class Impl;  // one subclass per generator, in generators.cc and generator_scalars.cc
+  class Impl;  // one subclass per generator, in generators.cc, generator_scalars.cc, generator_codes.cc
 
  private:
   std::string name_;
   std::string gen_;
   std::string country_field_;
+  std::string derived_from_;
   std::vector<std::string> accepted_countries_;
   std::vector<std::string> produced_countries_;
   double null_ratio_ = 0;
@@ -178,10 +215,11 @@ class FieldGenerator {
 // The fields of one table's rows, generated in order.
 class RowGenerator {
  public:
-  // Throws Error(kInvalidArgument) when two fields share a name, or a field's country_field does
+  // Throws Error(kInvalidArgument) when two fields share a name, a field's country_field does
   // not name an earlier field, names one that can be NULL, or names a "country" field that can
   // produce a country the reader does not support (e.g. an iban reading a country that can be
-  // "US": restrict that field's "countries").
+  // "US": restrict that field's "countries"), or a "derive" field's "field" names no field of the
+  // row, a later one, or the derive field itself.
   explicit RowGenerator(std::vector<FieldGenerator> fields);
 
   // From a JSON array of specs, each with its field's "name": [{"name":"id","gen":"unique_id"},
@@ -190,13 +228,19 @@ class RowGenerator {
   static RowGenerator FromJson(const nlohmann::json& fields);
 
   // Row `row_index` of the build with this seed and namespace; field i is generated with
-  // Rng::ForField(seed, name_i, row_index). Throws Error(kInvalidArgument) for an invalid
-  // namespace and as FieldGenerator::Generate does.
-  RowValues Generate(uint64_t seed, std::string_view ns, uint64_t row_index) const;
+  // Rng::ForField(seed, name_i, row_index). A field named in `fixed` takes that value instead of
+  // being generated (a build's override), and later fields that read it (country_field, derive)
+  // see that value; the other fields' values do not change. Throws Error(kInvalidArgument) for an
+  // invalid namespace and as FieldGenerator::Generate does.
+  RowValues Generate(uint64_t seed, std::string_view ns, uint64_t row_index,
+                     const std::map<std::string, std::string>& fixed = {}) const;
 
   const std::vector<FieldGenerator>& fields() const { return fields_; }
 
  private:
+  // Throws as the constructor says for fields_[i]'s "derive" source.
+  void CheckDerivedFrom(size_t i) const;
+
   std::vector<FieldGenerator> fields_;
 };
 

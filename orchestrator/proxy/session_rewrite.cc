@@ -43,7 +43,11 @@ std::string Session::RaiseSql(std::string_view severity, std::string_view sqlsta
 
 std::string Session::ServerName(const Client& c, std::string_view name) const {
   if (name.empty()) return "";
-  return "c" + std::to_string(c.id) + "_" + std::string(name);
+  std::string out = "c";
+  out += std::to_string(c.id);
+  out += '_';
+  out.append(name);
+  return out;
 }
 
 std::string Session::SetParamsSql(const Client& c) const {

@@ -14,6 +14,7 @@
 #include <set>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "orchestrator/pg/connection.h"
@@ -53,7 +54,10 @@ json ShopTemplateBody() {
 // "{1,2,3}": keys as a bigint[] parameter.
 std::string IdArray(const json& keys) {
   std::string out = "{";
-  for (const auto& k : keys) out += (out.size() > 1 ? "," : "") + k.get<std::string>();
+  for (const auto& k : keys) {
+    if (out.size() > 1) out += ',';  // (not `"," + …`: GCC 12 -O2 warns falsely, -Wrestrict)
+    out += k.get<std::string>();
+  }
   return out + "}";
 }
 
@@ -133,7 +137,9 @@ TEST_F(BuildersApiTest, RecipesListsTheDemoShopsRecipes) {
   const json list = Body(r)["recipes"];
   std::map<std::string, json> by_name;
   for (const json& rec : list) by_name[rec["name"].get<std::string>()] = rec;
-  ASSERT_TRUE(by_name.count("customer") && by_name.count("order") && by_name.count("payment")) << r->body;
+  for (const char* name : {"customer", "order", "payment", "card_payment", "product", "order_item"}) {
+    ASSERT_TRUE(by_name.count(name)) << name << " in " << r->body;
+  }
   EXPECT_EQ(by_name["customer"]["table"], "customers");
   EXPECT_EQ(by_name["customer"]["schema"], "public");
   EXPECT_EQ(by_name["customer"]["key"], "id");
@@ -144,7 +150,10 @@ TEST_F(BuildersApiTest, RecipesListsTheDemoShopsRecipes) {
   }
   EXPECT_EQ(by_name["order"]["refs"], json::parse(R"([{"column":"customer_id","recipe":"customer"}])"));
   EXPECT_EQ(by_name["payment"]["refs"], json::parse(R"([{"column":"order_id","recipe":"order"}])"));
-  EXPECT_FALSE(by_name.count("product")) << "no generator makes the SKU format";
+  EXPECT_EQ(by_name["card_payment"]["table"], "payments");
+  EXPECT_EQ(by_name["product"]["refs"], json::array());
+  EXPECT_EQ(by_name["order_item"]["refs"], json::parse(R"([{"column":"order_id","recipe":"order"},
+                                                           {"column":"product_id","recipe":"product"}])"));
 }
 
 // ---- into a leased database ----------------------------------------------------------------------
@@ -192,6 +201,104 @@ TEST_F(BuildersApiTest, BuildsIntoALeasedDatabaseRowsThatPassTheSchemasChecks) {
                       "AND iban_valid(iban) AND iban_country = left(iban, 2) AND card_last4 IS NULL",
                   {payments}), 400);
   Release(lease);
+}
+
+TEST_F(BuildersApiTest, CardPaymentsCarryTheLastFourDigitsOfTheirCardNumber) {
+  const json lease = Lease();
+  ASSERT_TRUE(lease.contains("id"));
+  pg::Connection db = pg::Connection::Open(testing::Admin(lease["database"]));
+  auto r = BuildInLease(lease["id"], {{"recipe", "card_payment"}, {"count", 500}, {"seed", 3}});
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 201) << r->body;
+  const std::string payments = IdArray(Body(r)["keys"]["card_payment"]);
+  // The rows went in past 0006's CHECKs; and they are card rows through and through.
+  EXPECT_EQ(Count(db,
+                  "SELECT count(*) FROM pg_constraint WHERE conname IN ('payments_card_luhn', "
+                  "'payments_card_last4_matches', 'payments_method_details')"),
+            3);
+  EXPECT_EQ(Count(db,
+                  "SELECT count(*) FROM payments WHERE id = ANY($1::bigint[]) AND method = 'card' "
+                  "AND luhn_valid(card_number) AND card_last4 = right(card_number, 4) AND iban IS NULL "
+                  "AND iban_country IS NULL",
+                  {payments}),
+            500);
+  EXPECT_GE(
+      Count(db, "SELECT count(DISTINCT left(card_number, 1)) FROM payments WHERE id = ANY($1::bigint[])", {payments}),
+      3)
+      << "several brands";
+
+  // An overridden card number is the one card_last4 is derived from.
+  auto fixed = BuildInLease(
+      lease["id"], {{"recipe", "card_payment"}, {"count", 3}, {"overrides", {{"card_number", "5555555555554444"}}}});
+  ASSERT_EQ(fixed->status, 201) << fixed->body;
+  EXPECT_EQ(Count(db,
+                  "SELECT count(*) FROM payments WHERE id = ANY($1::bigint[]) AND card_number = "
+                  "'5555555555554444' AND card_last4 = '4444'",
+                  {IdArray(Body(fixed)["keys"]["card_payment"])}),
+            3);
+  Release(lease);
+}
+
+TEST_F(BuildersApiTest, OrderItemsTakeTheirQuantityFromAFreshProduct) {
+  const json lease = Lease();
+  ASSERT_TRUE(lease.contains("id"));
+  pg::Connection db = pg::Connection::Open(testing::Admin(lease["database"]));
+  auto r = BuildInLease(lease["id"], {{"recipe", "order_item"}, {"count", 200}, {"seed", 11}});
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 201) << r->body;
+  const json b = Body(r);
+  for (const char* recipe : {"order_item", "order", "customer", "product"})
+    EXPECT_EQ(b["counts"][recipe], 200) << recipe;
+  const std::string items = IdArray(b["keys"]["order_item"]);
+  // The trigger took each item's quantity from its own product, whose stock started in [10, 500].
+  EXPECT_EQ(Count(db,
+                  "SELECT count(*) FROM order_items i JOIN products p ON p.id = i.product_id WHERE i.id = "
+                  "ANY($1::bigint[]) AND p.stock + i.quantity BETWEEN 10 AND 500 AND p.sku ~ '^[A-Z]{3}-[0-9]{8}$'",
+                  {items}),
+            200);
+  Release(lease);
+}
+
+TEST_F(BuildersApiTest, ProductsBuiltByParallelWorkersHaveDistinctSkusOfTheShopsFormat) {
+  pg::Connection db = Shared();
+  const std::string before = Digest(db);
+  constexpr int kWorkers = 4, kEach = 2000;
+  std::vector<std::string> namespaces, errors(kWorkers);
+  // Fixed names (the shared database is new in every run): whether two of them share a SKU slot
+  // is decided once and for all, not by chance in some run.
+  for (int w = 0; w < kWorkers; ++w) namespaces.push_back("sku-worker" + std::to_string(w));
+  std::vector<std::thread> workers;
+  for (int w = 0; w < kWorkers; ++w) {
+    workers.emplace_back([&, w] {
+      // The same seed everywhere: only the namespaces keep the SKUs apart.
+      auto r = BuildInDsn(
+          {{"dsn", SharedDsn()}, {"namespace", namespaces[w]}, {"recipe", "product"}, {"count", kEach}, {"seed", 5}});
+      if (!r || r->status != 201) errors[w] = r ? r->body : "no answer";
+    });
+  }
+  for (auto& t : workers) t.join();
+  for (const std::string& e : errors) EXPECT_EQ(e, "");
+  const std::string built =
+      "(SELECT key::bigint FROM testpool.created WHERE table_name = 'products' AND ns = ANY($1::text[]))";
+  std::string ns_array = "{";
+  for (const std::string& ns : namespaces) {
+    if (ns_array.size() > 1) ns_array += ',';
+    ns_array += ns;
+  }
+  ns_array += "}";
+  EXPECT_EQ(Count(db, "SELECT count(DISTINCT sku) FROM products WHERE id IN " + built, {ns_array}), kWorkers * kEach);
+  EXPECT_EQ(Count(db, "SELECT count(*) FROM products WHERE id IN " + built + " AND sku ~ '^[A-Z]{3}-[0-9]{4,8}$'",
+                  {ns_array}),
+            kWorkers * kEach);
+  // One namespace, one slot: its SKUs share their first seven characters and end in 00000…01999.
+  EXPECT_EQ(Count(db, "SELECT count(DISTINCT left(sku, 7)) FROM products WHERE id IN " + built, {ns_array}), kWorkers);
+  EXPECT_EQ(Count(db, "SELECT max(right(sku, 5)::int) FROM products WHERE id IN " + built, {ns_array}), kEach - 1);
+  for (const std::string& ns : namespaces) {
+    auto dropped = Client().Delete(("/v1/namespaces/" + ns).c_str());
+    ASSERT_TRUE(dropped);
+    EXPECT_EQ(dropped->status, 200) << dropped->body;
+  }
+  EXPECT_EQ(Digest(db), before);
 }
 
 TEST_F(BuildersApiTest, ManyCustomersInEveryCountryPassTheirPostalAndPhoneChecks) {
@@ -371,7 +478,7 @@ TEST_F(BuildersApiTest, UnknownRecipeLeaseOrNamespaceIs404) {
   ASSERT_TRUE(lease.contains("id"));
   std::vector<std::pair<std::string, httplib::Result>> answers;
   const std::string ns = Fresh("never");
-  answers.emplace_back("recipe in lease", BuildInLease(lease["id"], {{"recipe", "product"}}));
+  answers.emplace_back("recipe in lease", BuildInLease(lease["id"], {{"recipe", "refund"}}));
   answers.emplace_back("recipe in dsn",
                        BuildInDsn({{"dsn", SharedDsn()}, {"namespace", ns}, {"recipe", "no_such_recipe"}}));
   answers.emplace_back("lease", BuildInLease(util::RandomToken(26), {{"recipe", "order"}}));
@@ -385,7 +492,7 @@ TEST_F(BuildersApiTest, UnknownRecipeLeaseOrNamespaceIs404) {
     EXPECT_EQ(r->status, 404) << what << " → " << r->body;
     EXPECT_EQ(ErrorCodeOf(r), "not_found") << what;
   }
-  EXPECT_NE(MessageOf(answers[0].second).find("product"), std::string::npos) << MessageOf(answers[0].second);
+  EXPECT_NE(MessageOf(answers[0].second).find("refund"), std::string::npos) << MessageOf(answers[0].second);
   Release(lease);
 }
 

@@ -102,6 +102,11 @@ TEST_F(BuildersTest, RecipesAreCheckedWhenLoaded) {
   unknown_gen["fields"][0]["gen"] = "nope";
   EXPECT_EQ(CodeOf([&] { RecipeBook::FromJson({unknown_gen}); }, &why), "invalid_argument");
   EXPECT_EQ(CodeOf([&] { RecipeBook::FromJson({kCustomer, kCustomer}); }, &why), "invalid_argument");
+  json derived_too_early = kOrder;  // a derived field before the field it reads
+  derived_too_early["fields"].insert(derived_too_early["fields"].begin(),
+                                     json::parse(R"({"name": "last4", "gen": "derive", "field": "card", "last": 4})"));
+  EXPECT_EQ(CodeOf([&] { RecipeBook::FromJson({kCustomer, derived_too_early}); }, &why), "invalid_argument");
+  EXPECT_THAT(why, HasSubstr("recipe #2: field 'last4': derives from 'card', which is declared after it"));
   EXPECT_THAT(book_->DependencyOrder("order"), ::testing::ElementsAre("customer", "order"));
   EXPECT_EQ(CodeOf([&] { book_->Get("nope"); }), "not_found");
 }
