@@ -130,6 +130,26 @@ psql -X -A -t "$staging_dsn" -c "SELECT '    ' || count(*) || ' payments, ' || c
   -c "SELECT '    ' || count(*) || ' customers in ' || count(DISTINCT country) || ' countries, e.g. ' || min(email) || ' ' || min(postal_code) FROM customers WHERE email LIKE '%@%.test' OR email LIKE '%@example.%'"
 "$tp" release "$(field "$work/staging.json" id)"  # its claims, pools and built rows go with it
 
+step "13. savepoint mode: a template with \"recycle\": \"rollback\" leases databases through testpool's wire proxy"
+show "$tp" template create app_rb --file templates/app.json --recycle rollback --min-ready 2 --max 4
+"$tp" lease app_rb --holder worker5 --json >"$work/lease5.json"
+echo "  worker5's DSN points at the proxy (port $(field "$work/lease5.json" port)), not at PostgreSQL:"
+echo "    $(dsn 5 | sed 's/:[^:@]*@/:***@/')"
+psql -X -q "$(dsn 5)" -c "INSERT INTO orders (customer_id) SELECT min(id) FROM customers" \
+  -c "INSERT INTO order_items (order_id, product_id, quantity, unit_price_cents) SELECT max(o.id), p.id, 1, p.price_cents FROM orders o, products p WHERE p.sku = 'LST-0001' GROUP BY p.id, p.price_cents"
+psql -X -A -t "$(dsn 5)" -c "SELECT '  after the purchase: LST-0001 stock = ' || stock FROM products WHERE sku = 'LST-0001'" \
+  -c "SELECT '  orders: ' || count(*) || ', next order id would be ' || nextval('orders_id_seq') FROM orders"
+start=$(date +%s%N)
+"$tp" reset "$(id 5)" >/dev/null
+echo "  testpool reset: $(( ($(date +%s%N) - start) / 1000000 )) ms (CLI process start included; the daemon logs the reset itself)"
+psql -X -A -t "$(dsn 5)" -c "SELECT '  after the reset: LST-0001 stock = ' || stock FROM products WHERE sku = 'LST-0001'" \
+  -c "SELECT '  orders: ' || count(*) || ', next order id would be ' || nextval('orders_id_seq') FROM orders"
+[ -f "$log" ] && grep 'lease.reset' "$log" | tail -1 | sed 's/^/  daemon: /' || true
+"$tp" release "$(id 5)"
+sleep 0.5
+echo "  released: the transaction is rolled back and the slot is ready again without a clone:"
+"$tp" status --json | python3 -c 'import json,sys; c=json.load(sys.stdin)["counters"]; print("    recycles: rollback", c["recycles_rolled_back"], " clone", c["recycles_cloned"], " skip", c["recycles_skipped"])'
+
 step "done"
 echo "The daemon keeps running at $TESTPOOL_URL (pid ${daemon_pid:-?}, log $log)."
 echo "Try: $tp template list    |  curl -s $TESTPOOL_URL/v1/templates/app"

@@ -106,6 +106,7 @@ int Create(const std::vector<std::string>& args) {
       ("file", po::value<std::string>(), "a template definition (templates/app.json)")
       ("min-ready", po::value<int>(), "databases kept warm")
       ("max", po::value<int>(), "databases in all")
+      ("recycle", po::value<std::string>(), "clone (default) | rollback: savepoint mode through the wire proxy")
       ("no-wait", "return as soon as the build started")
       ("json", "print the daemon's JSON answer");
   po::positional_options_description pos;
@@ -135,6 +136,7 @@ int Create(const std::vector<std::string>& args) {
   }
   if (vm.count("min-ready")) body["pool"]["min_ready"] = vm["min-ready"].as<int>();
   if (vm.count("max")) body["pool"]["max"] = vm["max"].as<int>();
+  if (vm.count("recycle")) body["recycle"] = vm["recycle"].as<std::string>();
   const bool as_json = vm.count("json") > 0;
   const bool wait = vm.count("no-wait") == 0;
 
