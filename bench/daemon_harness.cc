@@ -86,6 +86,10 @@ Daemon::Daemon(const fs::path& binary, const fs::path& state_dir, const fs::path
                                     "--listen",       "127.0.0.1:" + std::to_string(port),
                                     "--max-databases", std::to_string(max_databases)};
   args.insert(args.end(), extra_args.begin(), extra_args.end());
+  // The wire proxy on any free port unless asked otherwise: a demo daemon may hold the default.
+  if (std::find(extra_args.begin(), extra_args.end(), "--proxy-listen") == extra_args.end()) {
+    args.insert(args.end(), {"--proxy-listen", "127.0.0.1:0"});
+  }
   child_->child = bp::child(binary.string(), bp::args(args), (bp::std_out & bp::std_err) > log.string(),
                             bp::std_in < bp::null);
 }

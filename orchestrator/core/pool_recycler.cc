@@ -180,6 +180,7 @@ void PoolManager::Impl::Recycle(Slot s) {
       std::string old_role = s.role;
       NewCredentials(&s);
       ops.HandOver(s.database, old_role, s.role, ServerPassword(s, recycle));
+      ops.EndSessions(s.database);  // see the skip path below
       PinSession(&s);
     } else if (recycle == RecycleMode::kClone && !s.rolled_back &&
                ops.Unchanged(s.database, WriteMarks::Decode(s.baseline))) {
@@ -188,6 +189,10 @@ void PoolManager::Impl::Recycle(Slot s) {
       std::string old_role = s.role;
       NewCredentials(&s);
       ops.HandOver(s.database, old_role, s.role, s.password);
+      // A login of the old role that had passed its checks before the cut-off but was not yet
+      // visible to it can surface on this database only now, with a role that no longer exists:
+      // nobody but the next lease may have a session here, so end any that did.
+      ops.EndSessions(s.database);
     } else {
       mode = "clone";
       ops.DropDatabase(s.database);

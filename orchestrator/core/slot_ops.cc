@@ -105,6 +105,8 @@ void SlotOps::CutOff(const std::string& role) {
   WaitNoSessions("usename", role);
 }
 
+void SlotOps::EndSessions(const std::string& db) { WaitNoSessions("datname", db); }
+
 std::string SlotOps::Counters(const std::string& db) {
   WaitNoSessions("datname", db);
   auto conn = admin_.Acquire();

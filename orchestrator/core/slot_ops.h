@@ -56,6 +56,8 @@ class SlotOps {
   // Terminates every session on `db`, waits until they are gone (each has then flushed its
   // statistics: a backend reports them as it exits), and returns the tuple counters.
   std::string Counters(const std::string& db);
+  // Terminates every session on `db` (but the caller's own) and waits until they are gone.
+  void EndSessions(const std::string& db);
   // Connects to `db` and digests every sequence's state. Reading writes nothing: the counters
   // stay as they were.
   std::string SequenceDigest(const std::string& db);

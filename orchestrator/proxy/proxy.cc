@@ -147,6 +147,17 @@ struct Proxy::Impl {
   asio::awaitable<void> ReadServer(std::shared_ptr<Pinned> p, FrameReader reader);
   asio::awaitable<void> Open(core::PinnedSessions::Target target, std::shared_ptr<std::promise<void>> done);
   void ClosePinned(const std::shared_ptr<Pinned>& p);
+  // Every 100 ms: times out waiting clients and operations of every session.
+  void ArmTick() {
+    tick.expires_after(std::chrono::milliseconds(100));
+    tick.async_wait([this](boost::system::error_code ec) {
+      if (ec) return;
+      const auto now = Clock::now();
+      for (auto& [slot, p] : pinned) p->session->Tick(now);
+      ArmTick();
+    });
+  }
+  asio::steady_timer tick{io};
   ServerAddress Server() const { return ServerAddress{options.server_host, options.server_port}; }
 };
 
@@ -500,19 +511,7 @@ void Proxy::Start() {
   asio::co_spawn(m.io, m.Accept(*m.tcp), asio::detached);
   if (m.local) asio::co_spawn(m.io, m.AcceptLocal(*m.local), asio::detached);
   m.work.emplace(m.io.get_executor());
-  // Times out waiting clients and operations.
-  auto tick = std::make_shared<asio::steady_timer>(m.io);
-  auto loop = std::make_shared<std::function<void()>>();
-  *loop = [this, tick, loop] {
-    tick->expires_after(std::chrono::milliseconds(100));
-    tick->async_wait([this, tick, loop](boost::system::error_code ec) {
-      if (ec) return;
-      auto now = Clock::now();
-      for (auto& [slot, p] : impl_->pinned) p->session->Tick(now);
-      (*loop)();
-    });
-  };
-  (*loop)();
+  m.ArmTick();
   m.thread = std::thread([&m] { m.io.run(); });
   log::Info(
       "proxy.listening",

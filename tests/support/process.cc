@@ -8,6 +8,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <boost/process.hpp>
 #include <fstream>
 #include <sstream>
@@ -90,6 +91,10 @@ struct Daemon::Impl {
 Daemon::Daemon(const std::vector<std::string>& args, std::chrono::seconds ready_timeout)
     : impl_(std::make_unique<Impl>()), port_(FreePort()) {
   std::vector<std::string> full = {"serve", "--listen", "127.0.0.1:" + std::to_string(port_)};
+  // The wire proxy on any free port: several daemons run side by side in tests.
+  if (std::find(args.begin(), args.end(), "--proxy-listen") == args.end()) {
+    full.insert(full.end(), {"--proxy-listen", "127.0.0.1:0"});
+  }
   full.insert(full.end(), args.begin(), args.end());
   impl_->child = bp::child(TestpoolBinary().string(), bp::args(full), bp::std_out > impl_->log.string(),
                            bp::std_err > impl_->log.string(), bp::std_in < bp::null);
