@@ -10,6 +10,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   postgresql-15 postgresql-client-15 postgresql-contrib
   python3 python3-psycopg curl procps
+  docker.io busybox-static debootstrap
 )
 
 missing=()

@@ -1,10 +1,21 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh Debian 12 machine (as root): installs what is missing, builds
 # with warnings as errors under AddressSanitizer + UBSan, and runs every test (unit tests, and
-# integration tests against real PostgreSQL servers the tests start themselves).
+# integration tests against real PostgreSQL servers the tests start themselves, and the Docker tests
+# against testpool's own dockerd, started by scripts/start-dockerd.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/install-deps.sh
+
+# The Docker tests run against testpool's own engine; an engine that cannot start fails the run
+# here, before the build, rather than as a skipped test.
+echo "== docker engine"
+if ! docker_sock=$(./scripts/start-dockerd.sh); then
+  echo "test.sh: FAILED to start testpool's dockerd (scripts/start-dockerd.sh, log above);" \
+       "the Docker tests need it" >&2
+  exit 1
+fi
+export DOCKER_HOST="unix://$docker_sock"
 
 start=$(date +%s)
 echo "== build (sanitizers, -Werror): build-asan"
