@@ -35,14 +35,20 @@ struct Target {
   std::string host, port, user, password, database;
 };
 
-// Runs pgbench with `args` against `t`; returns its TPS (fails on a non-zero exit or no figure).
-double Pgbench(const Target& t, const std::vector<std::string>& args) {
+// This process's environment with the PG* variables of `t` (pgbench reads nothing else).
+bp::environment PgEnv(const Target& t) {
   bp::environment env = boost::this_process::environment();
   env.set("PGHOST", t.host);
   env.set("PGPORT", t.port);
   env.set("PGUSER", t.user);
   env.set("PGPASSWORD", t.password);
   env.set("PGDATABASE", t.database);
+  return env;
+}
+
+// Runs pgbench with `args` against `t`; returns its TPS (fails on a non-zero exit or no figure).
+double Pgbench(const Target& t, const std::vector<std::string>& args) {
+  bp::environment env = PgEnv(t);
   bp::ipstream out;
   bp::child c(bp::search_path("pgbench"), bp::args(args), bp::std_out > out, bp::std_err > bp::null, env);
   std::string line, all;
@@ -57,12 +63,7 @@ double Pgbench(const Target& t, const std::vector<std::string>& args) {
 }
 
 void Init(const Target& t) {
-  bp::environment env = boost::this_process::environment();
-  env.set("PGHOST", t.host);
-  env.set("PGPORT", t.port);
-  env.set("PGUSER", t.user);
-  env.set("PGPASSWORD", t.password);
-  env.set("PGDATABASE", t.database);
+  bp::environment env = PgEnv(t);
   // No vacuum (it cannot run in a transaction block), no foreign keys: the same for both sides.
   int rc = bp::system(bp::search_path("pgbench"), "-i", "-I", "dtgp", "-s", "1", "-q", bp::std_out > bp::null,
                       bp::std_err > bp::null, env);

@@ -86,9 +86,9 @@ std::map<std::string, std::string> Labels(const json& j) {
   return out;
 }
 
-std::string StripSlash(std::string name) {
-  if (!name.empty() && name[0] == '/') name.erase(0, 1);
-  return name;
+std::string StripSlash(std::string_view name) {
+  if (name.starts_with('/')) name.remove_prefix(1);
+  return std::string(name);
 }
 
 // "1.41" → {1, 41}; {-1, -1} when it is not that shape.

@@ -401,17 +401,7 @@ bool Session::TryInterleave(Client& c) {
   holder_ = owner_;
   owner_ = c.id;
   c.interleaved = true;
-  Entry b;
-  b.kind = Entry::Kind::kBind;
-  b.client = c.id;
-  b.hide = true;
-  SendEntry(EncodeSimpleBind("", kSavepointX), std::move(b));
-  Entry x;
-  x.kind = Entry::Kind::kExecute;
-  x.client = c.id;
-  x.hide = true;
-  x.steps.push_back(CcStep{true, "", Effect::kNone});
-  SendEntry(EncodeExecute("", 0), std::move(x));
+  InjectExecute(c.id, kSavepointX, CcStep{true, "", Effect::kNone});
   c.unit_open = true;
   while (!c.pending.empty()) {
     std::string raw = std::move(c.pending.front());
@@ -425,16 +415,8 @@ bool Session::TryInterleave(Client& c) {
 // and the block's holder has the server again.
 void Session::EndInterleave(Client& c, char server_status) {
   c.interleaved = false;
-  for (const char* stmt :
-       server_status == 'E' ? std::vector<const char*>{kRollbackX, kReleaseX} : std::vector<const char*>{kReleaseX}) {
-    Entry b;
-    b.kind = Entry::Kind::kBind;
-    SendEntry(EncodeSimpleBind("", stmt), std::move(b));
-    Entry x;
-    x.kind = Entry::Kind::kExecute;
-    x.steps.push_back(CcStep{true, "", Effect::kNone});
-    SendEntry(EncodeExecute("", 0), std::move(x));
-  }
+  if (server_status == 'E') InjectExecute(0, kRollbackX, CcStep{true, "", Effect::kNone});
+  InjectExecute(0, kReleaseX, CcStep{true, "", Effect::kNone});
   Entry sync;
   sync.kind = Entry::Kind::kSync;
   SendEntry(EncodeSync(), std::move(sync));
@@ -490,19 +472,7 @@ bool Session::StartUnit(Client& c, bool extended) {
     // The last unit's work joins the base level; a fresh implicit savepoint for this one.
     // Pipelined ahead of the client's messages: no extra round trip.
     if (extended) {
-      for (const char* stmt : {kReleaseI, kSavepointI}) {
-        Entry b;
-        b.kind = Entry::Kind::kBind;
-        b.client = c.id;
-        b.hide = true;
-        SendEntry(EncodeSimpleBind("", stmt), std::move(b));
-        Entry x;
-        x.kind = Entry::Kind::kExecute;
-        x.client = c.id;
-        x.hide = true;
-        x.steps.push_back(CcStep{true, "", Effect::kNone});
-        SendEntry(EncodeExecute("", 0), std::move(x));
-      }
+      for (const char* stmt : {kReleaseI, kSavepointI}) InjectExecute(c.id, stmt, CcStep{true, "", Effect::kNone});
     } else {
       RunInternal("RELEASE SAVEPOINT testpool_i; SAVEPOINT testpool_i", "", nullptr);
     }

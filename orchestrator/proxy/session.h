@@ -207,7 +207,10 @@ class Session {
   void HandleBind(Client& c, const Bind& b);
   void HandleDescribe(Client& c, const Target& t);
   void HandleExecute(Client& c, const Execute& e);
-  void InjectExecute(Client& c, const char* statement, CcStep step);
+  // Bind + Execute of one of the internal prepared statements in the unnamed portal, for `client`'s
+  // unit (0: an internal operation): its BindComplete is hidden, its CommandComplete handled by
+  // `step`; an error reaches the client as the server sent it.
+  void InjectExecute(ClientId client, const char* statement, CcStep step);
   void HandleClose(Client& c, const Target& t);
   void HandleDiscarded(Client& c, const MessageView& m);
   void EnsureUnnamed(Client& c);

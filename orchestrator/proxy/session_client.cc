@@ -185,15 +185,15 @@ void Session::HandleDescribe(Client& c, const Target& t) {
   SendEntry(EncodeDescribe(t.kind, ServerName(c, t.name)), std::move(e));
 }
 
-void Session::InjectExecute(Client& c, const char* statement, CcStep step) {
+void Session::InjectExecute(ClientId client, const char* statement, CcStep step) {
   Entry b;
   b.kind = Entry::Kind::kBind;
-  b.client = c.id;
+  b.client = client;
   b.hide = true;
   SendEntry(EncodeSimpleBind("", statement), std::move(b));
   Entry x;
   x.kind = Entry::Kind::kExecute;
-  x.client = c.id;
+  x.client = client;
   x.steps.push_back(std::move(step));
   SendEntry(EncodeExecute("", 0), std::move(x));
 }
@@ -218,7 +218,7 @@ void Session::HandleExecute(Client& c, const Execute& ex) {
         Synthetic(c, notice("25001", "there is already a transaction in progress") + EncodeCommandComplete("BEGIN"));
       } else {
         // Failed: the server refuses the savepoint with the usual "current transaction is aborted".
-        InjectExecute(c, kSavepointC, CcStep{false, "BEGIN", Effect::kEnterBlock});
+        InjectExecute(c.id, kSavepointC, CcStep{false, "BEGIN", Effect::kEnterBlock});
         if (t == Tx::kIdle) c.predicted = Tx::kBlock;
       }
       break;
@@ -230,18 +230,18 @@ void Session::HandleExecute(Client& c, const Execute& ex) {
                          EncodeCommandComplete(commit ? "COMMIT" : "ROLLBACK"));
       } else if (commit && t == Tx::kBlock) {
         if (cls.chain) {
-          InjectExecute(c, kReleaseC, CcStep{true, "", Effect::kNone});
-          InjectExecute(c, kSavepointC, CcStep{false, "COMMIT", Effect::kStayBlock});
+          InjectExecute(c.id, kReleaseC, CcStep{true, "", Effect::kNone});
+          InjectExecute(c.id, kSavepointC, CcStep{false, "COMMIT", Effect::kStayBlock});
         } else {
-          InjectExecute(c, kReleaseC, CcStep{false, "COMMIT", Effect::kLeaveBlock});
+          InjectExecute(c.id, kReleaseC, CcStep{false, "COMMIT", Effect::kLeaveBlock});
           c.predicted = Tx::kIdle;
         }
       } else if (cls.chain) {  // ROLLBACK AND CHAIN, or COMMIT AND CHAIN of a failed block
-        InjectExecute(c, kRollbackC, CcStep{false, "ROLLBACK", Effect::kStayBlock});
+        InjectExecute(c.id, kRollbackC, CcStep{false, "ROLLBACK", Effect::kStayBlock});
         c.predicted = Tx::kBlock;
       } else {  // ROLLBACK, or COMMIT of a failed block (which rolls back, as on a server)
-        InjectExecute(c, kRollbackC, CcStep{true, "", Effect::kNone});
-        InjectExecute(c, kReleaseC, CcStep{false, "ROLLBACK", Effect::kLeaveBlock});
+        InjectExecute(c.id, kRollbackC, CcStep{true, "", Effect::kNone});
+        InjectExecute(c.id, kReleaseC, CcStep{false, "ROLLBACK", Effect::kLeaveBlock});
         c.predicted = Tx::kIdle;
       }
       break;
