@@ -1,6 +1,6 @@
 // Where PostgreSQL servers come from. The seam between core/ and the outside world's servers:
-// `local` runs initdb/postgres itself, `external` uses a server given by DSN, and `docker` (later)
-// runs containers. core/ only ever sees this interface.
+// `local` runs initdb/postgres itself, `external` uses a server given by DSN, and `docker`
+// runs a container per slot. core/ only ever sees this interface.
 //
 // Thread safety: Start() and Stop() are called by one thread (the daemon's main thread);
 // AdminConnInfo()/ClientConnInfo() may be called from any thread after Start() returned.
@@ -8,6 +8,7 @@
 
 #include <string_view>
 
+#include "orchestrator/backend/slot_servers.h"
 #include "orchestrator/pg/conninfo.h"
 
 namespace testpool::backend {
@@ -44,6 +45,10 @@ class Backend {
   // they then yield to the sessions on the lease path. local: setpriority() on that process;
   // others cannot reach the server's processes and do nothing. Never throws; failure is harmless.
   virtual void Deprioritize(int server_pid) const noexcept { (void)server_pid; }
+
+  // Backends that give each slot a server of its own (docker) return them here; then the server
+  // above (AdminConnInfo) only holds the control database. Shared-server backends: nullptr.
+  virtual SlotServers* slot_servers() { return nullptr; }
 };
 
 }  // namespace testpool::backend

@@ -486,6 +486,7 @@ std::string DockerClient::CreateContainer(const DockerContainerSpec& spec) {
   if (!spec.env.empty()) body["Env"] = spec.env;
   if (!spec.user.empty()) body["User"] = spec.user;
   if (!spec.working_dir.empty()) body["WorkingDir"] = spec.working_dir;
+  if (!spec.stop_signal.empty()) body["StopSignal"] = spec.stop_signal;
   json host = json::object();
   if (spec.host_network) {
     host["NetworkMode"] = "host";
@@ -580,6 +581,21 @@ std::vector<DockerContainerSummary> DockerClient::ListContainers(const std::map<
     out.push_back(std::move(s));
   }
   return out;
+}
+
+std::string DockerClient::Logs(const std::string& id, int tail) {
+  const std::string what = "read the log of container " + id;
+  auto a = Http::Send(options_,
+                      Http::Make("GET", Prefix() + "/containers/" + Segment(id) +
+                                            "/logs?stdout=true&stderr=true&tail=" + std::to_string(std::max(tail, 0))),
+                      options_.call_timeout);
+  Http::Expect(a, {200}, what);
+  // Both streams into one text, in the order written (a container without a tty multiplexes them).
+  std::string text;
+  if (!DemuxDockerStream(a.body, text, text)) {
+    throw Error(ErrorCode::kBackend, "Docker engine: " + what + ": the stream ended inside a frame");
+  }
+  return text;
 }
 
 DockerExecResult DockerClient::Exec(const std::string& id, const std::vector<std::string>& cmd, const std::string& user,

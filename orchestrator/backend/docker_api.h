@@ -101,6 +101,8 @@ struct DockerContainerSpec {
   std::vector<std::string> binds;  // "/host/path:/container/path[:ro]"
   // Bytes of /dev/shm (0: the engine's default, 64 MiB).
   std::int64_t shm_size_bytes = 0;
+  // The signal `stop` sends first ("SIGINT"); empty: the image's (SIGTERM by default).
+  std::string stop_signal;
 };
 
 struct DockerContainer {
@@ -208,6 +210,10 @@ class DockerApi {
   virtual std::vector<DockerContainerSummary> ListContainers(const std::map<std::string, std::string>& labels,
                                                              bool all) = 0;
 
+  // The last `tail` lines the container wrote to stdout and stderr, interleaved as written.
+  // Throws Error(kNotFound) when there is no such container.
+  virtual std::string Logs(const std::string& id, int tail) = 0;
+
   // Runs `cmd` inside the running container (no tty, no stdin) as `user` (empty: the
   // container's) and waits for it, returning its exit code and output.
   // Throws Error(kNotFound) when there is no such container, Error(kConflict) when it is not
@@ -243,6 +249,7 @@ class DockerClient final : public DockerApi {
   void RemoveContainer(const std::string& id, bool force, bool volumes) override;
   std::vector<DockerContainerSummary> ListContainers(const std::map<std::string, std::string>& labels,
                                                      bool all) override;
+  std::string Logs(const std::string& id, int tail) override;
   DockerExecResult Exec(const std::string& id, const std::vector<std::string>& cmd, const std::string& user,
                         std::chrono::milliseconds timeout) override;
 

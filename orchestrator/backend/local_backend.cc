@@ -37,8 +37,6 @@ constexpr auto kFirstBackoff = 200ms;    // before the first restart; doubles up
 constexpr auto kMaxBackoff = 5000ms;
 constexpr auto kFastShutdownWait = 30s;  // after SIGINT, before SIGQUIT
 constexpr auto kEscalationWait = 5s;     // after SIGQUIT, before SIGKILL
-constexpr int kPortLow = 20000;          // below the kernel's ephemeral range (32768-60999): a
-constexpr int kPortHigh = 32767;         // port polled in that range can connect to itself
 constexpr size_t kMaxSocketPath = 107;   // sizeof(sockaddr_un::sun_path) minus the NUL
 constexpr int kBackgroundNice = 10;     // see Deprioritize()
 
@@ -203,10 +201,10 @@ int LocalBackend::Impl::ChoosePort() {
                          "or choose another port");
     }
   } else {
-    chosen = PickFreePort(kPortLow, kPortHigh);
+    chosen = PickFreePort(kServerPortLow, kServerPortHigh);
     if (chosen == 0) {
-      throw BackendError("no free TCP port found on 127.0.0.1 between " + std::to_string(kPortLow) + " and " +
-                         std::to_string(kPortHigh) + "; choose one explicitly");
+      throw BackendError("no free TCP port found on 127.0.0.1 between " + std::to_string(kServerPortLow) + " and " +
+                         std::to_string(kServerPortHigh) + "; choose one explicitly");
     }
   }
   if (stored != std::to_string(chosen)) WriteFileAtomically(port_path, std::to_string(chosen) + "\n", 0644);
@@ -252,12 +250,7 @@ pid_t LocalBackend::Impl::SpawnPostmaster(int on_port) {
               {"-D", data_dir.string(), "-p", std::to_string(on_port), "-k", run_dir.string()},
               pg_dir,
               run_as};
-  const std::vector<std::pair<std::string, std::string>> defaults = {
-      {"listen_addresses", "127.0.0.1"}, {"fsync", "off"},
-      {"synchronous_commit", "off"},     {"full_page_writes", "off"},
-      {"max_connections", "300"},        {"logging_collector", "off"},
-      {"log_line_prefix", "%m [%p] %q%u@%d "}};
-  for (const auto& list : {defaults, options.settings}) {
+  for (const auto& list : {TestServerSettings(), options.settings}) {
     for (const auto& [key, value] : list) {
       cmd.args.push_back("-c");
       cmd.args.push_back(key + "=" + value);
@@ -301,7 +294,7 @@ void LocalBackend::Impl::Start() {
   bin_dir = FindServerBinaries(options.bin_dir);
   run_as = ::geteuid() == 0 ? LookupUser(options.run_as_user) : CurrentUser();
   // Before initdb, so a too-long path fails fast (random ports all have 5 digits).
-  CheckSocketPath(options.port != 0 ? options.port : kPortHigh);
+  CheckSocketPath(options.port != 0 ? options.port : kServerPortHigh);
   PrepareDirectories();
   const std::string secret = EnsureCluster();
   WriteAuthConfig();

@@ -103,6 +103,13 @@ fs::path FindServerBinaries(const fs::path& configured) {
   return best;
 }
 
+std::vector<std::pair<std::string, std::string>> TestServerSettings() {
+  return {{"listen_addresses", "127.0.0.1"}, {"fsync", "off"},
+          {"synchronous_commit", "off"},     {"full_page_writes", "off"},
+          {"max_connections", "300"},        {"logging_collector", "off"},
+          {"log_line_prefix", "%m [%p] %q%u@%d "}};
+}
+
 int PickFreePort(int low, int high) {
   std::mt19937 rng(std::random_device{}());
   std::uniform_int_distribution<int> pick(low, high);

@@ -10,6 +10,8 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "orchestrator/backend/process_util.h"
 
@@ -22,6 +24,17 @@ bool HasServerBinaries(const std::filesystem::path& dir);
 // exists and its answer holds them), else the highest /usr/lib/postgresql/N/bin that does.
 // Throws Error(kBackend) saying where it looked and what to install or set.
 std::filesystem::path FindServerBinaries(const std::filesystem::path& configured);
+
+// Ports testpool picks for the servers it starts: below the kernel's ephemeral range
+// (32768-60999), because a port polled there can connect to itself (and then block the
+// server's bind for a minute).
+inline constexpr int kServerPortLow = 20000;
+inline constexpr int kServerPortHigh = 32767;
+
+// The settings every server testpool starts runs with (before the user's own, which override
+// them): test data need no durability (fsync, synchronous_commit and full-page writes off), many
+// connections, the log on stderr with a prefix naming process, user and database.
+std::vector<std::pair<std::string, std::string>> TestServerSettings();
 
 // True when nothing listens on 127.0.0.1:`port` (checked by binding it, with SO_REUSEADDR as
 // postgres does). A port can still be taken between this check and its use.

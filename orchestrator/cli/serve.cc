@@ -13,6 +13,7 @@
 
 #include "orchestrator/proxy/proxy.h"
 #include "orchestrator/api/server.h"
+#include "orchestrator/backend/docker_backend.h"
 #include "orchestrator/backend/external_backend.h"
 #include "orchestrator/backend/local_backend.h"
 #include "orchestrator/cli/cli.h"
@@ -62,8 +63,14 @@ int Serve(int argc, char** argv) {
   opts.add_options()
       ("help,h", "show this help")
       ("listen", po::value<std::string>()->default_value("127.0.0.1:7432"), "HTTP address to listen on (host:port)")
-      ("backend", po::value<std::string>()->default_value("local"), "where PostgreSQL comes from: local | external")
-      ("dsn", po::value<std::string>(), "superuser DSN of the server (external backend; or $TESTPOOL_DSN)")
+      ("backend", po::value<std::string>()->default_value("local"),
+       "where PostgreSQL comes from: local | external | docker (a container per slot)")
+      ("dsn", po::value<std::string>(),
+       "superuser DSN of the server (external backend; or $TESTPOOL_DSN); with docker: of the control server "
+       "(default: the embedded local one)")
+      ("docker-image", po::value<std::string>()->default_value(backend::kDefaultDockerImage),
+       "docker backend: the PostgreSQL image templates and slots run (scripts/build-base-image.sh builds the default)")
+      ("keep", "docker backend: leave the slot containers running at shutdown (the next start adopts them)")
       ("state-dir", po::value<std::string>(), "state directory (local backend's cluster lives here)")
       ("pg-bin", po::value<std::string>(), "directory with initdb and postgres (default: pg_config --bindir)")
       ("pg-port", po::value<int>()->default_value(0), "TCP port of the local postgres (0: chosen once, then kept)")
@@ -156,37 +163,55 @@ int Serve(int argc, char** argv) {
   std::unique_ptr<backend::Backend> server;
   std::filesystem::path proxy_socket_dir;
   const std::string kind = vm["backend"].as<std::string>();
+  if (kind != "local" && kind != "external" && kind != "docker") {
+    std::cerr << "testpool serve: --backend must be local, external or docker (got '" << kind << "')\n";
+    return kExitUsage;
+  }
+  std::vector<std::pair<std::string, std::string>> settings;
+  if (vm.count("pg-setting")) {
+    for (const std::string& kv : vm["pg-setting"].as<std::vector<std::string>>()) {
+      auto eq = kv.find('=');
+      if (eq == std::string::npos || eq == 0) {
+        std::cerr << "testpool serve: --pg-setting must be key=value (got '" << kv << "')\n";
+        return kExitUsage;
+      }
+      settings.emplace_back(kv.substr(0, eq), kv.substr(eq + 1));
+    }
+  }
+  std::string dsn = vm.count("dsn") ? vm["dsn"].as<std::string>() : "";
+  if (dsn.empty()) {
+    if (const char* env = std::getenv("TESTPOOL_DSN")) dsn = env;
+  }
+  if (kind == "external" && dsn.empty()) {
+    std::cerr << "testpool serve: --backend external needs --dsn (or $TESTPOOL_DSN)\n";
+    return kExitUsage;
+  }
+  if (kind != "docker" && (vm.count("keep") || !vm["docker-image"].defaulted())) {
+    std::cerr << "testpool serve: --keep and --docker-image are for --backend docker\n";
+    return kExitUsage;
+  }
   try {
-    if (kind == "local") {
+    // The control server: the embedded one (local, and docker without --dsn) or the DSN's.
+    if (kind == "external" || (kind == "docker" && !dsn.empty())) {
+      server = std::make_unique<backend::ExternalBackend>(dsn);
+    } else {
       backend::LocalBackendOptions o;
       o.state_dir = vm.count("state-dir") ? std::filesystem::path(vm["state-dir"].as<std::string>()) : DefaultStateDir();
       if (vm.count("pg-bin")) o.bin_dir = vm["pg-bin"].as<std::string>();
       o.port = vm["pg-port"].as<int>();
-      if (vm.count("pg-setting")) {
-        for (const std::string& kv : vm["pg-setting"].as<std::vector<std::string>>()) {
-          auto eq = kv.find('=');
-          if (eq == std::string::npos || eq == 0) {
-            std::cerr << "testpool serve: --pg-setting must be key=value (got '" << kv << "')\n";
-            return kExitUsage;
-          }
-          o.settings.emplace_back(kv.substr(0, eq), kv.substr(eq + 1));
-        }
-      }
+      if (kind == "local") o.settings = settings;  // with docker, the settings are the containers'
       proxy_socket_dir = o.state_dir / "proxy";
       server = std::make_unique<backend::LocalBackend>(std::move(o));
-    } else if (kind == "external") {
-      std::string dsn = vm.count("dsn") ? vm["dsn"].as<std::string>() : "";
-      if (dsn.empty()) {
-        if (const char* env = std::getenv("TESTPOOL_DSN")) dsn = env;
-      }
-      if (dsn.empty()) {
-        std::cerr << "testpool serve: --backend external needs --dsn (or $TESTPOOL_DSN)\n";
-        return kExitUsage;
-      }
-      server = std::make_unique<backend::ExternalBackend>(dsn);
-    } else {
-      std::cerr << "testpool serve: --backend must be local or external (got '" << kind << "')\n";
-      return kExitUsage;
+    }
+    if (kind == "docker") {
+      backend::DockerBackendOptions o;
+      const char* docker_host = std::getenv("DOCKER_HOST");
+      o.address = backend::DockerAddress::Parse(docker_host != nullptr && *docker_host ? docker_host
+                                                                                        : "unix:///var/run/docker.sock");
+      o.image = vm["docker-image"].as<std::string>();
+      o.keep = vm.count("keep") > 0;
+      o.settings = settings;
+      server = std::make_unique<backend::DockerBackend>(std::move(server), std::move(o));
     }
 
     const std::string daemon_id = util::RandomToken(10);
@@ -195,7 +220,7 @@ int Serve(int argc, char** argv) {
                                   {"recipes", std::to_string(recipes->Names().size())}});
     server->Start();
     auto store = core::ControlStore::Open(server->AdminConnInfo());
-    core::TemplateBuilder builder(*store, util::RealClock());
+    core::TemplateBuilder builder(*store, util::RealClock(), server->slot_servers());
     auto templates = std::make_unique<core::TemplateService>(*store, builder);
     // Declared after the template service, yet the service is destroyed first (below), so every
     // listener call it makes finds the pools alive (a build ending after pools.Stop() still calls

@@ -168,6 +168,20 @@ TemplateRow TemplateFromRow(const pg::Result& r, int i) {
 ControlStore::ControlStore(pg::ConnInfo admin)
     : admin_(std::move(admin)), pool_(AdminConnInfo(kControlDatabase), /*max_idle=*/64) {}
 
+void EnsureOwnerRoles(pg::Connection& conn) {
+  auto ensure_role = [&](const char* role, const char* attributes) {
+    try {
+      conn.Exec(std::string("DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '") + role +
+                "') THEN CREATE ROLE " + role + " " + attributes + "; END IF; END $$");
+    } catch (const pg::PgError& e) {
+      // Another daemon on this server created it at the same moment.
+      if (e.sqlstate() != pg::sqlstate::kDuplicateObject && e.sqlstate() != pg::sqlstate::kUniqueViolation) throw;
+    }
+  };
+  ensure_role(kTemplateOwnerRole, "SUPERUSER NOLOGIN");
+  ensure_role(kSlotOwnerRole, "NOSUPERUSER NOLOGIN NOCREATEDB NOCREATEROLE");
+}
+
 pg::ConnInfo ControlStore::AdminConnInfo(const std::string& dbname) const {
   pg::ConnInfo info = admin_;
   info.Set("dbname", dbname);
@@ -194,17 +208,7 @@ std::unique_ptr<ControlStore> ControlStore::Open(const pg::ConnInfo& admin) {
     // Cluster-wide pieces, idempotent: the template and slot owner roles, and nobody but superusers in the
     // control database (lease roles must not read other leases' passwords).
     auto conn = store->pool_.Acquire();
-    auto ensure_role = [&](const char* role, const char* attributes) {
-      try {
-        conn->Exec(std::string("DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '") + role +
-                   "') THEN CREATE ROLE " + role + " " + attributes + "; END IF; END $$");
-      } catch (const pg::PgError& e) {
-        // Another daemon on this server created it at the same moment.
-        if (e.sqlstate() != pg::sqlstate::kDuplicateObject && e.sqlstate() != pg::sqlstate::kUniqueViolation) throw;
-      }
-    };
-    ensure_role(kTemplateOwnerRole, "SUPERUSER NOLOGIN");
-    ensure_role(kSlotOwnerRole, "NOSUPERUSER NOLOGIN NOCREATEDB NOCREATEROLE");
+    EnsureOwnerRoles(*conn);
     conn->Exec("REVOKE ALL ON DATABASE " + conn->QuoteIdent(kControlDatabase) + " FROM PUBLIC");
   }
   // Every lease handout writes a row: when 20 CI workers ask at the same moment, each should find

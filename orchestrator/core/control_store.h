@@ -44,6 +44,10 @@ struct TemplateRow {
   std::string updated_at;
 };
 
+// Creates kTemplateOwnerRole and kSlotOwnerRole on the server `conn` (a superuser's) is connected
+// to, when missing. Safe against another daemon doing the same at the same moment.
+void EnsureOwnerRoles(pg::Connection& conn);
+
 class ControlStore {
  public:
   // Connects to the server at `admin` (superuser, no dbname), creates database `testpool` if it

@@ -31,6 +31,9 @@ class PinnedSessions {
     std::string database;  // the slot's database
     std::string role;      // the server login: the slot's current role …
     std::string password;  // … and its server-side password (never handed to clients)
+    // The slot's own server (backends with a server per slot); empty host: the proxy's server.
+    std::string host;
+    int port = 0;
   };
   // Opens the slot's pinned session (replacing any previous one of the slot, which is closed).
   // Throws Error(kUnavailable) when the server cannot be reached or refuses the login,

@@ -152,6 +152,7 @@ void PoolManager::Impl::TrimEnded() {
 
 LeaseInfo PoolManager::Impl::MakeLease(const Slot& s, const std::string& holder, std::chrono::seconds ttl) {
   pg::ConnInfo client = backend.ClientConnInfo();
+  if (s.port != 0) client.Set("host", s.host).Set("port", std::to_string(s.port));  // the slot's own server
   if (ModeOf(s) == RecycleMode::kRollback && pinned != nullptr) {
     // Rollback mode: clients reach the database through the proxy only.
     client.Set("host", pinned->host()).Set("port", std::to_string(pinned->port()));
@@ -219,6 +220,9 @@ void PoolManager::Stop() {
   impl_->reaper_cv.notify_all();
   for (std::thread& t : impl_->threads) t.join();
   impl_->threads.clear();
+  // Servers per slot (docker): removed now unless the backend keeps them for the next start —
+  // before the lock goes, so a daemon taking over never adopts a server being removed.
+  if (impl_->owner_lock && impl_->servers != nullptr) impl_->servers->Shutdown();
   impl_->owner_lock.reset();  // another daemon may manage the pools now
 }
 
@@ -412,6 +416,11 @@ LeaseInfo PoolManager::Renew(const std::string& lease_id, std::chrono::seconds t
     }
     LeaseInfo& l = it->second;
     util::WallTime now = impl_->clock.WallNow();
+    if (l.state == "lost") {
+      throw Error(ErrorCode::kLeaseExpired, "lease " + lease_id + " was lost: the server holding its database (" +
+                                                std::string(impl_->backend.Kind()) +
+                                                " backend) stopped, and its data with it; take a new lease");
+    }
     if (l.state != "active" || l.expires_at <= now || impl_->ending.count(lease_id)) {
       throw Error(ErrorCode::kLeaseExpired, "lease " + lease_id + " has ended (" + (l.state == "active" ? "expired" : l.state) + ")");
     }
@@ -466,8 +475,9 @@ LeaseInfo PoolManager::Reset(const std::string& lease_id) {
     impl_->pinned->Reset(snapshot.id);
   } else {
     std::lock_guard<std::mutex> io(*snapshot.io);
-    impl_->ops.CutOff(snapshot.role);
-    impl_->ops.DropDatabase(snapshot.database);
+    std::shared_ptr<SlotOps> ops = impl_->Ops(snapshot);
+    ops->CutOff(snapshot.role);
+    ops->DropDatabase(snapshot.database);
     impl_->CloneAndPrepare(&snapshot, template_db, mode_of_pool);  // same credentials
   }
   const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();

@@ -60,6 +60,12 @@ struct Slot {
   int64_t token = 0;
   int generation = 0;
   bool cut_off = false;  // the ended lease's role can no longer log in and has no sessions
+  // Backends with a server per slot (docker): the slot's own server — superuser conninfo, and the
+  // host and port its leases connect to. Empty for a shared server.
+  pg::ConnInfo server;
+  std::string host;
+  int port = 0;
+  bool lost = false;  // its server went away (a container that died): nothing to recycle
   std::shared_ptr<std::mutex> io = std::make_shared<std::mutex>();  // serialises server work on this slot
 };
 
@@ -118,7 +124,15 @@ using namespace pool_internal;  // NOLINT(google-build-using-namespace)
 
 struct PoolManager::Impl {
   Impl(ControlStore& s, backend::Backend& b, const util::Clock& c, PoolOptions o)
-      : store(s), backend(b), clock(c), options(o), rows(s), ops(s, [&b](int pid) { b.Deprioritize(pid); }) {
+      : store(s),
+        backend(b),
+        clock(c),
+        options(o),
+        rows(s),
+        servers(b.slot_servers()),
+        shared_ops(servers != nullptr ? nullptr
+                                      : std::make_shared<SlotOps>(s.AdminConnInfo(""),
+                                                                  [&b](int pid) { b.Deprioritize(pid); })) {
     counters.wait = MakeHistogram({0.5, 1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000});
     counters.recycle = MakeHistogram({5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000});
     counters.reset = MakeHistogram({0.5, 1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 5000});
@@ -129,7 +143,10 @@ struct PoolManager::Impl {
   const util::Clock& clock;
   const PoolOptions options;
   SlotStore rows;
-  SlotOps ops;
+  // Where slots live: one shared server (servers == nullptr; every slot uses shared_ops), or a
+  // server per slot (docker), each with its SlotOps in slot_ops.
+  backend::SlotServers* const servers;
+  const std::shared_ptr<SlotOps> shared_ops;
 
   mutable std::mutex mu;
   std::condition_variable jobs_cv;                        // recycler threads: jobs or stopping changed
@@ -154,6 +171,17 @@ struct PoolManager::Impl {
   std::function<void(const std::string&)> lease_ended;    // set before Start, then read-only
   PinnedSessions* pinned = nullptr;                       // set before Start, then read-only
   std::vector<std::string> ended_while_down;              // Reconcile → Start, for lease_ended
+  std::map<std::string, std::shared_ptr<SlotOps>> slot_ops;  // by slot id (servers only); guarded by mu
+  std::chrono::steady_clock::time_point next_server_check;   // the reaper's; servers only
+  std::chrono::steady_clock::time_point next_orphan_sweep;   // the reaper's; servers only
+
+  // The SlotOps for slot `s`'s server: shared_ops, or (servers) the slot's own, made on first use.
+  // OpsLocked: under mu; Ops: not under mu.
+  std::shared_ptr<SlotOps> OpsLocked(const Slot& s);
+  std::shared_ptr<SlotOps> Ops(const Slot& s) {
+    std::lock_guard<std::mutex> lock(mu);
+    return OpsLocked(s);
+  }
 
   // ---- state, under mu (pool_manager.cc) --------------------------------------------------
 
@@ -212,8 +240,16 @@ struct PoolManager::Impl {
 
   // After a lease: skip (nothing written: fresh role, same database) or re-clone; then ready.
   void Recycle(Slot s);
-  // Drops a broken slot's database and role and its row; frees its place under the caps.
+  // Drops a broken slot's database and role (servers: removes its server) and its row; frees its
+  // place under the caps.
   void Destroy(Slot s);
+  // Servers only: starts the slot's own server (s->server, host, port). Not under mu.
+  void StartServer(Slot* s);
+
+  // Servers only, from the reaper: a ready slot whose server died is replaced; a leased one's
+  // lease ends as "lost" (its holder is told so on renew); servers no slot owns are removed (every
+  // `orphan_sweep`). Not under mu.
+  void CheckServers(bool orphan_sweep);
 
   // ---- reaper (pool_recycler.cc) --------------------------------------------------------------
 

@@ -33,9 +33,20 @@ void PoolManager::Impl::Reconcile() {
     p.config = t.pool;
     current[t.name] = p.template_db;
   }
+  // What the server(s) hold: slot databases and lease roles (names carry the slot id, so the
+  // servers of a docker pool can share one set), and, with a server per slot, the servers.
   std::set<std::string> dbs, roles;
-  for (const std::string& d : ops.ListDatabases("tp_s_")) dbs.insert(d);
-  for (const std::string& r : ops.ListRoles("tp_r_")) roles.insert(r);
+  std::map<std::string, backend::SlotServer> running;  // by slot id
+  std::vector<backend::SlotServer> listed;
+  if (servers == nullptr) {
+    for (const std::string& d : shared_ops->ListDatabases("tp_s_")) dbs.insert(d);
+    for (const std::string& r : shared_ops->ListRoles("tp_r_")) roles.insert(r);
+  } else {
+    listed = servers->ListSlots();
+    for (const backend::SlotServer& server : listed) {
+      if (server.running) running.emplace(server.slot_id, server);
+    }
+  }
   std::map<std::string, LeaseRow> active;
   for (LeaseRow& l : rows.LoadActiveLeases()) active[l.id] = l;
   util::WallTime now = clock.WallNow();
@@ -57,6 +68,18 @@ void PoolManager::Impl::Reconcile() {
     s.lease_id = r.lease_id;
     auto dash = r.role.rfind('_');
     s.generation = dash == std::string::npos ? 0 : std::atoi(r.role.c_str() + dash + 1);
+    if (auto server = running.find(r.id); server != running.end()) {
+      s.server = server->second.admin;
+      s.host = server->second.client.Get("host");
+      s.port = std::stoi(server->second.client.Get("port"));
+      try {
+        std::shared_ptr<SlotOps> ops = OpsLocked(s);
+        for (const std::string& d : ops->ListDatabases("tp_s_")) dbs.insert(d);
+        for (const std::string& role : ops->ListRoles("tp_r_")) roles.insert(role);
+      } catch (const std::exception& e) {
+        log::Warn("reconcile.server_unreachable", {{"slot", s.id}, {"error", e.what()}});  // not intact
+      }
+    }
     owned_dbs.insert(r.database);
     if (!r.role.empty()) owned_roles.insert(r.role);
     bool intact = dbs.count(r.database) && roles.count(r.role);
@@ -72,7 +95,7 @@ void PoolManager::Impl::Reconcile() {
       s.state = SlotState::kReady;
     } else if (r.state == "leased" && intact && rollback) {
       // The lease's data lived in the previous daemon's open transaction, which died with it.
-      ops.CutOff(r.role);
+      OpsLocked(s)->CutOff(r.role);
       s.cut_off = true;
       s.state = SlotState::kRecycling;
       recycle.push_back(s.id);
@@ -91,7 +114,7 @@ void PoolManager::Impl::Reconcile() {
       leases[l.id] = l;
       log::Info("lease.kept", {{"lease", l.id}, {"slot", s.id}, {"template", s.name}});
     } else if (r.state == "leased" && intact) {
-      ops.CutOff(r.role);  // before anything says "expired": its DSN must not connect any more
+      OpsLocked(s)->CutOff(r.role);  // before anything says "expired": its DSN must not connect any more
       s.cut_off = true;
       s.state = SlotState::kRecycling;
       recycle.push_back(s.id);
@@ -110,11 +133,24 @@ void PoolManager::Impl::Reconcile() {
   }
   rows.ExpireStrayLeases();
   // Orphans are removed on a best-effort basis: one that cannot go now must not stop the daemon.
+  for (const backend::SlotServer& server : listed) {
+    if (slots.count(server.slot_id)) continue;
+    log::Info("reconcile.orphan_server", {{"slot", server.slot_id}, {"container", server.container.substr(0, 12)}});
+    try {
+      servers->RemoveSlot(server.slot_id);
+    } catch (const std::exception& e) {
+      log::Warn("reconcile.orphan_kept", {{"slot", server.slot_id}, {"error", e.what()}});
+    }
+  }
+  if (servers != nullptr) {  // each server goes whole with its slot
+    dbs.clear();
+    roles.clear();
+  }
   for (const std::string& d : dbs) {
     if (owned_dbs.count(d)) continue;
     log::Info("reconcile.orphan_database", {{"database", d}});
     try {
-      ops.DropDatabase(d);
+      shared_ops->DropDatabase(d);
     } catch (const std::exception& e) {
       log::Warn("reconcile.orphan_kept", {{"database", d}, {"error", e.what()}});
     }
@@ -123,7 +159,7 @@ void PoolManager::Impl::Reconcile() {
     if (owned_roles.count(r)) continue;
     log::Info("reconcile.orphan_role", {{"role", r}});
     try {
-      ops.DropRole(r);
+      shared_ops->DropRole(r);
     } catch (const std::exception& e) {
       log::Warn("reconcile.orphan_kept", {{"role", r}, {"error", e.what()}});
     }

@@ -15,6 +15,11 @@ namespace {
 // sessions are deprioritised likewise, through Backend::Deprioritize).
 constexpr int kBackgroundNice = 10;
 
+// Servers per slot (docker): how often the reaper looks for servers that died, and for servers
+// no slot owns.
+constexpr auto kServerCheckInterval = std::chrono::seconds(1);
+constexpr auto kOrphanSweepInterval = std::chrono::seconds(30);
+
 // The next role of a slot: a name never used before (its generation counts up) and fresh random
 // passwords (the lease's, and the server-side one rollback mode logs in with). Roles are never
 // reused across leases.
@@ -68,6 +73,9 @@ void PoolManager::Impl::BecomeReady(const Slot& s) {
   live.pinned = s.pinned;
   live.rolled_back = false;
   live.cut_off = false;
+  live.server = s.server;
+  live.host = s.host;
+  live.port = s.port;
   SetState(live, SlotState::kReady);
   OfferReady(live);
   Rebalance(pools.at(s.pool));
@@ -91,6 +99,7 @@ void PoolManager::Impl::Warm(Slot s) {
   try {
     NewCredentials(&s);
     rows.InsertWarming(SlotRow{s.id, s.name, s.hash, s.database, "warming", "", "", "", "", s.token});
+    if (servers != nullptr) StartServer(&s);
     CloneAndPrepare(&s, template_db, mode);
     if (mode == RecycleMode::kRollback) PinSession(&s);
     rows.MarkReady(SlotRow{s.id, s.name, s.hash, s.database, "ready", s.role, s.password, "", s.baseline, s.token});
@@ -119,9 +128,37 @@ void PoolManager::Impl::Warm(Slot s) {
 // The write marks of a database cloned from its pool's template a moment ago (nobody else has
 // connected to it): its counters, and the template's sequences. Not under mu.
 void PoolManager::Impl::CloneAndPrepare(Slot* s, const std::string& template_db, RecycleMode mode) {
-  ops.CloneDatabase(s->database, template_db);
-  ops.PrepareRole(s->database, s->role, ServerPassword(*s, mode));
+  std::shared_ptr<SlotOps> ops = Ops(*s);
+  ops->CloneDatabase(s->database, template_db);
+  ops->PrepareRole(s->database, s->role, ServerPassword(*s, mode));
   s->baseline = FreshCloneMarks(*s);
+}
+
+std::shared_ptr<SlotOps> PoolManager::Impl::OpsLocked(const Slot& s) {
+  if (servers == nullptr) return shared_ops;
+  auto it = slot_ops.find(s.id);
+  if (it != slot_ops.end()) return it->second;
+  if (s.server.params().empty()) {
+    throw Error(ErrorCode::kInternal, "slot " + s.id + " has no server yet");
+  }
+  // Few connections: one slot's work is serialised (Slot::io), the reaper's cut-offs aside.
+  auto ops = std::make_shared<SlotOps>(s.server, [](int) {}, /*max_idle=*/2);
+  slot_ops.emplace(s.id, ops);
+  return ops;
+}
+
+void PoolManager::Impl::StartServer(Slot* s) {
+  const util::MonoTime t0 = clock.Now();
+  backend::SlotServer server = servers->StartSlot(s->id, s->name, s->hash);
+  s->server = server.admin;
+  s->host = server.client.Get("host");
+  s->port = std::stoi(server.client.Get("port"));
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    slot_ops.erase(s->id);  // a server before this one, if any, is gone
+  }
+  log::Info("slot.server_started", {{"slot", s->id}, {"template", s->name}, {"container", server.container.substr(0, 12)},
+                                    {"port", std::to_string(s->port)}, {"ms", log::Ms(util::MsBetween(t0, clock.Now()))}});
 }
 
 void PoolManager::Impl::PinSession(Slot* s) {
@@ -130,7 +167,7 @@ void PoolManager::Impl::PinSession(Slot* s) {
                                              "' recycles in rollback mode, which needs testpool's wire proxy; "
                                              "this daemon runs without one");
   }
-  pinned->Pin(PinnedSessions::Target{s->id, s->database, s->role, s->server_password});
+  pinned->Pin(PinnedSessions::Target{s->id, s->database, s->role, s->server_password, s->host, s->port});
   s->pinned = true;
 }
 
@@ -141,11 +178,11 @@ std::string PoolManager::Impl::FreshCloneMarks(const Slot& s) {
     sequences = pools.at(s.pool).sequences;
   }
   if (sequences.empty()) {
-    sequences = ops.SequenceDigest(s.database);
+    sequences = Ops(s)->SequenceDigest(s.database);
     std::lock_guard<std::mutex> lock(mu);
     pools.at(s.pool).sequences = sequences;
   }
-  return WriteMarks{ops.Counters(s.database), sequences}.Encode();
+  return WriteMarks{Ops(s)->Counters(s.database), sequences}.Encode();
 }
 
 void PoolManager::Impl::Recycle(Slot s) {
@@ -161,13 +198,20 @@ void PoolManager::Impl::Recycle(Slot s) {
     recycle = p.config.recycle;
   }
   const char* mode = "skip";
+  if (s.lost) {
+    // Its server died under the lease: nothing to recycle; the slot is replaced.
+    std::lock_guard<std::mutex> lock(mu);
+    Discard(slots.at(s.id));
+    return;
+  }
   try {
+    std::shared_ptr<SlotOps> ops = Ops(s);
     if (s.pinned && pinned != nullptr) {
       // Normally done when the lease ended (Finish); here when that never ran (a restart).
       s.rolled_back = pinned->Release(s.id);
       s.pinned = false;
     }
-    if (!s.cut_off) ops.CutOff(s.role);
+    if (!s.cut_off) ops->CutOff(s.role);
     if (draining) {
       std::lock_guard<std::mutex> lock(mu);
       Discard(slots.at(s.id));
@@ -179,24 +223,24 @@ void PoolManager::Impl::Recycle(Slot s) {
       mode = "rollback";
       std::string old_role = s.role;
       NewCredentials(&s);
-      ops.HandOver(s.database, old_role, s.role, ServerPassword(s, recycle));
-      ops.EndSessions(s.database);  // see the skip path below
+      ops->HandOver(s.database, old_role, s.role, ServerPassword(s, recycle));
+      ops->EndSessions(s.database);  // see the skip path below
       PinSession(&s);
     } else if (recycle == RecycleMode::kClone && !s.rolled_back &&
-               ops.Unchanged(s.database, WriteMarks::Decode(s.baseline))) {
+               ops->Unchanged(s.database, WriteMarks::Decode(s.baseline))) {
       // Fresh credentials under a fresh role name; the old role is dropped. The hand-over
       // touches shared catalogs only, so the baseline still holds.
       std::string old_role = s.role;
       NewCredentials(&s);
-      ops.HandOver(s.database, old_role, s.role, s.password);
+      ops->HandOver(s.database, old_role, s.role, s.password);
       // A login of the old role that had passed its checks before the cut-off but was not yet
       // visible to it can surface on this database only now, with a role that no longer exists:
       // nobody but the next lease may have a session here, so end any that did.
-      ops.EndSessions(s.database);
+      ops->EndSessions(s.database);
     } else {
       mode = "clone";
-      ops.DropDatabase(s.database);
-      ops.DropRole(s.role);
+      ops->DropDatabase(s.database);
+      ops->DropRole(s.role);
       {
         // The template may have been dropped or replaced meanwhile: then there is nothing to
         // clone from, and nothing to clone for.
@@ -240,9 +284,18 @@ void PoolManager::Impl::Recycle(Slot s) {
 void PoolManager::Impl::Destroy(Slot s) {
   if (s.pinned && pinned != nullptr) pinned->Release(s.id);
   try {
-    if (!s.role.empty()) ops.CutOff(s.role);
-    ops.DropDatabase(s.database);
-    if (!s.role.empty()) ops.DropRole(s.role);
+    if (servers != nullptr) {
+      // The server goes with everything in it.
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        slot_ops.erase(s.id);
+      }
+      servers->RemoveSlot(s.id);
+    } else {
+      if (!s.role.empty()) shared_ops->CutOff(s.role);
+      shared_ops->DropDatabase(s.database);
+      if (!s.role.empty()) shared_ops->DropRole(s.role);
+    }
     rows.Delete(s.id);
     log::Info("slot.destroyed", {{"slot", s.id}, {"template", s.name}, {"database", s.database}});
   } catch (const std::exception& e) {
@@ -273,9 +326,21 @@ void PoolManager::Impl::Reaper() {
     }
     TrimEnded();
     RebalanceAll();  // picks up pools whose warm back-off ran out
-    if (expired.empty()) continue;
+    const auto real_now = std::chrono::steady_clock::now();
+    const bool check_servers = servers != nullptr && !passive && real_now >= next_server_check;
+    const bool orphan_sweep = check_servers && real_now >= next_orphan_sweep;
+    if (check_servers) next_server_check = real_now + kServerCheckInterval;
+    if (orphan_sweep) next_orphan_sweep = real_now + kOrphanSweepInterval;
+    if (expired.empty() && !check_servers) continue;
     lock.unlock();
     for (const auto& [lease_id, role] : expired) Finish(lease_id, role, "expired");
+    if (check_servers) {
+      try {
+        CheckServers(orphan_sweep);
+      } catch (const std::exception& e) {
+        log::Warn("pool.server_check_failed", {{"error", e.what()}});
+      }
+    }
     lock.lock();
   }
 }
@@ -286,21 +351,26 @@ void PoolManager::Impl::Finish(const std::string& lease_id, const std::string& r
   // Rollback mode: the proxy closes the lease's client connections and rolls its transaction
   // back first; then the server-side role is cut off like any other.
   std::optional<bool> rolled_back;
-  if (pinned != nullptr) {
-    std::string pinned_slot;
-    {
-      std::lock_guard<std::mutex> lock(mu);
-      auto it = leases.find(lease_id);
-      if (it != leases.end() && slots.count(it->second.slot_id) && slots.at(it->second.slot_id).pinned) {
-        pinned_slot = it->second.slot_id;
+  std::string pinned_slot;
+  std::shared_ptr<SlotOps> ops;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    auto it = leases.find(lease_id);
+    if (it != leases.end() && slots.count(it->second.slot_id)) {
+      const Slot& s = slots.at(it->second.slot_id);
+      if (s.pinned && pinned != nullptr) pinned_slot = s.id;
+      try {
+        ops = OpsLocked(s);
+      } catch (const Error&) {
+        // No server to cut off on: the recycle job finds out what became of it.
       }
     }
-    if (!pinned_slot.empty()) rolled_back = pinned->Release(pinned_slot);
   }
+  if (!pinned_slot.empty()) rolled_back = pinned->Release(pinned_slot);
   bool cut_off = false;
-  for (int attempt = 1; attempt <= 3 && !cut_off; ++attempt) {
+  for (int attempt = 1; attempt <= 3 && !cut_off && ops; ++attempt) {
     try {
-      ops.CutOff(role);
+      ops->CutOff(role);
       cut_off = true;
     } catch (const std::exception& e) {
       // After three tries the recycle job still cuts off before it touches the database.
@@ -328,6 +398,63 @@ void PoolManager::Impl::Finish(const std::string& lease_id, const std::string& r
     log::Error("lease.persist_failed", {{"lease", lease_id}, {"error", e.what()}});
   }
   if (lease_ended) lease_ended(lease_id);
+}
+
+void PoolManager::Impl::CheckServers(bool orphan_sweep) {
+  std::map<std::string, backend::SlotServer> alive;  // by slot id, running ones
+  std::vector<backend::SlotServer> orphans;
+  std::vector<std::pair<std::string, std::string>> lost_leases;  // lease id, slot id
+  const std::vector<backend::SlotServer> listed = servers->ListSlots();
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    for (const backend::SlotServer& server : listed) {
+      if (!slots.count(server.slot_id)) {
+        orphans.push_back(server);
+      } else if (server.running) {
+        alive.emplace(server.slot_id, server);
+      }
+    }
+    for (auto& [id, s] : slots) {
+      // Warming and recycling slots find out for themselves (their work fails and they are replaced).
+      if (s.port == 0 || alive.count(id) || (s.state != SlotState::kReady && s.state != SlotState::kLeased)) continue;
+      log::Warn("slot.server_lost", {{"slot", id}, {"template", s.name}, {"state", StateName(s.state)},
+                                     {"lease", s.lease_id}});
+      s.lost = true;
+      if (s.state == SlotState::kReady) {
+        Pool& p = pools.at(s.pool);
+        p.ready.erase(std::remove(p.ready.begin(), p.ready.end(), id), p.ready.end());
+        Discard(s);
+      } else if (!s.lease_id.empty() && ending.insert(s.lease_id).second) {
+        lost_leases.emplace_back(s.lease_id, id);
+      }
+    }
+    if (!orphan_sweep) orphans.clear();
+  }
+  for (const auto& [lease_id, slot_id] : lost_leases) {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      ending.erase(lease_id);
+      auto it = leases.find(lease_id);
+      if (it == leases.end() || it->second.state != "active") continue;
+      if (pinned != nullptr && slots.at(slot_id).pinned) slots.at(slot_id).pinned = false;
+      EndLease(it->second, "lost", /*cut_off=*/true);
+    }
+    if (pinned != nullptr) pinned->Release(slot_id);  // its clients are told, if any are left
+    try {
+      rows.End(lease_id, slot_id, "expired");
+    } catch (const std::exception& e) {
+      log::Error("lease.persist_failed", {{"lease", lease_id}, {"error", e.what()}});
+    }
+    if (lease_ended) lease_ended(lease_id);
+  }
+  for (const backend::SlotServer& server : orphans) {
+    log::Info("reconcile.orphan_server", {{"slot", server.slot_id}, {"container", server.container.substr(0, 12)}});
+    try {
+      servers->RemoveSlot(server.slot_id);
+    } catch (const std::exception& e) {
+      log::Warn("reconcile.orphan_kept", {{"slot", server.slot_id}, {"error", e.what()}});
+    }
+  }
 }
 
 }  // namespace testpool::core

@@ -32,11 +32,17 @@ WriteMarks WriteMarks::Decode(const std::string& text) {
   return WriteMarks{text.substr(4, semi - 4), text.substr(semi + 5)};
 }
 
-SlotOps::SlotOps(ControlStore& store, std::function<void(int)> background)
-    : store_(store),
+SlotOps::SlotOps(const pg::ConnInfo& server, std::function<void(int)> background, int max_idle)
+    : server_(server),
       background_(std::move(background)),
-      admin_(store.AdminConnInfo("postgres"), /*max_idle=*/32, std::chrono::seconds(10),
+      admin_(At("postgres"), max_idle, std::chrono::seconds(10),
              [this](pg::Connection& c) { background_(c.BackendPid()); }) {}
+
+pg::ConnInfo SlotOps::At(const std::string& db) const {
+  pg::ConnInfo c = server_;
+  c.Set("dbname", db);
+  return c;
+}
 
 void SlotOps::CloneDatabase(const std::string& db, const std::string& template_db) {
   auto conn = admin_.Acquire();
@@ -119,7 +125,7 @@ std::string SlotOps::Counters(const std::string& db) {
 }
 
 std::string SlotOps::SequenceDigest(const std::string& db) {
-  pg::Connection conn = pg::Connection::Open(store_.AdminConnInfo(db));
+  pg::Connection conn = pg::Connection::Open(At(db));
   background_(conn.BackendPid());
   pg::Result r = conn.Exec(
       "SELECT string_agg(format('%I.%I=%s', schemaname, sequencename, coalesce(last_value::text, '-')), ',' "

@@ -33,9 +33,11 @@ struct WriteMarks {
 
 class SlotOps {
  public:
-  // `background` is told the server pid of every session SlotOps opens (all of them do background
-  // work), e.g. Backend::Deprioritize; it must not throw.
-  SlotOps(ControlStore& store, std::function<void(int server_pid)> background);
+  // Works on the server at `server` (superuser conninfo; its dbname is ignored): the shared server
+  // of the local and external backends, or one slot's own server (docker). `background` is told
+  // the server pid of every session SlotOps opens (all of them do background work), e.g.
+  // Backend::Deprioritize; it must not throw. Up to `max_idle` connections are kept open.
+  SlotOps(const pg::ConnInfo& server, std::function<void(int server_pid)> background, int max_idle = 32);
 
   // CREATE DATABASE `db` TEMPLATE `template_db` STRATEGY FILE_COPY, with PUBLIC's rights revoked.
   void CloneDatabase(const std::string& db, const std::string& template_db);
@@ -76,8 +78,9 @@ class SlotOps {
 
  private:
   void WaitNoSessions(const char* column, const std::string& value);
+  pg::ConnInfo At(const std::string& db) const;  // superuser conninfo for `db`
 
-  ControlStore& store_;
+  const pg::ConnInfo server_;
   const std::function<void(int)> background_;
   pg::ConnectionPool admin_;  // superuser, dbname postgres
 };

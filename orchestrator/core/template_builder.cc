@@ -101,7 +101,12 @@ nlohmann::json ErrorJson(const Error& e) {
 
 }  // namespace
 
-TemplateBuilder::TemplateBuilder(ControlStore& store, const util::Clock& clock) : store_(store), clock_(clock) {}
+TemplateBuilder::TemplateBuilder(ControlStore& store, const util::Clock& clock, backend::SlotServers* servers)
+    : store_(store), clock_(clock), servers_(servers) {}
+
+std::string TemplateBuilder::ServerIdentity() {
+  return servers_ != nullptr ? servers_->ServerIdentity() : std::to_string(ServerMajor());
+}
 
 int TemplateBuilder::ServerMajor() {
   std::lock_guard<std::mutex> lock(mu_);
@@ -112,13 +117,28 @@ int TemplateBuilder::ServerMajor() {
   return server_major_;
 }
 
-bool TemplateBuilder::DatabaseExists(const std::string& database) {
+bool TemplateBuilder::Exists(const std::string& name, const std::string& hash, const std::string& database) {
+  if (servers_ != nullptr) return servers_->HasTemplate(name, hash);
   auto conn = store_.Connect();
   return conn->Exec("SELECT 1 FROM pg_database WHERE datname = $1", {database}).rows() == 1;
 }
 
+void TemplateBuilder::DropTemplate(const std::string& name, const std::string& hash, const std::string& database) {
+  if (servers_ != nullptr) {
+    servers_->DropTemplate(name, hash);
+  } else {
+    DropDatabase(database);
+  }
+}
+
 void TemplateBuilder::DropDatabase(const std::string& database) {
-  pg::Connection conn = pg::Connection::Open(store_.AdminConnInfo("postgres"));
+  DropDatabaseOn(store_.AdminConnInfo(""), database);
+}
+
+void TemplateBuilder::DropDatabaseOn(const pg::ConnInfo& server, const std::string& database) {
+  pg::ConnInfo at = server;
+  at.Set("dbname", "postgres");
+  pg::Connection conn = pg::Connection::Open(at);
   if (conn.Exec("SELECT 1 FROM pg_database WHERE datname = $1", {database}).rows() == 0) return;
   std::string q = conn.QuoteIdent(database);
   conn.Exec("ALTER DATABASE " + q + " WITH IS_TEMPLATE false ALLOW_CONNECTIONS false");
@@ -132,7 +152,7 @@ BuildOutcome TemplateBuilder::Ensure(const TemplateSpec& spec, const std::string
 
   auto ready = [&]() -> std::optional<BuildOutcome> {
     auto row = store_.FindBuild(spec.name, hash);
-    if (row && row->state == "ready" && DatabaseExists(database)) {
+    if (row && row->state == "ready" && Exists(spec.name, hash, database)) {
       return BuildOutcome{hash, database, false, row->build_ms};
     }
     return std::nullopt;
@@ -152,14 +172,29 @@ BuildOutcome TemplateBuilder::Ensure(const TemplateSpec& spec, const std::string
   }
 
   store_.MarkBuilding(spec, hash, database);
+  if (servers_ != nullptr && servers_->HasTemplate(spec.name, hash)) {
+    // Kept from before (another state directory, or a control database started afresh): the
+    // hash says it holds exactly these files, on this server build.
+    store_.MarkReady(spec.name, hash, 0);
+    log::Info("template.adopted", {{"template", spec.name}, {"hash", hash12}});
+    return BuildOutcome{hash, database, false, 0};
+  }
   try {
-    double ms = Build(spec, hash, database, progress);
+    double ms = 0;
+    if (servers_ != nullptr) {
+      // A build server of its own; destroyed (with everything in it) unless committed.
+      std::unique_ptr<backend::TemplateSite> site = servers_->BeginTemplate(spec.name, hash);
+      ms = Build(spec, hash, database, progress, site->admin());
+      site->Commit();
+    } else {
+      ms = Build(spec, hash, database, progress, store_.AdminConnInfo(""));
+    }
     store_.MarkReady(spec.name, hash, ms);
     return BuildOutcome{hash, database, true, ms};
   } catch (const Error& e) {
     log::Error("template.build_failed", {{"template", spec.name}, {"hash", hash12}, {"error", e.what()}});
     try {
-      DropDatabase(database);
+      if (servers_ == nullptr) DropDatabase(database);
     } catch (const Error& drop) {
       log::Error("template.drop_failed", {{"template", spec.name}, {"database", database}, {"error", drop.what()}});
     }
@@ -173,7 +208,12 @@ BuildOutcome TemplateBuilder::Ensure(const TemplateSpec& spec, const std::string
 }
 
 double TemplateBuilder::Build(const TemplateSpec& spec, const std::string& hash, const std::string& database,
-                              const ProgressFn& progress) {
+                              const ProgressFn& progress, const pg::ConnInfo& server) {
+  auto on = [&server](const std::string& dbname) {
+    pg::ConnInfo c = server;
+    c.Set("dbname", dbname);
+    return c;
+  };
   const std::string hash12 = hash.substr(0, 12);
   const util::MonoTime start = clock_.Now();
   const int total = static_cast<int>(spec.migrations.size() + spec.seed.size());
@@ -183,14 +223,15 @@ double TemplateBuilder::Build(const TemplateSpec& spec, const std::string& hash,
   if (progress) progress({BuildEvent::Kind::kStarted, 0, total, "", 0});
 
   // A database left by a build that crashed is dropped: we hold the lock, nobody else builds it.
-  DropDatabase(database);
+  DropDatabaseOn(server, database);
   {
-    pg::Connection admin = pg::Connection::Open(store_.AdminConnInfo("postgres"));
+    pg::Connection admin = pg::Connection::Open(on("postgres"));
+    EnsureOwnerRoles(admin);  // a build server of its own starts without them
     admin.Exec("CREATE DATABASE " + admin.QuoteIdent(database) + " TEMPLATE template0");
   }
 
   {
-    pg::Connection conn = pg::Connection::Open(store_.AdminConnInfo(database));
+    pg::Connection conn = pg::Connection::Open(on(database));
     int index = 0;
     auto apply = [&](const SqlFile& file, bool is_migration) {
       ++index;
@@ -215,7 +256,7 @@ double TemplateBuilder::Build(const TemplateSpec& spec, const std::string& hash,
     conn.Exec("VACUUM (FREEZE, ANALYZE)");
   }
 
-  pg::Connection admin = pg::Connection::Open(store_.AdminConnInfo("postgres"));
+  pg::Connection admin = pg::Connection::Open(on("postgres"));
   std::string q = admin.QuoteIdent(database);
   admin.Exec("ALTER DATABASE " + q + " WITH IS_TEMPLATE true ALLOW_CONNECTIONS false");
   admin.Exec("REVOKE ALL ON DATABASE " + q + " FROM PUBLIC");

@@ -1,4 +1,6 @@
-// Builds one template hash into its database on the control server.
+// Builds one template hash into its database on the control server — or, for a backend whose
+// slots have servers of their own (docker), in a build server of its own that the backend then
+// keeps as the template (an image): the same files, applied by the same code, either way.
 //
 // Ensure() is safe to call from many threads, processes and daemons at once for the same hash:
 // the build runs under a session advisory lock keyed by the hash in the control database, and
@@ -20,6 +22,7 @@
 #include <mutex>
 #include <string>
 
+#include "orchestrator/backend/slot_servers.h"
 #include "orchestrator/core/control_store.h"
 #include "orchestrator/core/template_spec.h"
 #include "orchestrator/util/clock.h"
@@ -51,11 +54,16 @@ struct BuildOutcome {
 
 class TemplateBuilder {
  public:
-  // `store` must outlive the builder.
-  TemplateBuilder(ControlStore& store, const util::Clock& clock);
+  // `store` (and `servers`, when given) must outlive the builder. With `servers`, templates are
+  // built in build servers of their own (SlotServers::BeginTemplate) and kept there; the
+  // control server only holds the build rows and locks.
+  TemplateBuilder(ControlStore& store, const util::Clock& clock, backend::SlotServers* servers = nullptr);
 
   // The control server's major version (e.g. 15), read once.
   int ServerMajor();
+  // What template hashes depend on besides the files: ServerMajor() as text, or the slot
+  // servers' identity (see SlotServers::ServerIdentity).
+  std::string ServerIdentity();
 
   // Makes sure `spec` (validated) is built as `hash`. Throws Error(kMigrationFailed) when a
   // migration or seed file fails, with details: file, line, sqlstate, server_message and, when
@@ -63,17 +71,25 @@ class TemplateBuilder {
   // server cannot be reached.
   BuildOutcome Ensure(const TemplateSpec& spec, const std::string& hash, const ProgressFn& progress);
 
-  // Drops a template database (clearing IS_TEMPLATE first, ending any sessions). Idempotent.
+  // Drops a template database (clearing IS_TEMPLATE first, ending any sessions) on the control
+  // server. Idempotent.
   void DropDatabase(const std::string& database);
+  // Forgets a built hash wherever it is kept: its database on the control server, or the slot
+  // servers' template. Idempotent.
+  void DropTemplate(const std::string& name, const std::string& hash, const std::string& database);
 
  private:
-  // Runs the build proper; the caller holds the hash's lock.
+  // Runs the build proper on the server at `server` (superuser, no dbname); the caller holds the
+  // hash's lock.
   double Build(const TemplateSpec& spec, const std::string& hash, const std::string& database,
-               const ProgressFn& progress);
-  bool DatabaseExists(const std::string& database);
+               const ProgressFn& progress, const pg::ConnInfo& server);
+  // True when the built hash is still where it is kept.
+  bool Exists(const std::string& name, const std::string& hash, const std::string& database);
+  static void DropDatabaseOn(const pg::ConnInfo& server, const std::string& database);
 
   ControlStore& store_;
   const util::Clock& clock_;
+  backend::SlotServers* const servers_;
   std::mutex mu_;
   int server_major_ = 0;  // guarded by mu_; 0 until read
 };

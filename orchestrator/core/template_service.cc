@@ -17,7 +17,7 @@ TemplateService::~TemplateService() {
 
 PutOutcome TemplateService::Put(TemplateSpec spec, bool wait) {
   ValidateSpec(&spec);
-  const std::string hash = TemplateHash(spec, builder_.ServerMajor());
+  const std::string hash = TemplateHash(spec, builder_.ServerIdentity());
 
   // Already built: point the name at it (its pool settings may have changed) and answer.
   if (auto row = store_.FindBuild(spec.name, hash); row && row->state == "ready") {
@@ -143,7 +143,7 @@ std::vector<std::string> TemplateService::Drop(const std::string& name, bool old
   std::vector<std::string> dropped;
   for (const TemplateBuildRow& b : builds) {
     if (old_only && b.current) continue;
-    builder_.DropDatabase(b.database);
+    builder_.DropTemplate(name, b.hash, b.database);
     if (old_only) store_.DeleteBuild(name, b.hash);
     dropped.push_back(b.database);
   }

@@ -105,10 +105,14 @@ std::vector<SqlFile> LoadMigrationsDir(const std::filesystem::path& dir) {
 }
 
 std::string TemplateHash(const TemplateSpec& spec, int server_major) {
+  return TemplateHash(spec, std::to_string(server_major));
+}
+
+std::string TemplateHash(const TemplateSpec& spec, std::string_view server) {
   util::Sha256 h;
   h.UpdateFramed("testpool-template");
   h.UpdateFramed(std::to_string(kTemplateFormatVersion));
-  h.UpdateFramed(std::to_string(server_major));
+  h.UpdateFramed(server);
   h.UpdateFramed("migrations:" + std::to_string(spec.migrations.size()));
   for (const SqlFile& m : spec.migrations) {
     h.UpdateFramed(m.name);

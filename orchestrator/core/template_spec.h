@@ -79,7 +79,10 @@ std::vector<SqlFile> LoadMigrationsDir(const std::filesystem::path& dir);
 // Reads one file as a SqlFile named by its file name. Throws Error(kInvalidArgument).
 SqlFile LoadSqlFile(const std::filesystem::path& path);
 
-// The 64-hex-digit template hash (see above). `server_major` is e.g. 15.
+// The 64-hex-digit template hash (see above). `server` names the server build templates run on:
+// its major version ("15") for a shared server, or what a backend with servers of its own says
+// (SlotServers::ServerIdentity: the docker image). The int form is TemplateHash(spec, "15").
+std::string TemplateHash(const TemplateSpec& spec, std::string_view server);
 std::string TemplateHash(const TemplateSpec& spec, int server_major);
 
 // "tp_tpl_<name>_<first 12 hex digits of hash>"; at most 60 bytes for a valid name.

@@ -108,6 +108,7 @@ struct Proxy::Impl {
   struct Pinned {
     std::string slot_id, lease_id;
     std::shared_ptr<Conn> server;
+    ServerAddress address;  // where `server` connects (cancel requests go there too)
     std::unique_ptr<Session> session;
     ServerHello hello;
     bool closed = false;
@@ -158,7 +159,11 @@ struct Proxy::Impl {
     });
   }
   asio::steady_timer tick{io};
-  ServerAddress Server() const { return ServerAddress{options.server_host, options.server_port}; }
+  // The target's own server (a slot with a server of its own), else the proxy's.
+  ServerAddress Server(const core::PinnedSessions::Target& target) const {
+    if (!target.host.empty() && target.port != 0) return ServerAddress{target.host, target.port};
+    return ServerAddress{options.server_host, options.server_port};
+  }
 };
 
 // ---- pinned sessions ------------------------------------------------------------------------
@@ -168,11 +173,12 @@ asio::awaitable<void> Proxy::Impl::Open(core::PinnedSessions::Target target, std
     ServerHello hello;
     FrameReader reader;
     // Named, never a temporary: GCC 12 destroys a prvalue class argument of a coroutine twice.
-    ServerLogin login{Server(), target.role, target.password, target.database};
+    ServerLogin login{Server(target), target.role, target.password, target.database};
     Socket sock = co_await ConnectServer(login, &hello, &reader, options.op_timeout);
     auto p = std::make_shared<Pinned>();
     p->slot_id = target.slot_id;
     p->server = std::make_shared<Conn>(std::move(sock));
+    p->address = login.address;
     p->hello = hello;
     std::weak_ptr<Pinned> weak = p;
     Session::Hooks hooks;
@@ -191,7 +197,7 @@ asio::awaitable<void> Proxy::Impl::Open(core::PinnedSessions::Target target, std
     };
     hooks.cancel_server = [this, weak] {
       if (auto q = weak.lock()) {
-        ServerAddress address = Server();
+        ServerAddress address = q->address;
         asio::co_spawn(io, SendCancel(address, q->hello.pid, q->hello.key), asio::detached);
       }
     };
@@ -324,7 +330,7 @@ asio::awaitable<void> Proxy::Impl::ServeClient(std::shared_ptr<Conn> conn) {
           auto q = it->second.pinned.lock();
           if (q && q->session->Running(it->first)) {
             log::Info("proxy.cancel", {{"slot", q->slot_id}, {"client", std::to_string(it->first)}});
-            ServerAddress address = Server();
+            ServerAddress address = q->address;
             asio::co_spawn(io, SendCancel(address, q->hello.pid, q->hello.key), asio::detached);
           }
         }
