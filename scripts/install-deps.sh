@@ -11,6 +11,9 @@ packages=(
   postgresql-15 postgresql-client-15 postgresql-contrib
   python3 python3-psycopg curl procps
   docker.io busybox-static debootstrap
+  # docker-compose.yml and its test (scripts/compose-test.sh); Debian's 1.29, which reads the
+  # Compose Specification.
+  docker-compose
 )
 
 missing=()

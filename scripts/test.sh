@@ -2,7 +2,8 @@
 # The whole test suite, from a fresh Debian 12 machine (as root): installs what is missing, builds
 # with warnings as errors under AddressSanitizer + UBSan, and runs every test (unit tests, and
 # integration tests against real PostgreSQL servers the tests start themselves, and the Docker tests
-# against testpool's own dockerd, started by scripts/start-dockerd.sh).
+# against testpool's own dockerd, started by scripts/start-dockerd.sh, in the base image built by
+# scripts/build-base-image.sh, and docker-compose.yml end to end).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/install-deps.sh
@@ -16,6 +17,17 @@ if ! docker_sock=$(./scripts/start-dockerd.sh); then
   exit 1
 fi
 export DOCKER_HOST="unix://$docker_sock"
+
+# The PostgreSQL image the Docker tests run, built from Debian packages (no registry); a no-op when
+# the engine already has it from the same inputs, a few seconds from the cached tarball, about a
+# minute from scratch.
+echo "== base image"
+export TESTPOOL_DOCKER_IMAGE=${TESTPOOL_BASE_IMAGE:-testpool/base:pg15-bookworm}
+if ! ./scripts/build-base-image.sh >/dev/null; then
+  echo "test.sh: FAILED to build the base image $TESTPOOL_DOCKER_IMAGE (scripts/build-base-image.sh," \
+       "log above); the Docker tests need it" >&2
+  exit 1
+fi
 
 start=$(date +%s)
 echo "== build (sanitizers, -Werror): build-asan"
