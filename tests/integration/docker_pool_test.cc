@@ -410,6 +410,25 @@ TEST_F(DockerPoolTest, AContainerKilledUnderALeaseIsReplacedAndItsHolderToldOnRe
   daemon_->Release(again["id"]);
 }
 
+TEST_F(DockerPoolTest, AContainerNoSlotOwnsIsRemovedWhileTheDaemonRuns) {
+  json t = Template("sweep", 1, 1);
+  const std::string name = t["name"];
+  ASSERT_TRUE(daemon_->WaitReady(name, 1));
+  const std::string owned = daemon_->Containers({{"testpool.template", name}}).at(0).id;
+  backend::DockerContainerSpec orphan;
+  orphan.image = BaseImage();
+  orphan.cmd = {"sleep", "600"};
+  orphan.labels = {{"testpool.owner", daemon_->owner()}, {"testpool.role", "slot"}, {"testpool.slot", "orphan01"}};
+  const std::string orphan_id = Engine().CreateContainer(orphan);
+  Engine().StartContainer(orphan_id);
+  // The sweep runs every 30 s.
+  EXPECT_TRUE(Eventually([&] {
+    auto list = daemon_->Containers({{"testpool.slot", "orphan01"}}, /*all=*/true);
+    return list.empty();
+  }, 75s)) << daemon_->d().Log();
+  EXPECT_EQ(Engine().InspectContainer(owned).status, "running");
+}
+
 TEST(DockerBackend, TemplateImageIsBuiltOncePerHashAndReusedAcrossRestarts) {
   const std::string name = Fresh("once");
   const std::string sql = std::string("-- ") + name + "\n" + kSchema;
