@@ -17,6 +17,7 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "orchestrator/util/error.h"
@@ -320,6 +321,36 @@ TEST_F(DockerApiTest, ContainerLifecycleWithExecListStopAndRemove) {
   try {
     api_->InspectContainer(id);
     ADD_FAILURE() << "a removed container is still there";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kNotFound) << e.what();
+  }
+}
+
+TEST_F(DockerApiTest, LogsHoldBothStreamsAndTheStopSignalIsTheSpecs) {
+  DockerContainerSpec spec;
+  spec.image = image_;
+  // A shell that says which signal stopped it: SIGINT (the spec's stop signal), not SIGTERM.
+  spec.cmd = {"/bin/sh", "-c",
+              "trap 'echo got INT; exit 0' INT; trap 'echo got TERM; exit 0' TERM; echo to stdout; "
+              "echo to stderr >&2; while :; do sleep 0.05; done"};
+  spec.labels = {{kTestLabel, run_id_}, {"testpool.test.role", "logs"}};
+  spec.stop_signal = "SIGINT";
+  ContainerGuard guard{api_.get(), api_->CreateContainer(spec)};
+  api_->StartContainer(guard.id);
+  std::string log;
+  for (int i = 0; i < 100 && log.find("to stderr") == std::string::npos; ++i) {
+    std::this_thread::sleep_for(20ms);
+    log = api_->Logs(guard.id, 10);
+  }
+  EXPECT_THAT(log, HasSubstr("to stdout\n"));
+  EXPECT_THAT(log, HasSubstr("to stderr\n"));
+  api_->StopContainer(guard.id, 10s);
+  log = api_->Logs(guard.id, 1);
+  EXPECT_EQ(log, "got INT\n");
+  EXPECT_EQ(api_->InspectContainer(guard.id).exit_code, 0);
+  try {
+    api_->Logs("testpool-no-such-container-" + run_id_, 5);
+    ADD_FAILURE() << "logs of a container that does not exist";
   } catch (const Error& e) {
     EXPECT_EQ(e.code(), ErrorCode::kNotFound) << e.what();
   }
