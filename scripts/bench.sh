@@ -11,3 +11,6 @@ cd "$(dirname "$0")/.."
 ./build-release/bench/builders_bench "$PWD" "${BUILD_ROWS:-100000}"
 ./build-release/bench/seed_bench "$PWD" "$PWD/build-release/testpool" "${SEED_TESTS:-100}"
 ./build-release/bench/proxy_bench  # sizes from $RESETS and $PGBENCH_S
+export DOCKER_HOST="unix://$(./scripts/start-dockerd.sh)"
+./scripts/build-base-image.sh >/dev/null
+./build-release/bench/docker_bench "$PWD/build-release/testpool" "${DOCKER_LEASES:-300}" "${DOCKER_RECYCLES:-30}"

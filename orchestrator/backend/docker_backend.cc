@@ -357,11 +357,17 @@ std::optional<DockerBackend::ImageInfo> DockerBackend::TemplateInfo(const std::s
 }
 
 bool DockerBackend::HasTemplate(const std::string& name, const std::string& hash) {
-  auto image = api_->InspectImage(TemplateImage(name, hash));
+  const std::string tag = TemplateImage(name, hash);
+  auto image = api_->InspectImage(tag);
   if (!image) return false;
   auto h = image->labels.find(kLabelHash);
   auto pw = image->labels.find(kLabelPassword);
-  return h != image->labels.end() && h->second == hash && pw != image->labels.end() && !pw->second.empty();
+  const bool usable = h != image->labels.end() && h->second == hash && pw != image->labels.end() && !pw->second.empty();
+  if (usable) {
+    std::lock_guard lock(mu_);
+    doomed_images_.erase(tag);  // wanted again: a drop still pending is off
+  }
+  return usable;
 }
 
 std::unique_ptr<TemplateSite> DockerBackend::BeginTemplate(const std::string& name, const std::string& hash) {
@@ -382,12 +388,22 @@ std::unique_ptr<TemplateSite> DockerBackend::BeginTemplate(const std::string& na
 
 void DockerBackend::DropTemplate(const std::string& name, const std::string& hash) {
   const std::string image = TemplateImage(name, hash);
+  if (TryRemoveImage(image)) return;
+  // Slot containers still run it (the pools remove them in the background): removed when the
+  // last of ours goes (RemoveSlot). One that another daemon's slots run stays.
+  std::lock_guard lock(mu_);
+  doomed_images_.insert(image);
+}
+
+bool DockerBackend::TryRemoveImage(const std::string& image) {
   try {
     api_->RemoveImage(image, /*force=*/false);
     log::Info("docker.template_image_removed", {{"image", image}});
+    return true;
   } catch (const Error& e) {
-    // kNotFound: gone already. kConflict: a container (another daemon's slot) still runs it.
-    if (e.code() != ErrorCode::kNotFound) log::Warn("docker.template_image_kept", {{"image", image}, {"error", e.what()}});
+    if (e.code() == ErrorCode::kNotFound) return true;
+    log::Info("docker.template_image_in_use", {{"image", image}, {"error", e.what()}});
+    return false;
   }
 }
 
@@ -458,6 +474,18 @@ void DockerBackend::RemoveSlot(const std::string& slot_id) {
       if (auto p = ParseInt(port->second)) FreePort(*p);
     }
     log::Info("docker.slot_removed", {{"slot", slot_id}, {"container", c.id.substr(0, 12)}});
+    auto name = c.labels.find(kLabelTemplate), hash = c.labels.find(kLabelHash);
+    if (name == c.labels.end() || hash == c.labels.end()) continue;
+    const std::string image = TemplateImage(name->second, hash->second);
+    bool doomed;
+    {
+      std::lock_guard lock(mu_);
+      doomed = doomed_images_.count(image) > 0;
+    }
+    if (doomed && TryRemoveImage(image)) {
+      std::lock_guard lock(mu_);
+      doomed_images_.erase(image);
+    }
   }
 }
 

@@ -125,6 +125,8 @@ class DockerBackend final : public Backend, public SlotServers {
   // The template image's id and superuser password (cached by id), or nullopt when missing.
   std::optional<ImageInfo> TemplateInfo(const std::string& ref);
   std::vector<std::string> ServerArgs(int port) const;
+  // Removes a template image; false when containers still run it.
+  bool TryRemoveImage(const std::string& image);
   int TakePort();
   void FreePort(int port);
   std::map<std::string, std::string> OwnerLabels(const char* role) const;
@@ -139,6 +141,7 @@ class DockerBackend final : public Backend, public SlotServers {
   std::mutex mu_;
   std::set<int> ports_;                          // taken by containers we are starting or run; guarded by mu_
   std::map<std::string, ImageInfo> image_info_;  // by image id or tag; guarded by mu_
+  std::set<std::string> doomed_images_;          // dropped templates' images still in use; guarded by mu_
 };
 
 }  // namespace testpool::backend

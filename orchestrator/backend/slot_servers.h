@@ -59,7 +59,8 @@ class SlotServers {
   virtual bool HasTemplate(const std::string& name, const std::string& hash) = 0;
   // Starts a fresh build server for (name, hash). Throws Error(kBackend / kUnavailable).
   virtual std::unique_ptr<TemplateSite> BeginTemplate(const std::string& name, const std::string& hash) = 0;
-  // Forgets the template of (name, hash) (docker: removes the image). Idempotent.
+  // Forgets the template of (name, hash) (docker: removes the image — once the last slot server
+  // running it is removed, when some still run). Idempotent; HasTemplate() true again cancels it.
   virtual void DropTemplate(const std::string& name, const std::string& hash) = 0;
 
   // Starts slot `slot_id`'s server from the template of (name, hash) and returns once it accepts

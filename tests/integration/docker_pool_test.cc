@@ -429,6 +429,19 @@ TEST_F(DockerPoolTest, AContainerNoSlotOwnsIsRemovedWhileTheDaemonRuns) {
   EXPECT_EQ(Engine().InspectContainer(owned).status, "running");
 }
 
+TEST_F(DockerPoolTest, DroppingATemplateRemovesItsContainersAndThenItsImage) {
+  json t = Template("dropped", 3, 3);
+  const std::string name = t["name"], hash = t["hash"];
+  ASSERT_TRUE(daemon_->WaitReady(name, 3));
+  auto r = daemon_->Send("DELETE", "/v1/templates/" + name);
+  ASSERT_TRUE(r && r->status < 300) << (r ? r->body : "no answer");
+  // The containers go in the background; the image, which they run, goes after the last of them.
+  EXPECT_TRUE(Eventually([&] {
+    return daemon_->Containers({{"testpool.template", name}}, /*all=*/true).empty() &&
+           !Engine().InspectImage(backend::DockerBackend::TemplateImage(name, hash)).has_value();
+  }, 60s)) << daemon_->d().Log();
+}
+
 TEST(DockerBackend, TemplateImageIsBuiltOncePerHashAndReusedAcrossRestarts) {
   const std::string name = Fresh("once");
   const std::string sql = std::string("-- ") + name + "\n" + kSchema;
