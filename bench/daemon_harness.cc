@@ -9,6 +9,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <mutex>
+#include <atomic>
 #include <boost/process.hpp>
 #include <cstdio>
 #include <fstream>
@@ -18,6 +20,8 @@
 #include <thread>
 
 #include <nlohmann/json.hpp>
+
+#include "orchestrator/util/crypto.h"
 
 namespace testpool::bench {
 
@@ -314,6 +318,50 @@ ScratchDir::~ScratchDir() {
   std::error_code ec;
   fs::remove_all(path_, ec);
   if (ec) std::fprintf(stderr, "%s: could not remove %s: %s\n", program_invocation_short_name, path_.c_str(), ec.message().c_str());
+}
+
+Samples RawLeaseWrites(const fs::path& state_dir, int count, int clients) {
+  const std::string db = "tp_bench_writes_" + util::RandomToken(6);
+  pg::Connection admin = AdminConnection(state_dir);
+  admin.Exec("CREATE DATABASE " + admin.QuoteIdent(db));
+  Samples out;
+  try {
+    {
+      pg::Connection c = AdminConnection(state_dir, db);
+      c.Exec("CREATE TABLE slots (id text PRIMARY KEY, state text NOT NULL, token bigint NOT NULL, lease_id text, "
+             "updated_at timestamptz); "
+             "CREATE TABLE leases (id text PRIMARY KEY, slot_id text NOT NULL, token bigint NOT NULL, holder text, "
+             "created_at timestamptz, expires_at timestamptz, state text); "
+             "INSERT INTO slots SELECT 's' || i, 'ready', 0 FROM generate_series(1, 200) i");
+    }
+    std::atomic<int> next{0};
+    std::mutex mu;
+    std::vector<std::thread> threads;
+    for (int t = 0; t < clients; ++t) {
+      threads.emplace_back([&, t] {
+        pg::Connection c = AdminConnection(state_dir, db);
+        Samples mine;
+        for (int i; (i = next.fetch_add(1)) < count;) {
+          const std::string id = util::RandomToken(26), slot = "s" + std::to_string(1 + (t * 10 + i) % 200);
+          mine.Add(TimeMs([&] {
+            c.ExecPrepared("w",
+                           "WITH s AS (UPDATE slots SET state = 'leased', token = token + 1, lease_id = $1, "
+                           "updated_at = now() WHERE id = $2) INSERT INTO leases VALUES ($1, $2, 1, 'bench', now(), "
+                           "now() + interval '10 minutes', 'active')",
+                           {id, slot});
+          }));
+        }
+        std::lock_guard<std::mutex> lock(mu);
+        out.ms.insert(out.ms.end(), mine.ms.begin(), mine.ms.end());
+      });
+    }
+    for (auto& t : threads) t.join();
+  } catch (...) {
+    admin.Exec("DROP DATABASE IF EXISTS " + admin.QuoteIdent(db) + " WITH (FORCE)");
+    throw;
+  }
+  admin.Exec("DROP DATABASE IF EXISTS " + admin.QuoteIdent(db) + " WITH (FORCE)");
+  return out;
 }
 
 }  // namespace testpool::bench

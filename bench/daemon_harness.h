@@ -23,6 +23,7 @@
 #include <httplib.h>
 #include <nlohmann/json.hpp>
 
+#include "bench/bench_util.h"
 #include "orchestrator/pg/connection.h"
 #include "orchestrator/pg/conninfo.h"
 
@@ -142,6 +143,11 @@ class Tally {
 pg::ConnInfo SuperuserConnInfo(const std::filesystem::path& state_dir, const std::string& dbname = "postgres");
 // A connection with SuperuserConnInfo(). Throws pg::PgError when the server refuses it.
 pg::Connection AdminConnection(const std::filesystem::path& state_dir, const std::string& dbname = "postgres");
+
+// The raw primitive behind a lease handout: the daemon's write (one slot row updated, one lease row
+// inserted, a prepared statement, a commit) from `clients` libpq connections at once, on a scratch
+// database of the control server under `state_dir` (dropped afterwards), `count` times in all.
+Samples RawLeaseWrites(const std::filesystem::path& state_dir, int count, int clients);
 
 // CPU time (user + system) process `pid` has used so far, in ms; 0 when it cannot be read.
 double CpuMs(int pid);

@@ -282,38 +282,6 @@ std::vector<std::string> LogEvents(const fs::path& log, const std::string& event
 
 // ---- raw primitives --------------------------------------------------------------------------------
 
-// The lease-row write behind a handout (as lease_bench's raw figure, with one client): a prepared
-// UPDATE of a slot row and INSERT of a lease row, committed, on a scratch database of the control server.
-Samples RawLeaseWrites(const fs::path& state_dir, int count) {
-  Samples out;
-  const std::string db = "tp_bench_docker_" + util::RandomToken(6);
-  pg::Connection admin = AdminConnection(state_dir);
-  admin.Exec("CREATE DATABASE " + admin.QuoteIdent(db));
-  try {
-    pg::Connection c = AdminConnection(state_dir, db);
-    c.Exec("CREATE TABLE slots (id text PRIMARY KEY, state text NOT NULL, token bigint NOT NULL, lease_id text, "
-           "updated_at timestamptz); "
-           "CREATE TABLE leases (id text PRIMARY KEY, slot_id text NOT NULL, token bigint NOT NULL, holder text, "
-           "created_at timestamptz, expires_at timestamptz, state text); "
-           "INSERT INTO slots SELECT 's' || i, 'ready', 0 FROM generate_series(1, 200) i");
-    for (int i = 0; i < count; ++i) {
-      const std::string id = util::RandomToken(26), slot = "s" + std::to_string(1 + i % 200);
-      out.Add(TimeMs([&] {
-        c.ExecPrepared("w",
-                       "WITH s AS (UPDATE slots SET state = 'leased', token = token + 1, lease_id = $1, "
-                       "updated_at = now() WHERE id = $2) INSERT INTO leases VALUES ($1, $2, 1, 'bench', now(), "
-                       "now() + interval '10 minutes', 'active')",
-                       {id, slot});
-      }));
-    }
-  } catch (...) {
-    admin.Exec("DROP DATABASE IF EXISTS " + admin.QuoteIdent(db) + " WITH (FORCE)");
-    throw;
-  }
-  admin.Exec("DROP DATABASE IF EXISTS " + admin.QuoteIdent(db) + " WITH (FORCE)");
-  return out;
-}
-
 // `docker run -d --network host --user postgres IMAGE CMD…`, then pg_isready every 10 ms until the
 // server on `port` accepts connections: the wall time in ms. The container is removed afterwards.
 double RawStartToReady(Leftovers& left, const std::string& image, int port, const std::vector<std::string>& cmd) {
@@ -436,7 +404,7 @@ void Run(const fs::path& binary, const ScratchDir& dir, Leftovers& left, int lea
     }
   }
   std::printf("raw lease-row writes on the control server: %d × prepared UPDATE + INSERT, one client\n", leases);
-  out->raw_write = RawLeaseWrites(state_dir, leases);
+  out->raw_write = RawLeaseWrites(state_dir, leases, /*clients=*/1);
 
   // ---- 2. cold container start ----
   std::printf("cold start: growing the pool one container at a time, %d → %d\n", kWarmSlots, kWarmSlots + kColdSlots);

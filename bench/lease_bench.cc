@@ -187,53 +187,6 @@ bool ReleaseLease(httplib::Client& c, const std::string& id, std::string* error)
   return false;
 }
 
-// The raw primitive behind a handout: the same write (one slot row updated, one lease row inserted,
-// a prepared statement, a commit) from kClients libpq connections at once, on a scratch database
-// of the same server, `count` times in all.
-bench::Samples RawLeaseWrites(const fs::path& state_dir, int count) {
-  const std::string db = "tp_bench_writes_" + util::RandomToken(6);
-  pg::Connection admin = AdminConnection(state_dir);
-  admin.Exec("CREATE DATABASE " + admin.QuoteIdent(db));
-  bench::Samples out;
-  try {
-    {
-      pg::Connection c = AdminConnection(state_dir, db);
-      c.Exec("CREATE TABLE slots (id text PRIMARY KEY, state text NOT NULL, token bigint NOT NULL, lease_id text, "
-             "updated_at timestamptz); "
-             "CREATE TABLE leases (id text PRIMARY KEY, slot_id text NOT NULL, token bigint NOT NULL, holder text, "
-             "created_at timestamptz, expires_at timestamptz, state text); "
-             "INSERT INTO slots SELECT 's' || i, 'ready', 0 FROM generate_series(1, 200) i");
-    }
-    std::atomic<int> next{0};
-    std::mutex mu;
-    std::vector<std::thread> threads;
-    for (int t = 0; t < kClients; ++t) {
-      threads.emplace_back([&, t] {
-        pg::Connection c = AdminConnection(state_dir, db);
-        bench::Samples mine;
-        for (int i; (i = next.fetch_add(1)) < count;) {
-          const std::string id = util::RandomToken(26), slot = "s" + std::to_string(1 + (t * 10 + i) % 200);
-          mine.Add(bench::TimeMs([&] {
-            c.ExecPrepared("w",
-                           "WITH s AS (UPDATE slots SET state = 'leased', token = token + 1, lease_id = $1, "
-                           "updated_at = now() WHERE id = $2) INSERT INTO leases VALUES ($1, $2, 1, 'bench', now(), "
-                           "now() + interval '10 minutes', 'active')",
-                           {id, slot});
-          }));
-        }
-        std::lock_guard<std::mutex> lock(mu);
-        out.ms.insert(out.ms.end(), mine.ms.begin(), mine.ms.end());
-      });
-    }
-    for (auto& t : threads) t.join();
-  } catch (...) {
-    admin.Exec("DROP DATABASE IF EXISTS " + admin.QuoteIdent(db) + " WITH (FORCE)");
-    throw;
-  }
-  admin.Exec("DROP DATABASE IF EXISTS " + admin.QuoteIdent(db) + " WITH (FORCE)");
-  return out;
-}
-
 // What the daemon itself says about the recycles between two status snapshots.
 struct RecycleFigures {
   long long cloned = -1, skipped = -1;
@@ -465,7 +418,7 @@ void Run(const fs::path& source, const fs::path& binary, const ScratchDir& dir, 
   }
   WaitForStatus(daemon, *status_client, "waiting for a quiet pool", 300s, 20ms, quiet, no_progress);
   std::printf("raw lease writes: %d clients × prepared UPDATE + INSERT, %d in all\n", kClients, leases);
-  out->raw_write = RawLeaseWrites(state_dir, leases);
+  out->raw_write = RawLeaseWrites(state_dir, leases, kClients);
 
   // 2b. Lease handout under churn, 20 concurrent keep-alive clients. The clients only ask while
   // the pool has ready slots to spare (a budget refreshed from /v1/status every 5 ms, keeping

@@ -65,11 +65,6 @@ bool BindFailed(const std::string& log) {
          log.find("could not create any TCP/IP sockets") != std::string::npos;
 }
 
-std::string Lower(std::string s) {
-  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return s;
-}
-
 }  // namespace
 
 // A builder container for one template hash.
@@ -122,8 +117,8 @@ class DockerBackend::Site final : public TemplateSite {
     o.env = {std::string("PGDATA=") + kDataDir, "LANG=C.UTF-8"};
     o.pause = false;  // it is stopped
     const auto t0 = SteadyClock::now();
-    std::string id = b_.api_->CommitContainer(container_, image.substr(0, image.rfind(':')),
-                                              image.substr(image.rfind(':') + 1), o, kCommitTimeout);
+    std::string id = b_.api_->CommitContainer(container_, TemplateImageRepo(name_), TemplateImageTag(hash_), o,
+                                              kCommitTimeout);
     log::Info("docker.template_committed",
               {{"template", name_}, {"hash", hash_.substr(0, 12)}, {"image", image}, {"id", id.substr(7, 12)},
                {"ms", log::Ms(std::chrono::duration<double, std::milli>(SteadyClock::now() - t0).count())}});
@@ -155,9 +150,12 @@ DockerBackend::DockerBackend(std::unique_ptr<Backend> control, DockerBackendOpti
 
 DockerBackend::~DockerBackend() { Stop(); }
 
+std::string DockerBackend::TemplateImageRepo(const std::string& name) {
+  return kTemplateImageRepoPrefix + name;  // template names are [a-z0-9_]: valid in an image name
+}
+
 std::string DockerBackend::TemplateImage(const std::string& name, const std::string& hash) {
-  // Image names are lower case; template names may not be.
-  return kTemplateImageRepoPrefix + Lower(name) + ":" + hash.substr(0, 12);
+  return TemplateImageRepo(name) + ":" + TemplateImageTag(hash);
 }
 
 void DockerBackend::Start() {

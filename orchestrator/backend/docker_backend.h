@@ -97,8 +97,10 @@ class DockerBackend final : public Backend, public SlotServers {
   // The owner label's value (valid after Start()).
   const std::string& owner() const { return owner_; }
   DockerApi& api() { return *api_; }
-  // "testpool/tpl-<name>:<hash12>".
+  // "testpool/tpl-<name>:<hash12>", and its two parts.
   static std::string TemplateImage(const std::string& name, const std::string& hash);
+  static std::string TemplateImageRepo(const std::string& name);
+  static std::string TemplateImageTag(const std::string& hash) { return hash.substr(0, 12); }
 
  private:
   class Site;

@@ -35,6 +35,13 @@
 // session — no clone, unless the session was lost (then it is re-cloned). A daemon restart ends
 // rollback-mode leases (their data lived in the daemon's open transaction) and recycles them.
 //
+// Servers per slot (a backend with SlotServers, i.e. docker): each slot's database lives in a
+// server of its own, started from its template's image while the slot warms; the same SlotOps run
+// against that server, so recycling (clone, skip, rollback) never restarts it. Every second the
+// reaper checks the servers: a ready slot whose server died is replaced, a leased one's lease ends
+// as "lost"; servers no slot owns are removed at start and every 30 s; Stop() has the backend remove
+// them (unless it keeps them for the next start to adopt).
+//
 // Control state: slots and leases are rows in the control database; memory is a cache. Start()
 // reloads them and reconciles: slots caught mid-warm or mid-recycle are rebuilt, leases that
 // expired while the daemon was down are reaped, live leases keep working (same DSN), and every
