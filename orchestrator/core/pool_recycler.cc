@@ -1,6 +1,7 @@
 // PoolManager: server work on recycler threads (warm, recycle, destroy) and the reaper that ends
 // expired leases. None of it runs under the mutex; results are written back under it.
 #include <algorithm>
+#include <string_view>
 
 #include "orchestrator/core/pool_manager_impl.h"
 #include "orchestrator/util/crypto.h"
@@ -367,7 +368,9 @@ void PoolManager::Impl::Finish(const std::string& lease_id, const std::string& r
     }
   }
   if (!pinned_slot.empty()) rolled_back = pinned->Release(pinned_slot);
-  bool cut_off = false;
+  // A lease "lost" with its server has nothing left to cut off (and nothing to connect to).
+  const bool server_gone = std::string_view(how) == "lost";
+  bool cut_off = server_gone;
   for (int attempt = 1; attempt <= 3 && !cut_off && ops; ++attempt) {
     try {
       ops->CutOff(role);
@@ -393,7 +396,7 @@ void PoolManager::Impl::Finish(const std::string& lease_id, const std::string& r
     EndLease(it->second, how, cut_off);
   }
   try {
-    rows.End(lease_id, slot_id, how);
+    rows.End(lease_id, slot_id, server_gone ? "expired" : how);  // the rows know no "lost"
   } catch (const std::exception& e) {
     log::Error("lease.persist_failed", {{"lease", lease_id}, {"error", e.what()}});
   }
@@ -403,7 +406,7 @@ void PoolManager::Impl::Finish(const std::string& lease_id, const std::string& r
 void PoolManager::Impl::CheckServers(bool orphan_sweep) {
   std::map<std::string, backend::SlotServer> alive;  // by slot id, running ones
   std::vector<backend::SlotServer> orphans;
-  std::vector<std::pair<std::string, std::string>> lost_leases;  // lease id, slot id
+  std::vector<std::pair<std::string, std::string>> lost_leases;  // lease id, role
   const std::vector<backend::SlotServer> listed = servers->ListSlots();
   {
     std::lock_guard<std::mutex> lock(mu);
@@ -425,28 +428,12 @@ void PoolManager::Impl::CheckServers(bool orphan_sweep) {
         p.ready.erase(std::remove(p.ready.begin(), p.ready.end(), id), p.ready.end());
         Discard(s);
       } else if (!s.lease_id.empty() && ending.insert(s.lease_id).second) {
-        lost_leases.emplace_back(s.lease_id, id);
+        lost_leases.emplace_back(s.lease_id, s.role);
       }
     }
     if (!orphan_sweep) orphans.clear();
   }
-  for (const auto& [lease_id, slot_id] : lost_leases) {
-    {
-      std::lock_guard<std::mutex> lock(mu);
-      ending.erase(lease_id);
-      auto it = leases.find(lease_id);
-      if (it == leases.end() || it->second.state != "active") continue;
-      if (pinned != nullptr && slots.at(slot_id).pinned) slots.at(slot_id).pinned = false;
-      EndLease(it->second, "lost", /*cut_off=*/true);
-    }
-    if (pinned != nullptr) pinned->Release(slot_id);  // its clients are told, if any are left
-    try {
-      rows.End(lease_id, slot_id, "expired");
-    } catch (const std::exception& e) {
-      log::Error("lease.persist_failed", {{"lease", lease_id}, {"error", e.what()}});
-    }
-    if (lease_ended) lease_ended(lease_id);
-  }
+  for (const auto& [lease_id, role] : lost_leases) Finish(lease_id, role, "lost");
   for (const backend::SlotServer& server : orphans) {
     log::Info("reconcile.orphan_server", {{"slot", server.slot_id}, {"container", server.container.substr(0, 12)}});
     try {

@@ -82,6 +82,7 @@ std::set<std::pair<std::string, std::string>>& MadeImages() {
 class DockerDaemon {
  public:
   explicit DockerDaemon(std::vector<std::string> extra = {}) : extra_(std::move(extra)) {
+    ::setenv("DOCKER_HOST", EngineHost().c_str(), /*overwrite=*/0);  // the daemon finds the engine the tests use
     std::filesystem::permissions(state_.path(), std::filesystem::perms(0755));
     Start();
   }
