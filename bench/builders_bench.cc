@@ -10,7 +10,7 @@
 #include <cstdlib>
 
 #include "bench/bench_util.h"
-#include "orchestrator/core/builders.h"
+#include "orchestrator/builders/builders.h"
 #include "orchestrator/core/control_store.h"
 #include "orchestrator/core/template_builder.h"
 #include "orchestrator/pg/connection.h"
@@ -47,17 +47,17 @@ int main(int argc, char** argv) {
     pg::ConnInfo target = server.backend().AdminConnInfo();
     target.Set("dbname", db);
 
-    core::RecipeBook book = core::RecipeBook::LoadDir(source / "templates" / "builders");
-    core::Builders builders(book);
-    const core::Recipe& customer = book.Get("customer");
+    builders::RecipeBook book = builders::RecipeBook::LoadDir(source / "templates" / "builders");
+    builders::Builders builders(book);
+    const builders::Recipe& customer = book.Get("customer");
 
     // 1. The builder: generate, COPY into staging, INSERT … SELECT … RETURNING, record, commit.
-    core::BuildRequest req;
+    builders::BuildRequest req;
     req.recipe = "customer";
     req.count = rows;
     req.ns = "bench";
     req.seed = 1;
-    core::BuildResult built;
+    builders::BuildResult built;
     const double build_ms = bench::TimeMs([&] { built = builders.Build(target, req); });
 
     // 2. The raw primitive: the same generator's rows, one prepared INSERT each, one transaction.
@@ -73,7 +73,7 @@ int main(int argc, char** argv) {
     const double insert_ms = bench::TimeMs([&] {
       pg::Transaction tx(c);
       for (int64_t i = 0; i < rows; ++i) {
-        core::RowValues row;
+        builders::RowValues row;
         generate_ms += bench::TimeMs([&] { row = customer.fields.Generate(2, "raw", static_cast<uint64_t>(i)); });
         pg::Params params;
         for (const auto& v : row) params.push_back(v.value);

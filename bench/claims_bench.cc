@@ -89,7 +89,7 @@ CREATE TABLE bench_claim_log (
 );
 )sql";
 
-// The daemon's claim statement (core/record_pools.cc) on bench_claims, with the claimed row
+// The daemon's claim statement (records/record_pools.cc) on bench_claims, with the claimed row
 // returned in the same round trip. $1 pool, $2 claim id, $3 holder, $4 ttl in s, $5 profile_type.
 // One row always: how many keys were picked (0 or 1), then the key, token and row if it was won.
 constexpr const char* kRawClaimSql =

@@ -281,14 +281,14 @@ json MatchJson(const std::map<std::string, std::string>& match) {
 
 }  // namespace
 
-core::RecordPoolSpec RecordPoolSpecFromJson(const std::string& name, const json& body) {
+records::RecordPoolSpec RecordPoolSpecFromJson(const std::string& name, const json& body) {
   const std::string where = "the record pool definition";
   ObjectBody(body, "{\"dsn\"|\"lease\",\"table\",\"key\",\"schema\",\"match\"}");
   OnlyFields(body, where, {"name", "dsn", "lease", "schema", "table", "key", "match"});
   if (auto it = body.find("name"); it != body.end() && String(*it, "name") != name) {
     throw Bad("the body's name '" + it->get<std::string>().substr(0, 60) + "' differs from the URL's '" + name + "'");
   }
-  core::RecordPoolSpec spec;
+  records::RecordPoolSpec spec;
   spec.name = name;
   const bool has_dsn = body.contains("dsn"), has_lease = body.contains("lease");
   if (has_dsn == has_lease) {
@@ -304,10 +304,10 @@ core::RecordPoolSpec RecordPoolSpecFromJson(const std::string& name, const json&
   return spec;
 }
 
-core::ClaimRequest ClaimRequestFromJson(const std::string& pool, const json& body) {
+records::ClaimRequest ClaimRequestFromJson(const std::string& pool, const json& body) {
   ObjectBody(body, "{\"match\",\"ttl_s\",\"wait_s\",\"holder\",\"lease\"}, each optional");
   OnlyFields(body, "the claim request", {"match", "ttl_s", "wait_s", "holder", "lease"});
-  core::ClaimRequest request;
+  records::ClaimRequest request;
   request.pool = pool;
   if (auto it = body.find("match"); it != body.end()) request.match = Match(*it, "match");
   if (auto it = body.find("ttl_s"); it != body.end()) request.ttl = std::chrono::seconds(ClampedInt(*it, "ttl_s"));
@@ -321,10 +321,10 @@ std::chrono::seconds ClaimRenewTtlFromJson(const json& body) {
   ObjectBody(body, "{\"ttl_s\"}, optional");
   OnlyFields(body, "the renew request", {"ttl_s"});
   if (auto it = body.find("ttl_s"); it != body.end()) return std::chrono::seconds(ClampedInt(*it, "ttl_s"));
-  return core::ClaimRequest{}.ttl;
+  return records::ClaimRequest{}.ttl;
 }
 
-json RecordPoolJson(const core::RecordPoolInfo& p) {
+json RecordPoolJson(const records::RecordPoolInfo& p) {
   json out = {{"name", p.spec.name},   {"schema", p.spec.schema},   {"table", p.spec.table},
               {"key", p.spec.key},     {"match", MatchJson(p.spec.match)},
               {"rows", p.rows},        {"claimed", p.claimed},      {"expired", p.expired},
@@ -334,7 +334,7 @@ json RecordPoolJson(const core::RecordPoolInfo& p) {
   return out;
 }
 
-json ClaimJson(const core::ClaimInfo& c) {
+json ClaimJson(const records::ClaimInfo& c) {
   json out = {{"id", c.id},       {"pool", c.pool},     {"key", c.key},     {"token", c.token},
               {"expires_at", IsoUtcMs(c.expires_at)}, {"holder", c.holder}, {"state", c.state}};
   if (!c.row_json.empty()) {
@@ -353,10 +353,10 @@ namespace {
 constexpr int64_t kMaxBuildCount = 1000000;
 
 // The fields both build routes share; `extra` are the route's own (checked by the caller).
-core::BuildRequest BuildRequestFields(const json& body, const std::string& where,
+builders::BuildRequest BuildRequestFields(const json& body, const std::string& where,
                                       std::initializer_list<const char*> allowed) {
   OnlyFields(body, where, allowed);
-  core::BuildRequest request;
+  builders::BuildRequest request;
   request.recipe = String(Field(body, "recipe", where), "recipe");
   if (auto it = body.find("count"); it != body.end()) {
     const std::string range = "count must be an integer from 1 to " + std::to_string(kMaxBuildCount);
@@ -373,22 +373,22 @@ core::BuildRequest BuildRequestFields(const json& body, const std::string& where
   }
   if (auto it = body.find("namespace"); it != body.end()) {
     request.ns = String(*it, "namespace");
-    if (!core::IsValidNamespace(request.ns)) throw Bad("namespace must be 1 to 40 of [a-z0-9_-]");
+    if (!builders::IsValidNamespace(request.ns)) throw Bad("namespace must be 1 to 40 of [a-z0-9_-]");
   }
   return request;
 }
 
 }  // namespace
 
-core::BuildRequest LeaseBuildRequestFromJson(const json& body) {
+builders::BuildRequest LeaseBuildRequestFromJson(const json& body) {
   ObjectBody(body, "{\"recipe\",\"count\",\"overrides\",\"seed\",\"namespace\"}");
   return BuildRequestFields(body, "the build request", {"recipe", "count", "overrides", "seed", "namespace"});
 }
 
-core::BuildRequest DsnBuildRequestFromJson(const json& body, std::string* dsn) {
+builders::BuildRequest DsnBuildRequestFromJson(const json& body, std::string* dsn) {
   const std::string where = "the build request";
   ObjectBody(body, "{\"dsn\",\"namespace\",\"recipe\",\"count\",\"overrides\",\"seed\",\"lease\"}");
-  core::BuildRequest request =
+  builders::BuildRequest request =
       BuildRequestFields(body, where, {"dsn", "namespace", "lease", "recipe", "count", "overrides", "seed"});
   *dsn = String(Field(body, "dsn", where), "dsn");
   Field(body, "namespace", where);  // a shared database needs one: it is how the rows are found again
@@ -396,7 +396,7 @@ core::BuildRequest DsnBuildRequestFromJson(const json& body, std::string* dsn) {
   return request;
 }
 
-json BuildResultJson(const core::BuildRequest& request, const core::BuildResult& result) {
+json BuildResultJson(const builders::BuildRequest& request, const builders::BuildResult& result) {
   size_t total = 0;
   for (const auto& [recipe, keys] : result.keys) total += keys.size();
   const bool truncated = total > kMaxKeysInAnswer;
@@ -413,10 +413,10 @@ json BuildResultJson(const core::BuildRequest& request, const core::BuildResult&
   return out;
 }
 
-json RecipeJson(const core::Recipe& r) {
+json RecipeJson(const builders::Recipe& r) {
   json refs = json::array(), fields = json::array();
-  for (const core::RecipeRef& ref : r.refs) refs.push_back({{"column", ref.column}, {"recipe", ref.recipe}});
-  for (const core::FieldGenerator& f : r.fields.fields()) fields.push_back(f.name());
+  for (const builders::RecipeRef& ref : r.refs) refs.push_back({{"column", ref.column}, {"recipe", ref.recipe}});
+  for (const builders::FieldGenerator& f : r.fields.fields()) fields.push_back(f.name());
   return {{"name", r.name}, {"table", r.table}, {"schema", r.schema}, {"key", r.key}, {"refs", refs},
           {"fields", fields}};
 }

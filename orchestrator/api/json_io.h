@@ -8,10 +8,10 @@
 
 #include <nlohmann/json.hpp>
 
-#include "orchestrator/core/builders.h"
+#include "orchestrator/builders/builders.h"
 #include "orchestrator/core/control_store.h"
 #include "orchestrator/core/pool_manager.h"
-#include "orchestrator/core/record_pools.h"
+#include "orchestrator/records/record_pools.h"
 #include "orchestrator/core/template_service.h"
 #include "orchestrator/core/template_spec.h"
 #include "orchestrator/util/clock.h"
@@ -64,19 +64,19 @@ nlohmann::json StatusJson(const core::ManagerStatus& status);
 
 // PUT /v1/record-pools/{name}: {"dsn"} or {"lease"} (exactly one), "table", "key", optional
 // "schema" and "match", and "name" (when present, equal to the URL's).
-core::RecordPoolSpec RecordPoolSpecFromJson(const std::string& name, const nlohmann::json& body);
+records::RecordPoolSpec RecordPoolSpecFromJson(const std::string& name, const nlohmann::json& body);
 // POST /v1/record-pools/{name}/claims: {"match","ttl_s","wait_s","holder","lease"}, each optional
-// (the defaults are core::ClaimRequest's: 300 s, 0 s). An empty body is an empty object.
-core::ClaimRequest ClaimRequestFromJson(const std::string& pool, const nlohmann::json& body);
-// POST /v1/claims/{id}/renew: {"ttl_s"}, optional (default: core::ClaimRequest's ttl).
+// (the defaults are records::ClaimRequest's: 300 s, 0 s). An empty body is an empty object.
+records::ClaimRequest ClaimRequestFromJson(const std::string& pool, const nlohmann::json& body);
+// POST /v1/claims/{id}/renew: {"ttl_s"}, optional (default: records::ClaimRequest's ttl).
 std::chrono::seconds ClaimRenewTtlFromJson(const nlohmann::json& body);
 
 // {"name","schema","table","key","match","lease" (when on a lease),"dsn" (when given one, without
 //  its password),"rows","claimed","expired","free"}
-nlohmann::json RecordPoolJson(const core::RecordPoolInfo& pool);
+nlohmann::json RecordPoolJson(const records::RecordPoolInfo& pool);
 // {"id","pool","key","row":{…} (when `claim` carries it: a new claim does),"token","expires_at",
 //  "holder","state","lease" (when tied to one)}. Error(kInternal) when the row is not a JSON object.
-nlohmann::json ClaimJson(const core::ClaimInfo& claim);
+nlohmann::json ClaimJson(const records::ClaimInfo& claim);
 
 // ---- builders ----------------------------------------------------------------------------------
 // Strict like the others; they check shape and the ranges of count (1 … 1,000,000) and seed (a
@@ -86,10 +86,10 @@ nlohmann::json ClaimJson(const core::ClaimInfo& claim);
 
 // POST /v1/leases/{id}/build: {"recipe","count","overrides","seed","namespace"}; only "recipe"
 // is required (count defaults to 1, the namespace to the lease id).
-core::BuildRequest LeaseBuildRequestFromJson(const nlohmann::json& body);
+builders::BuildRequest LeaseBuildRequestFromJson(const nlohmann::json& body);
 // POST /v1/builds: the same plus "dsn" (required, returned in `dsn`) and "lease" (optional: the
 // rows go when that lease ends); "namespace" is required here.
-core::BuildRequest DsnBuildRequestFromJson(const nlohmann::json& body, std::string* dsn);
+builders::BuildRequest DsnBuildRequestFromJson(const nlohmann::json& body, std::string* dsn);
 
 // An answer lists every key up to this many in all; past it, only the first
 // kTruncatedKeysPerRecipe of each recipe (and "truncated": true). "counts" is always exact.
@@ -98,8 +98,8 @@ inline constexpr size_t kTruncatedKeysPerRecipe = 100;
 
 // {"recipe","count","namespace","seed","ms","keys":{recipe:[key…]},"counts":{recipe:n},
 //  "truncated","lease" (when the rows go with a lease in a shared database)}
-nlohmann::json BuildResultJson(const core::BuildRequest& request, const core::BuildResult& result);
+nlohmann::json BuildResultJson(const builders::BuildRequest& request, const builders::BuildResult& result);
 // {"name","table","schema","key","refs":[{"column","recipe"}…],"fields":[name…]}
-nlohmann::json RecipeJson(const core::Recipe& recipe);
+nlohmann::json RecipeJson(const builders::Recipe& recipe);
 
 }  // namespace testpool::api

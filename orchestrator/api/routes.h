@@ -28,8 +28,8 @@ namespace testpool::api {
 struct Services {
   core::TemplateService& templates;
   core::PoolManager& pools;
-  core::RecordPools& records;
-  core::BuildService& builds;
+  records::RecordPools& records;
+  builders::BuildService& builds;
   ServerInfo info;
 };
 

@@ -2,7 +2,7 @@
 // BuildService.
 #include "orchestrator/api/handlers.h"
 #include "orchestrator/api/json_io.h"
-#include "orchestrator/core/generators.h"
+#include "orchestrator/builders/generators.h"
 
 namespace testpool::api {
 namespace {
@@ -13,7 +13,7 @@ using nlohmann::json;
 // [a-z0-9_-]{1,40}) is Error(kNotFound), like an unknown one.
 std::string NamespaceParam(const httplib::Request& req) {
   std::string ns = req.matches[1];
-  if (!core::IsValidNamespace(ns)) {
+  if (!builders::IsValidNamespace(ns)) {
     // Not echoed: it is not a namespace, and may be anything a client sent.
     throw Error(ErrorCode::kNotFound, "no such namespace (namespaces are 1 to 40 of [a-z0-9_-])");
   }
@@ -23,7 +23,7 @@ std::string NamespaceParam(const httplib::Request& req) {
 }  // namespace
 
 void ListRecipes(const Services& s, const httplib::Request&, httplib::Response& res) {
-  const core::RecipeBook& book = s.builds.recipes();
+  const builders::RecipeBook& book = s.builds.recipes();
   json list = json::array();
   for (const std::string& name : book.Names()) list.push_back(RecipeJson(book.Get(name)));
   Reply(res, 200, {{"recipes", list}});
@@ -31,18 +31,18 @@ void ListRecipes(const Services& s, const httplib::Request&, httplib::Response& 
 
 void BuildInLease(const Services& s, const httplib::Request& req, httplib::Response& res) {
   const std::string lease = LeaseIdParam(req);
-  core::BuildRequest request = LeaseBuildRequestFromJson(ParseBody(req.body));
+  builders::BuildRequest request = LeaseBuildRequestFromJson(ParseBody(req.body));
   s.builds.recipes().Get(request.recipe);  // an unknown recipe is 404 before anything is touched
-  core::BuildResult result = s.builds.BuildInLease(lease, request);
+  builders::BuildResult result = s.builds.BuildInLease(lease, request);
   Reply(res, 201, BuildResultJson(request, result));
 }
 
 void BuildInDsn(const Services& s, const httplib::Request& req, httplib::Response& res) {
   std::string dsn;
-  core::BuildRequest request = DsnBuildRequestFromJson(ParseBody(req.body), &dsn);
+  builders::BuildRequest request = DsnBuildRequestFromJson(ParseBody(req.body), &dsn);
   // Before BuildService remembers the namespace: an unknown recipe leaves no trace.
   s.builds.recipes().Get(request.recipe);
-  core::BuildResult result = s.builds.BuildInDsn(dsn, request);
+  builders::BuildResult result = s.builds.BuildInDsn(dsn, request);
   Reply(res, 201, BuildResultJson(request, result));
 }
 

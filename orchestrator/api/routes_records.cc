@@ -44,15 +44,15 @@ std::string ClaimIdParam(const httplib::Request& req) {
 
 void PutRecordPool(const Services& s, const httplib::Request& req, httplib::Response& res) {
   std::string name = PoolNameParam(req);
-  core::RecordPoolSpec spec = RecordPoolSpecFromJson(name, ParseBody(req.body));
+  records::RecordPoolSpec spec = RecordPoolSpecFromJson(name, ParseBody(req.body));
   bool created = false;
-  core::RecordPoolInfo pool = s.records.Define(spec, &created);
+  records::RecordPoolInfo pool = s.records.Define(spec, &created);
   Reply(res, created ? 201 : 200, RecordPoolJson(pool));
 }
 
 void ListRecordPools(const Services& s, const httplib::Request&, httplib::Response& res) {
   json list = json::array();
-  for (const core::RecordPoolInfo& pool : s.records.List()) list.push_back(RecordPoolJson(pool));
+  for (const records::RecordPoolInfo& pool : s.records.List()) list.push_back(RecordPoolJson(pool));
   Reply(res, 200, {{"record_pools", list}});
 }
 
@@ -67,7 +67,7 @@ void DropRecordPool(const Services& s, const httplib::Request& req, httplib::Res
 
 void CreateClaim(const Services& s, const httplib::Request& req, httplib::Response& res) {
   std::string pool = PoolNameParam(req);
-  core::ClaimRequest request = ClaimRequestFromJson(pool, OptionalJsonBody(req));
+  records::ClaimRequest request = ClaimRequestFromJson(pool, OptionalJsonBody(req));
   ClientProbe probe(req);
   request.abandoned = [&probe] { return probe.Gone(); };
   try {

@@ -27,7 +27,7 @@ std::string Size(size_t bytes) {
 }  // namespace
 
 struct ApiServer::Impl {
-  Impl(core::TemplateService& t, core::PoolManager& p, core::RecordPools& r, core::BuildService& b, ServerInfo i)
+  Impl(core::TemplateService& t, core::PoolManager& p, records::RecordPools& r, builders::BuildService& b, ServerInfo i)
       : services{t, p, r, b, std::move(i)} {}
 
   // Wraps a route: enforces its body limit; every Error becomes its JSON answer, anything else a 500.
@@ -82,8 +82,8 @@ struct ApiServer::Impl {
   int listen_fd = -1;  // the listening socket, once created (set by the socket-options hook)
 };
 
-ApiServer::ApiServer(core::TemplateService& templates, core::PoolManager& pools, core::RecordPools& records,
-                     core::BuildService& builds, ServerInfo info)
+ApiServer::ApiServer(core::TemplateService& templates, core::PoolManager& pools, records::RecordPools& records,
+                     builders::BuildService& builds, ServerInfo info)
     : impl_(std::make_unique<Impl>(templates, pools, records, builds, std::move(info))) {
   impl_->http.new_task_queue = [] { return new httplib::ThreadPool(kWorkerThreads); };
   impl_->http.set_payload_max_length(kMaxTemplateBodyBytes);  // the largest any route accepts

@@ -11,9 +11,9 @@
 #include <memory>
 #include <string>
 
-#include "orchestrator/core/builders.h"
+#include "orchestrator/builders/builders.h"
 #include "orchestrator/core/pool_manager.h"
-#include "orchestrator/core/record_pools.h"
+#include "orchestrator/records/record_pools.h"
 #include "orchestrator/core/template_service.h"
 
 namespace testpool::api {
@@ -27,8 +27,8 @@ class ApiServer {
  public:
   // `templates`, `pools`, `records` and `builds` must outlive the server (and stay usable until
   // Run() returned).
-  ApiServer(core::TemplateService& templates, core::PoolManager& pools, core::RecordPools& records,
-            core::BuildService& builds, ServerInfo info);
+  ApiServer(core::TemplateService& templates, core::PoolManager& pools, records::RecordPools& records,
+            builders::BuildService& builds, ServerInfo info);
   ~ApiServer();
   ApiServer(const ApiServer&) = delete;
   ApiServer& operator=(const ApiServer&) = delete;

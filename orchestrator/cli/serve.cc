@@ -17,10 +17,10 @@
 #include "orchestrator/backend/external_backend.h"
 #include "orchestrator/backend/local_backend.h"
 #include "orchestrator/cli/cli.h"
-#include "orchestrator/core/builders.h"
+#include "orchestrator/builders/builders.h"
 #include "orchestrator/core/control_store.h"
 #include "orchestrator/core/pool_manager.h"
-#include "orchestrator/core/record_pools.h"
+#include "orchestrator/records/record_pools.h"
 #include "orchestrator/core/template_builder.h"
 #include "orchestrator/core/template_service.h"
 #include "orchestrator/util/clock.h"
@@ -141,10 +141,10 @@ int Serve(int argc, char** argv) {
   } else if (std::error_code ec; std::filesystem::is_directory("templates/builders", ec)) {
     recipes_dir = std::filesystem::current_path() / "templates" / "builders";
   }
-  std::unique_ptr<core::RecipeBook> recipes;
+  std::unique_ptr<builders::RecipeBook> recipes;
   try {
-    recipes = std::make_unique<core::RecipeBook>(recipes_dir.empty() ? core::RecipeBook::FromJson({})
-                                                                     : core::RecipeBook::LoadDir(recipes_dir));
+    recipes = std::make_unique<builders::RecipeBook>(recipes_dir.empty() ? builders::RecipeBook::FromJson({})
+                                                                     : builders::RecipeBook::LoadDir(recipes_dir));
   } catch (const Error& e) {
     std::cerr << "testpool serve: bad recipe: " << e.what() << "\n";
     return kExitFailed;
@@ -246,8 +246,8 @@ int Serve(int argc, char** argv) {
     // pools defined on its database go, rows built under it in shared databases are deleted).
     // However this scope is left, the pools stop (and so stop calling) before `records` and
     // `builds` are destroyed.
-    core::RecordPools records(*store, pools, util::RealClock());
-    core::BuildService builds(*store, pools, *recipes);
+    records::RecordPools records(*store, pools, util::RealClock());
+    builders::BuildService builds(*store, pools, *recipes);
     pools.SetLeaseEndedListener([&records, &builds](const std::string& id) {
       records.LeaseEnded(id);
       builds.LeaseEnded(id);

@@ -1,7 +1,7 @@
 // Builders against a real PostgreSQL: references resolved in dependency order, rows that pass the
 // schema's own checks, two workers building 10,000 customers each at once without a collision,
 // a refused row leaving nothing behind, replay by seed, and clean-up to exactly what was there.
-#include "orchestrator/core/builders.h"
+#include "orchestrator/builders/builders.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -16,13 +16,16 @@
 #include "tests/support/code_of.h"
 #include "tests/support/test_server.h"
 
-namespace testpool::core {
+namespace testpool::builders {
 namespace {
 
 using nlohmann::json;
 using ::testing::HasSubstr;
 
 using testing::CodeOf;
+using core::ControlStore;
+using core::PoolManager;
+using core::PoolOptions;
 
 const json kCustomer = json::parse(R"({
   "name": "customer", "table": "customers", "key": "id",
@@ -239,4 +242,4 @@ TEST_F(BuildersTest, TheServiceRemembersWhereANamespaceWrote) {
 }
 
 }  // namespace
-}  // namespace testpool::core
+}  // namespace testpool::builders

@@ -1,7 +1,7 @@
 // Record pools against a real PostgreSQL: definitions checked against the catalog, claims that are
 // exclusive under 64 concurrent claimers (fencing tokens checked), expiry, idempotent release,
 // exhaustion, and a shared table left exactly as it was.
-#include "orchestrator/core/record_pools.h"
+#include "orchestrator/records/record_pools.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -21,13 +21,22 @@
 #include "tests/support/code_of.h"
 #include "tests/support/test_server.h"
 
-namespace testpool::core {
+namespace testpool::records {
 namespace {
 
 using namespace std::chrono_literals;
 using ::testing::HasSubstr;
 
 using testing::CodeOf;
+using core::ControlStore;
+using core::LeaseInfo;
+using core::LeaseRequest;
+using core::PoolConfig;
+using core::PoolManager;
+using core::PoolOptions;
+using core::TemplateBuilder;
+using core::TemplateService;
+using core::TemplateSpec;
 
 class RecordsTest : public ::testing::Test {
  protected:
@@ -330,4 +339,4 @@ TEST_F(RecordsTest, UnknownPoolsAndBadRequests) {
 }
 
 }  // namespace
-}  // namespace testpool::core
+}  // namespace testpool::records

@@ -6,10 +6,10 @@
 #include <thread>
 
 #include "orchestrator/api/server.h"
-#include "orchestrator/core/builders.h"
+#include "orchestrator/builders/builders.h"
 #include "orchestrator/core/control_store.h"
 #include "orchestrator/core/pool_manager.h"
-#include "orchestrator/core/record_pools.h"
+#include "orchestrator/records/record_pools.h"
 #include "orchestrator/core/template_builder.h"
 #include "orchestrator/core/template_service.h"
 #include "tests/support/test_server.h"
@@ -20,9 +20,9 @@ struct InProcessApi::Impl {
   std::unique_ptr<core::ControlStore> store;
   std::unique_ptr<core::TemplateBuilder> builder;
   std::unique_ptr<core::PoolManager> pools;
-  std::unique_ptr<core::RecordPools> records;
-  std::unique_ptr<core::RecipeBook> recipes;
-  std::unique_ptr<core::BuildService> builds;
+  std::unique_ptr<records::RecordPools> records;
+  std::unique_ptr<builders::RecipeBook> recipes;
+  std::unique_ptr<builders::BuildService> builds;
   std::unique_ptr<core::TemplateService> service;
   std::unique_ptr<api::ApiServer> server;
   std::thread thread;
@@ -35,15 +35,15 @@ InProcessApi::InProcessApi(bool with_pools, int max_databases) : impl_(std::make
   core::PoolOptions options;
   options.max_databases = max_databases;
   impl_->pools = std::make_unique<core::PoolManager>(*impl_->store, Server(), util::RealClock(), options);
-  impl_->records = std::make_unique<core::RecordPools>(*impl_->store, *impl_->pools, util::RealClock());
-  impl_->recipes = std::make_unique<core::RecipeBook>(
-      core::RecipeBook::LoadDir(SourceDir() / "templates" / "builders"));
-  impl_->builds = std::make_unique<core::BuildService>(*impl_->store, *impl_->pools, *impl_->recipes);
+  impl_->records = std::make_unique<records::RecordPools>(*impl_->store, *impl_->pools, util::RealClock());
+  impl_->recipes = std::make_unique<builders::RecipeBook>(
+      builders::RecipeBook::LoadDir(SourceDir() / "templates" / "builders"));
+  impl_->builds = std::make_unique<builders::BuildService>(*impl_->store, *impl_->pools, *impl_->recipes);
   impl_->service = std::make_unique<core::TemplateService>(*impl_->store, *impl_->builder);
   if (with_pools) {
     impl_->service->SetListener(impl_->pools.get());
-    core::RecordPools* records = impl_->records.get();
-    core::BuildService* builds = impl_->builds.get();
+    records::RecordPools* records = impl_->records.get();
+    builders::BuildService* builds = impl_->builds.get();
     impl_->pools->SetLeaseEndedListener([records, builds](const std::string& id) {
       records->LeaseEnded(id);
       builds->LeaseEnded(id);

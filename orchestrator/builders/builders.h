@@ -5,7 +5,7 @@
 //   {"name": "order", "table": "orders", "schema": "public", "key": "id",
 //    "fields": [{"name": "status", "gen": "choice", "values": ["pending", "paid"]}, …],
 //    "refs": [{"column": "customer_id", "recipe": "customer"}]}
-// `fields` are generators (core/generators.h: unique ids and e-mails carry the build's namespace,
+// `fields` are generators (builders/generators.h: unique ids and e-mails carry the build's namespace,
 // card numbers pass Luhn, IBANs mod-97, postal codes their country's format, …); `refs` are
 // foreign keys: unless the caller supplies the column (an override), one row of the referenced
 // recipe is built first for each row, in dependency order, and its key fills the column. `key` is
@@ -34,10 +34,15 @@
 
 #include <nlohmann/json.hpp>
 
-#include "orchestrator/core/generators.h"
+#include "orchestrator/builders/generators.h"
 #include "orchestrator/pg/conninfo.h"
 
 namespace testpool::core {
+class ControlStore;
+class PoolManager;
+}  // namespace testpool::core
+
+namespace testpool::builders {
 
 struct RecipeRef {
   std::string column;  // the foreign-key column in this recipe's table
@@ -118,9 +123,6 @@ class Builders {
   std::unique_ptr<Impl> impl_;
 };
 
-class ControlStore;
-class PoolManager;
-
 // What the daemon offers on top of Builders: builds into a leased database (reached as the
 // server's superuser; the recycle removes the rows with the database) or into any database given
 // by DSN (a shared one), where every namespace used is remembered in the control database so
@@ -129,7 +131,7 @@ class PoolManager;
 class BuildService {
  public:
   // `store`, `leases` and `recipes` must outlive the service.
-  BuildService(ControlStore& store, PoolManager& leases, const RecipeBook& recipes);
+  BuildService(core::ControlStore& store, core::PoolManager& leases, const RecipeBook& recipes);
   ~BuildService();
 
   // Into the lease's own database; the namespace defaults to the lease id. kNotFound (lease or
@@ -147,10 +149,10 @@ class BuildService {
   const RecipeBook& recipes() const;
 
  private:
-  ControlStore& store_;
-  PoolManager& leases_;
+  core::ControlStore& store_;
+  core::PoolManager& leases_;
   const RecipeBook& recipes_;
   Builders builders_;
 };
 
-}  // namespace testpool::core
+}  // namespace testpool::builders

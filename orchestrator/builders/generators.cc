@@ -1,4 +1,4 @@
-#include "orchestrator/core/generators.h"
+#include "orchestrator/builders/generators.h"
 
 // The generators of generators.h but the scalar ones (generator_scalars.cc), the factory that
 // picks one by "gen", FieldGenerator and RowGenerator. The spec reader, the Impl base class and
@@ -12,11 +12,11 @@
 
 #include <nlohmann/json.hpp>
 
-#include "orchestrator/core/generator_domains.h"
-#include "orchestrator/core/generator_spec.h"
+#include "orchestrator/builders/generator_domains.h"
+#include "orchestrator/builders/generator_spec.h"
 #include "orchestrator/util/error.h"
 
-namespace testpool::core {
+namespace testpool::builders {
 
 using nlohmann::json;
 
@@ -529,4 +529,4 @@ RowValues RowGenerator::Generate(uint64_t seed, std::string_view ns, uint64_t ro
   return row;
 }
 
-}  // namespace testpool::core
+}  // namespace testpool::builders

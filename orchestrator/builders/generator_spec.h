@@ -2,7 +2,7 @@
 // type checks, the generator base class FieldGenerator::Impl, and the country parameters shared
 // by iban, postal_code, phone and city.
 //
-// Internal to core/: only generators.cc, generator_scalars.cc and generator_codes.cc include this
+// Internal to builders/: only generators.cc, generator_scalars.cc and generator_codes.cc include this
 // header, and everything but FieldGenerator::Impl lives in namespace generator_internal. The
 // recipe-facing description of every generator and parameter is in generators.h.
 //
@@ -26,9 +26,9 @@
 
 #include <nlohmann/json.hpp>
 
-#include "orchestrator/core/generators.h"
+#include "orchestrator/builders/generators.h"
 
-namespace testpool::core {
+namespace testpool::builders {
 
 // The base of every generator: one subclass per "gen", built from the spec by the factory in
 // generators.cc and shared, immutable, by copies of its FieldGenerator.
@@ -162,4 +162,4 @@ ImplPtr NewConstGenerator(SpecReader& r);      // "const"
 ImplPtr NewUniqueCodeGenerator(SpecReader& r);  // "unique_code"
 
 }  // namespace generator_internal
-}  // namespace testpool::core
+}  // namespace testpool::builders

@@ -5,10 +5,10 @@
 #include <cmath>
 #include <limits>
 
-#include "orchestrator/core/generator_domains.h"
-#include "orchestrator/core/generator_spec.h"
+#include "orchestrator/builders/generator_domains.h"
+#include "orchestrator/builders/generator_spec.h"
 
-namespace testpool::core::generator_internal {
+namespace testpool::builders::generator_internal {
 
 using nlohmann::json;
 
@@ -338,4 +338,4 @@ ImplPtr NewBoolGenerator(SpecReader& r) { return std::make_shared<const BoolImpl
 ImplPtr NewChoiceGenerator(SpecReader& r) { return std::make_shared<const ChoiceImpl>(r); }
 ImplPtr NewConstGenerator(SpecReader& r) { return std::make_shared<const ConstImpl>(r); }
 
-}  // namespace testpool::core::generator_internal
+}  // namespace testpool::builders::generator_internal

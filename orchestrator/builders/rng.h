@@ -14,7 +14,7 @@
 #include <iterator>
 #include <string_view>
 
-namespace testpool::core {
+namespace testpool::builders {
 
 // splitmix64 (Steele, Lea, Flood 2014): advances *state by 0x9e3779b97f4a7c15 and returns a
 // well-mixed 64-bit value of it. Used to seed Rng and to derive per-field seeds.
@@ -61,4 +61,4 @@ class Rng {
   uint64_t s_[4];
 };
 
-}  // namespace testpool::core
+}  // namespace testpool::builders

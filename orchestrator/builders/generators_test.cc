@@ -5,7 +5,7 @@
 // national BBAN rules, the Luhn formula and card IIN ranges, postal-code formats, E.164 numbering
 // plans, RFC 5321/2606), sharing no code with generators.cc. Each validator is first shown to
 // reject known-bad examples, so a passing run means something.
-#include "orchestrator/core/generators.h"
+#include "orchestrator/builders/generators.h"
 
 #include <gtest/gtest.h>
 
@@ -23,7 +23,7 @@
 
 #include "orchestrator/util/error.h"
 
-namespace testpool::core {
+namespace testpool::builders {
 namespace {
 
 using nlohmann::json;
@@ -1327,4 +1327,4 @@ TEST(GenerateErrors, NameTheFieldAndTheProblem) {
 }
 
 }  // namespace
-}  // namespace testpool::core
+}  // namespace testpool::builders

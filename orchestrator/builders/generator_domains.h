@@ -1,7 +1,7 @@
 // Domain-specific value makers behind the generators of generators.h: card numbers, IBANs,
 // postal codes, phone numbers, person names, streets and cities.
 //
-// Internal to core/: only generators.cc uses this header. Nothing here reads a spec or reports a
+// Internal to builders/: only generators.cc uses this header. Nothing here reads a spec or reports a
 // user error; generators.cc checks parameters and countries first, and a bad argument here is a
 // programmer error (asserted). The recipe-facing description of every format is in generators.h.
 //
@@ -18,9 +18,9 @@
 #include <string>
 #include <string_view>
 
-#include "orchestrator/core/rng.h"
+#include "orchestrator/builders/rng.h"
 
-namespace testpool::core {
+namespace testpool::builders {
 
 // ---- Text helpers shared with generators.cc --------------------------------------------------
 
@@ -73,4 +73,4 @@ std::string MakeStreetAddress(Rng& rng);
 // kCountries has one).
 std::string_view PickCity(std::string_view country, Rng& rng);
 
-}  // namespace testpool::core
+}  // namespace testpool::builders

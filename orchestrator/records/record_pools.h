@@ -39,8 +39,11 @@
 #include "orchestrator/util/clock.h"
 
 namespace testpool::core {
-
 class PoolManager;
+}  // namespace testpool::core
+
+namespace testpool::records {
+
 
 struct RecordPoolSpec {
   std::string name;                          // [a-z][a-z0-9_]{0,39}
@@ -86,7 +89,7 @@ class RecordPools {
  public:
   // `leases` resolves lease ids (for pools on a leased database and claims tied to a lease); both
   // must outlive this object.
-  RecordPools(ControlStore& store, PoolManager& leases, const util::Clock& clock);
+  RecordPools(core::ControlStore& store, core::PoolManager& leases, const util::Clock& clock);
   ~RecordPools();
   RecordPools(const RecordPools&) = delete;
   RecordPools& operator=(const RecordPools&) = delete;
@@ -123,4 +126,4 @@ class RecordPools {
   std::unique_ptr<Impl> impl_;
 };
 
-}  // namespace testpool::core
+}  // namespace testpool::records

@@ -133,9 +133,9 @@
 #include <string_view>
 #include <vector>
 
-#include "orchestrator/core/rng.h"  // Rng, SplitMix64, Fnv1a64: part of this module's interface
+#include "orchestrator/builders/rng.h"  // Rng, SplitMix64, Fnv1a64: part of this module's interface
 
-namespace testpool::core {
+namespace testpool::builders {
 
 // Bumped whenever the same (seed, namespace, spec) starts to give different values.
 inline constexpr int kGeneratorsVersion = 1;
@@ -244,4 +244,4 @@ class RowGenerator {
   std::vector<FieldGenerator> fields_;
 };
 
-}  // namespace testpool::core
+}  // namespace testpool::builders

@@ -1,9 +1,9 @@
-#include "orchestrator/core/generator_domains.h"
+#include "orchestrator/builders/generator_domains.h"
 
 #include <cassert>
 #include <vector>
 
-namespace testpool::core {
+namespace testpool::builders {
 
 namespace {
 
@@ -364,4 +364,4 @@ std::string_view PickCity(std::string_view country, Rng& rng) {
   return {};
 }
 
-}  // namespace testpool::core
+}  // namespace testpool::builders

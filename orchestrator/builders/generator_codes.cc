@@ -10,9 +10,9 @@
 #include <algorithm>
 #include <limits>
 
-#include "orchestrator/core/generator_spec.h"
+#include "orchestrator/builders/generator_spec.h"
 
-namespace testpool::core::generator_internal {
+namespace testpool::builders::generator_internal {
 
 namespace {
 
@@ -196,4 +196,4 @@ class UniqueCodeImpl : public Impl {
 
 ImplPtr NewUniqueCodeGenerator(SpecReader& r) { return std::make_shared<const UniqueCodeImpl>(r); }
 
-}  // namespace testpool::core::generator_internal
+}  // namespace testpool::builders::generator_internal

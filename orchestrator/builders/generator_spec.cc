@@ -1,10 +1,10 @@
-#include "orchestrator/core/generator_spec.h"
+#include "orchestrator/builders/generator_spec.h"
 
 #include <limits>
 
 #include "orchestrator/util/error.h"
 
-namespace testpool::core {
+namespace testpool::builders {
 
 using nlohmann::json;
 
@@ -164,4 +164,4 @@ std::string_view CountrySource::Canonical(const std::string& c, SpecReader& r, s
 }
 
 }  // namespace generator_internal
-}  // namespace testpool::core
+}  // namespace testpool::builders

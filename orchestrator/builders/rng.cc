@@ -1,8 +1,8 @@
-#include "orchestrator/core/rng.h"
+#include "orchestrator/builders/rng.h"
 
 #include <limits>
 
-namespace testpool::core {
+namespace testpool::builders {
 
 uint64_t SplitMix64(uint64_t* state) {
   uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
@@ -73,4 +73,4 @@ bool Rng::Chance(double p) {
   return (Next() >> 11) < threshold;
 }
 
-}  // namespace testpool::core
+}  // namespace testpool::builders

@@ -1,4 +1,4 @@
-#include "orchestrator/core/record_pools.h"
+#include "orchestrator/records/record_pools.h"
 
 #include <algorithm>
 #include <condition_variable>
@@ -16,7 +16,11 @@
 #include "orchestrator/util/log.h"
 #include "orchestrator/util/names.h"
 
-namespace testpool::core {
+namespace testpool::records {
+
+using core::ControlStore;
+using core::LeaseInfo;
+using core::PoolManager;
 namespace {
 
 using nlohmann::json;
@@ -567,4 +571,4 @@ void RecordPools::LeaseEnded(const std::string& lease_id) noexcept {
   }
 }
 
-}  // namespace testpool::core
+}  // namespace testpool::records

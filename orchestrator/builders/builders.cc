@@ -1,4 +1,4 @@
-#include "orchestrator/core/builders.h"
+#include "orchestrator/builders/builders.h"
 
 #include <chrono>
 #include <fstream>
@@ -8,14 +8,18 @@
 
 #include "orchestrator/core/control_store.h"
 #include "orchestrator/core/pool_manager.h"
-#include "orchestrator/core/rng.h"
+#include "orchestrator/builders/rng.h"
 #include "orchestrator/pg/connection.h"
 #include "orchestrator/util/crypto.h"
 #include "orchestrator/util/error.h"
 #include "orchestrator/util/log.h"
 #include "orchestrator/util/names.h"
 
-namespace testpool::core {
+namespace testpool::builders {
+
+using core::ControlStore;
+using core::LeaseInfo;
+using core::PoolManager;
 namespace {
 
 using nlohmann::json;
@@ -428,4 +432,4 @@ void BuildService::LeaseEnded(const std::string& lease_id) noexcept {
   }
 }
 
-}  // namespace testpool::core
+}  // namespace testpool::builders
