@@ -14,6 +14,7 @@
 #include <utility>
 
 #include "orchestrator/util/error.h"
+#include "orchestrator/util/url.h"
 
 namespace testpool::backend {
 namespace {
@@ -23,28 +24,11 @@ using nlohmann::json;
 
 // --- small helpers -----------------------------------------------------------------------------
 
-// Percent-encodes everything but RFC 3986's unreserved characters and those in `keep`.
-std::string Encode(std::string_view s, std::string_view keep = "") {
-  static constexpr char kHex[] = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~' ||
-        keep.find(static_cast<char>(c)) != keep.npos) {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += kHex[c >> 4];
-      out += kHex[c & 15];
-    }
-  }
-  return out;
-}
-
 // A container id or name, or an image reference, as one path segment ('/' and ':' kept: the
 // engine's router takes image names with slashes).
 std::string Segment(const std::string& s) {
   if (s.empty()) throw Error(ErrorCode::kInvalidArgument, "docker: empty container or image name");
-  return Encode(s, "/:@");
+  return util::PercentEncode(s, "/:@");
 }
 
 std::string Str(const json& j, const char* key) {
@@ -421,8 +405,8 @@ std::string DockerClient::ImportImage(const std::filesystem::path& tar, const st
   const auto size = std::filesystem::file_size(tar, ec);
   if (!*file || ec) throw Error(ErrorCode::kInvalidArgument, "docker: cannot read " + tar.string());
 
-  std::string path = Prefix() + "/images/create?fromSrc=-&repo=" + Encode(repo) + "&tag=" + Encode(tag);
-  for (const std::string& c : changes) path += "&changes=" + Encode(c);
+  std::string path = Prefix() + "/images/create?fromSrc=-&repo=" + util::PercentEncode(repo) + "&tag=" + util::PercentEncode(tag);
+  for (const std::string& c : changes) path += "&changes=" + util::PercentEncode(c);
   auto provider = [file](size_t offset, size_t length, httplib::DataSink& sink) {
     char buf[64 * 1024];
     file->seekg(static_cast<std::streamoff>(offset));
@@ -461,9 +445,9 @@ std::string DockerClient::CommitContainer(const std::string& container, const st
   if (!options.labels.empty()) config["Labels"] = options.labels;
   if (!options.env.empty()) config["Env"] = options.env;
   if (!options.cmd.empty()) config["Cmd"] = options.cmd;
-  std::string path = Prefix() + "/commit?container=" + Encode(container) + "&repo=" + Encode(repo) +
-                     "&tag=" + Encode(tag) + "&pause=" + (options.pause ? "true" : "false");
-  if (!options.comment.empty()) path += "&comment=" + Encode(options.comment);
+  std::string path = Prefix() + "/commit?container=" + util::PercentEncode(container) + "&repo=" + util::PercentEncode(repo) +
+                     "&tag=" + util::PercentEncode(tag) + "&pause=" + (options.pause ? "true" : "false");
+  if (!options.comment.empty()) path += "&comment=" + util::PercentEncode(options.comment);
   auto a = Http::Send(options_, Http::MakeJson("POST", path, config), timeout);
   Http::Expect(a, {200, 201}, what);
   std::string id = Str(Http::Parse(a, what), "Id");
@@ -506,7 +490,7 @@ std::string DockerClient::CreateContainer(const DockerContainerSpec& spec) {
   if (spec.shm_size_bytes > 0) host["ShmSize"] = spec.shm_size_bytes;
   body["HostConfig"] = host;
   std::string path = Prefix() + "/containers/create";
-  if (!spec.name.empty()) path += "?name=" + Encode(spec.name);
+  if (!spec.name.empty()) path += "?name=" + util::PercentEncode(spec.name);
   auto a = Http::Send(options_, Http::MakeJson("POST", path, body), options_.call_timeout);
   Http::Expect(a, {201}, what);
   std::string id = Str(Http::Parse(a, what), "Id");
@@ -565,7 +549,7 @@ std::vector<DockerContainerSummary> DockerClient::ListContainers(const std::map<
   json label_filter = json::array();
   for (const auto& [k, v] : labels) label_filter.push_back(v.empty() ? k : k + "=" + v);
   std::string path = Prefix() + "/containers/json?all=" + (all ? "true" : "false");
-  if (!label_filter.empty()) path += "&filters=" + Encode(json{{"label", label_filter}}.dump());
+  if (!label_filter.empty()) path += "&filters=" + util::PercentEncode(json{{"label", label_filter}}.dump());
   auto a = Http::Send(options_, Http::Make("GET", path), options_.call_timeout);
   Http::Expect(a, {200}, "list containers");
   json j = Http::Parse(a, "list containers");

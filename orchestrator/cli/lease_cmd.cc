@@ -23,20 +23,10 @@ const char* kLeaseUsage = R"(usage:
   testpool status [--json]
 )";
 
-// Parses `argv` (argv[0] is the command's name) with one optional positional argument `positional`.
-po::variables_map Parse(int argc, char** argv, const po::options_description& opts, const char* positional) {
-  po::positional_options_description pos;
-  if (positional != nullptr) pos.add(positional, 1);
-  po::variables_map vm;
-  po::store(po::command_line_parser(argc, argv).options(opts).positional(pos).run(), vm);
-  po::notify(vm);
-  return vm;
-}
+// The command's own arguments (argv[0] is its name).
+std::vector<std::string> OwnArgs(int argc, char** argv) { return std::vector<std::string>(argv + 1, argv + argc); }
 
-int Usage(const std::string& command, const std::string& problem) {
-  std::cerr << "testpool " << command << ": " << problem << "\n" << kLeaseUsage;
-  return kExitUsage;
-}
+int Usage(const std::string& command, const std::string& problem) { return cli::Usage(command, problem, kLeaseUsage); }
 
 int LeaseBody(int argc, char** argv) {
   po::options_description opts("testpool lease options");
@@ -46,7 +36,7 @@ int LeaseBody(int argc, char** argv) {
       ("wait", po::value<int>(), "seconds to wait for a free database (daemon default 30)")
       ("holder", po::value<std::string>(), "who holds the lease, shown in status (a CI worker's name)")
       ("json", "print the whole lease as JSON");
-  po::variables_map vm = Parse(argc, argv, opts, "name");
+  po::variables_map vm = ParseArgs(OwnArgs(argc, argv), opts, "name");
   if (vm.count("help")) {
     std::cout << kLeaseUsage << opts;
     return kExitOk;
@@ -73,7 +63,7 @@ int RenewBody(int argc, char** argv) {
       ("id", po::value<std::string>(), "lease id")
       ("ttl", po::value<int>(), "the lease then expires this many seconds from now (default 600)")
       ("json", "print the whole lease as JSON");
-  po::variables_map vm = Parse(argc, argv, opts, "id");
+  po::variables_map vm = ParseArgs(OwnArgs(argc, argv), opts, "id");
   if (vm.count("help")) {
     std::cout << kLeaseUsage << opts;
     return kExitOk;
@@ -96,7 +86,7 @@ int RenewBody(int argc, char** argv) {
 int ReleaseBody(int argc, char** argv) {
   po::options_description opts("testpool release options");
   opts.add_options()("help,h", "show this help")("id", po::value<std::string>(), "lease id");
-  po::variables_map vm = Parse(argc, argv, opts, "id");
+  po::variables_map vm = ParseArgs(OwnArgs(argc, argv), opts, "id");
   if (vm.count("help")) {
     std::cout << kLeaseUsage << opts;
     return kExitOk;
@@ -112,7 +102,7 @@ int ResetBody(int argc, char** argv) {
   po::options_description opts("testpool reset options");
   opts.add_options()("help,h", "show this help")("id", po::value<std::string>(), "lease id")
       ("json", "print the whole lease as JSON");
-  po::variables_map vm = Parse(argc, argv, opts, "id");
+  po::variables_map vm = ParseArgs(OwnArgs(argc, argv), opts, "id");
   if (vm.count("help")) {
     std::cout << kLeaseUsage << opts;
     return kExitOk;
@@ -169,7 +159,7 @@ void PrintStatus(const json& status) {
 int StatusBody(int argc, char** argv) {
   po::options_description opts("testpool status options");
   opts.add_options()("help,h", "show this help")("json", "print the daemon's JSON answer");
-  po::variables_map vm = Parse(argc, argv, opts, nullptr);
+  po::variables_map vm = ParseArgs(OwnArgs(argc, argv), opts, nullptr);
   if (vm.count("help")) {
     std::cout << kLeaseUsage << opts;
     return kExitOk;

@@ -31,6 +31,7 @@
 #include <thread>
 
 #include "orchestrator/cli/cli.h"
+#include "orchestrator/cli/command.h"
 #include "orchestrator/cli/client.h"
 #include "orchestrator/core/pool_manager.h"
 
@@ -187,9 +188,7 @@ int RunBody(int argc, char** argv) {
       ("ttl", po::value<int>(), "lease lifetime in seconds, renewed every ttl/3 while CMD runs (default 600)")
       ("wait", po::value<int>(), "seconds to wait for a free database (daemon default 30)")
       ("holder", po::value<std::string>(), "who holds the lease, shown in status");
-  po::variables_map vm;
-  po::store(po::command_line_parser(own).options(opts).run(), vm);
-  po::notify(vm);
+  po::variables_map vm = ParseArgs(own, opts, nullptr);
   if (vm.count("help")) {
     std::cout << kRunUsage << "\n" << opts;
     return kExitOk;

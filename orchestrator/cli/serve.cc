@@ -17,6 +17,7 @@
 #include "orchestrator/backend/external_backend.h"
 #include "orchestrator/backend/local_backend.h"
 #include "orchestrator/cli/cli.h"
+#include "orchestrator/cli/command.h"
 #include "orchestrator/builders/builders.h"
 #include "orchestrator/core/control_store.h"
 #include "orchestrator/core/pool_manager.h"
@@ -86,8 +87,7 @@ int Serve(int argc, char** argv) {
       ("log-level", po::value<std::string>(), "debug | info | warn | error");
   po::variables_map vm;
   try {
-    po::store(po::command_line_parser(argc, argv).options(opts).run(), vm);
-    po::notify(vm);
+    vm = ParseArgs(std::vector<std::string>(argv + 1, argv + argc), opts, nullptr);
   } catch (const po::error& e) {
     std::cerr << "testpool serve: " << e.what() << "\n" << opts;
     return kExitUsage;

@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "orchestrator/cli/cli.h"
+#include "orchestrator/cli/command.h"
 #include "orchestrator/cli/client.h"
 #include "orchestrator/core/template_spec.h"
 #include "orchestrator/util/error.h"
@@ -109,11 +110,7 @@ int Create(const std::vector<std::string>& args) {
       ("recycle", po::value<std::string>(), "clone (default) | rollback: savepoint mode through the wire proxy")
       ("no-wait", "return as soon as the build started")
       ("json", "print the daemon's JSON answer");
-  po::positional_options_description pos;
-  pos.add("name", 1);
-  po::variables_map vm;
-  po::store(po::command_line_parser(args).options(opts).positional(pos).run(), vm);
-  po::notify(vm);
+  po::variables_map vm = ParseArgs(args, opts, "name");
   if (vm.count("help")) {
     std::cout << opts;
     return kExitOk;

@@ -5,6 +5,7 @@
 #include <memory>
 
 #include "orchestrator/util/error.h"
+#include "orchestrator/util/url.h"
 
 namespace testpool::pg {
 
@@ -62,40 +63,25 @@ std::string ConnInfo::Redacted() const {
   return copy.ToKeywordString();
 }
 
-std::string PercentEncode(std::string_view text) {
-  static const char kHex[] = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : text) {
-    bool unreserved = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-                      c == '-' || c == '.' || c == '_' || c == '~';
-    if (unreserved) {
-      out.push_back(static_cast<char>(c));
-    } else {
-      out.push_back('%');
-      out.push_back(kHex[c >> 4]);
-      out.push_back(kHex[c & 0xf]);
-    }
-  }
-  return out;
-}
-
 std::string ConnInfo::ToUri() const {
   std::string out = "postgresql://";
   std::string user = Get("user"), password = Get("password"), host = Get("host"), port = Get("port");
   if (!user.empty()) {
-    out += PercentEncode(user);
-    if (!password.empty()) out += ":" + PercentEncode(password);
+    out += util::PercentEncode(user);
+    if (!password.empty()) out += ":" + util::PercentEncode(password);
     out += "@";
   }
   bool socket_host = !host.empty() && host[0] == '/';
-  if (!host.empty() && !socket_host) out += host;
+  // An IPv6 address is written in brackets (RFC 3986 §3.2.2), or its colons would read as the port's.
+  bool ipv6 = host.find(':') != std::string::npos && host.front() != '[';
+  if (!host.empty() && !socket_host) out += ipv6 ? "[" + host + "]" : host;
   if (!port.empty() && !socket_host) out += ":" + port;
-  out += "/" + PercentEncode(Get("dbname"));
+  out += "/" + util::PercentEncode(Get("dbname"));
   std::string query;
   for (const auto& [key, value] : params_) {
     if (key == "user" || key == "password" || key == "dbname") continue;
     if ((key == "host" || key == "port") && !socket_host) continue;
-    query += (query.empty() ? "?" : "&") + key + "=" + PercentEncode(value);
+    query += (query.empty() ? "?" : "&") + key + "=" + util::PercentEncode(value);
   }
   return out + query;
 }

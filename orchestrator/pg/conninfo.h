@@ -26,7 +26,7 @@ class ConnInfo {
   // "dbname='x' host='/run/…' …" — every value single-quoted and escaped.
   std::string ToKeywordString() const;
   // "postgresql://user:password@host:port/dbname?…" with percent-encoding; a unix-socket host
-  // (a path) goes in the query string as host=….
+  // (a path) goes in the query string as host=…; an IPv6 host is bracketed ([::1]:5432).
   std::string ToUri() const;
   // The keyword form without the password, for logs.
   std::string Redacted() const;
@@ -36,7 +36,5 @@ class ConnInfo {
  private:
   std::map<std::string, std::string> params_;
 };
-
-std::string PercentEncode(std::string_view text);
 
 }  // namespace testpool::pg

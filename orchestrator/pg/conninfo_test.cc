@@ -59,6 +59,15 @@ TEST(ConnInfo, UriPutsASocketDirectoryInTheQuery) {
   EXPECT_EQ(back.Get("port"), "6000");
 }
 
+TEST(ConnInfo, UriBracketsAnIpv6Host) {
+  ConnInfo c;
+  c.Set("host", "::1").Set("port", "5433").Set("user", "u").Set("dbname", "d");
+  EXPECT_EQ(c.ToUri(), "postgresql://u@[::1]:5433/d");
+  ConnInfo back = ConnInfo::Parse(c.ToUri());
+  EXPECT_EQ(back.Get("host"), "::1");
+  EXPECT_EQ(back.Get("port"), "5433");
+}
+
 TEST(ConnInfo, RedactedHidesThePassword) {
   ConnInfo c;
   c.Set("user", "u").Set("password", "secret");
