@@ -31,10 +31,11 @@
 //
 // Each client has one ClientState: where it is in the exchange of units with the server (below).
 // It changes only through Session::SetState, which checks the move against the table below and
-// aborts the process (in every build) on one the table does not list. Two things are kept
+// aborts the process (in every build) on one the table does not list. Three things are kept
 // beside it because they vary independently of it: the client's transaction as it sees it (Tx:
-// a unit runs in any of them and moves it as it goes) and whether its connection is still there
-// (a client that leaves mid-unit stays in its state until the unit's ReadyForQuery drains).
+// a unit runs in any of them and moves it as it goes), whether its connection is still there
+// (a client that leaves mid-unit stays in its state until the unit's ReadyForQuery drains), and
+// whether its next messages are dropped up to a Sync (after an error the proxy raised itself).
 // Whether a client waits for the server is not stored: it is its entry in the wait queue.
 #pragma once
 
@@ -88,7 +89,7 @@ inline constexpr ClientState kAllClientStates[] = {
 };
 // The enumerator's name without the k ("InFlight").
 const char* ToString(ClientState s);
-// Whether the table above lists from -> to.
+// Whether the table above lists from -> to. These three are pure: callable from any thread.
 bool ClientTransitionAllowed(ClientState from, ClientState to);
 // Returns when ClientTransitionAllowed(from, to); otherwise logs both states (event
 // proxy.client_state_impossible, with `client`) and aborts: a move the table does not list is a
