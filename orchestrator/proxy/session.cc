@@ -4,12 +4,90 @@
 #include "orchestrator/proxy/session.h"
 
 #include <algorithm>
+#include <cstdlib>
 
 #include "orchestrator/proxy/session_internal.h"
+#include "orchestrator/util/log.h"
 
 namespace testpool::proxy {
 
 using namespace session_internal;  // NOLINT(google-build-using-namespace): private names of this class
+
+// ---- client state -----------------------------------------------------------------------------
+
+const char* ToString(ClientState s) {
+  switch (s) {
+    case ClientState::kReady:
+      return "Ready";
+    case ClientState::kSwitching:
+      return "Switching";
+    case ClientState::kUnitOpen:
+      return "UnitOpen";
+    case ClientState::kUnitOpenCopyIn:
+      return "UnitOpenCopyIn";
+    case ClientState::kInFlight:
+      return "InFlight";
+    case ClientState::kInFlightCopyIn:
+      return "InFlightCopyIn";
+    case ClientState::kInterleaved:
+      return "Interleaved";
+  }
+  return "?";
+}
+
+// The table of session.h, one case per source state.
+bool ClientTransitionAllowed(ClientState from, ClientState to) {
+  using S = ClientState;
+  switch (from) {
+    case S::kReady:
+      return to == S::kSwitching || to == S::kUnitOpen || to == S::kInterleaved;
+    case S::kSwitching:
+      return to == S::kReady;
+    case S::kUnitOpen:
+      return to == S::kUnitOpenCopyIn || to == S::kInFlight;
+    case S::kUnitOpenCopyIn:
+      return to == S::kUnitOpen || to == S::kInFlightCopyIn;
+    case S::kInFlight:
+      return to == S::kInFlightCopyIn || to == S::kReady;
+    case S::kInFlightCopyIn:
+      return to == S::kInFlight || to == S::kReady;
+    case S::kInterleaved:
+      return to == S::kReady;
+  }
+  return false;
+}
+
+void CheckClientTransition(ClientState from, ClientState to, uint64_t client) {
+  if (ClientTransitionAllowed(from, to)) return;
+  log::Error("proxy.client_state_impossible",
+             {{"client", std::to_string(client)}, {"from", ToString(from)}, {"to", ToString(to)}});
+  std::abort();
+}
+
+void Session::SetState(Client& c, ClientState to) {
+  CheckClientTransition(c.state, to, c.id);
+  c.state = to;
+}
+
+void Session::UnitSent(Client& c) {
+  if (c.in_flight()) return;
+  SetState(c, c.state == ClientState::kUnitOpenCopyIn ? ClientState::kInFlightCopyIn : ClientState::kInFlight);
+}
+
+void Session::CopyStarted(Client& c) {
+  using S = ClientState;
+  // Any other state stays as it is, which the table does not list: SetState aborts.
+  SetState(c, c.state == S::kUnitOpen ? S::kUnitOpenCopyIn : c.state == S::kInFlight ? S::kInFlightCopyIn : c.state);
+}
+
+void Session::CopyEnded(Client& c) {
+  if (c.state == ClientState::kUnitOpenCopyIn) SetState(c, ClientState::kUnitOpen);
+  if (c.state == ClientState::kInFlightCopyIn) SetState(c, ClientState::kInFlight);
+}
+
+bool Session::Waiting(ClientId id) const {
+  return std::any_of(waiters_.begin(), waiters_.end(), [id](const Waiter& w) { return w.client == id; });
+}
 
 Session::Session(Options options, Hooks hooks) : options_(std::move(options)), hooks_(std::move(hooks)) {}
 
@@ -19,7 +97,7 @@ Session::Client* Session::Find(ClientId id) {
 }
 
 bool Session::HoldsServer(const Client& c) {
-  return c.in_flight || c.unit_open || c.switching || c.tx == Tx::kBlock || c.tx == Tx::kFailed;
+  return c.state != ClientState::kReady || c.tx == Tx::kBlock || c.tx == Tx::kFailed;
 }
 
 // ---- internal operations ----------------------------------------------------------------------
@@ -175,20 +253,17 @@ void Session::Detach(ClientId id) {
   if (c == nullptr) return;
   c->attached = false;
   c->pending.clear();
-  if (c->waiting) {
-    waiters_.erase(std::remove_if(waiters_.begin(), waiters_.end(), [id](const Waiter& w) { return w.client == id; }),
-                   waiters_.end());
-    c->waiting = false;
-  }
+  waiters_.erase(std::remove_if(waiters_.begin(), waiters_.end(), [id](const Waiter& w) { return w.client == id; }),
+                 waiters_.end());
   if (broken_) {
     clients_.erase(id);
     return;
   }
-  if (c->copy_in) {
+  if (c->copy_in()) {
     hooks_.to_server(EncodeCopyFail("the client disconnected"));
-    c->copy_in = false;
+    CopyEnded(*c);
   }
-  if (c->unit_open && !c->in_flight) {
+  if (c->unit_open()) {
     // End its half-sent extended unit so the server answers and the cleanup can follow.
     Entry sync;
     sync.kind = Entry::Kind::kSync;
@@ -196,10 +271,9 @@ void Session::Detach(ClientId id) {
     hooks_.to_server(EncodeSync());
     entries_.push_back(std::move(sync));
     skip_to_sync_ = false;
-    c->unit_open = false;
-    c->in_flight = true;
+    UnitSent(*c);
   }
-  if (c->in_flight) {
+  if (c->in_flight()) {
     hooks_.cancel_server();  // nobody waits for that result any more
     return;                  // FinishUnit cleans up when the unit's ReadyForQuery arrives
   }
@@ -257,7 +331,7 @@ void Session::CloseClient(ClientId id, std::string_view sqlstate, const std::str
 
 bool Session::Running(ClientId id) const {
   auto it = clients_.find(id);
-  return it != clients_.end() && owner_ == id && it->second.in_flight;
+  return it != clients_.end() && owner_ == id && it->second.in_flight();
 }
 
 void Session::OnClientMessage(ClientId id, const MessageView& m) {
@@ -284,7 +358,7 @@ void Session::OnClientMessage(ClientId id, const MessageView& m) {
   }
   if (holder_ == id) return;  // its block is on hold for an interleaved unit: it resumes after it
   if (TryInterleave(*c)) return;
-  if (c->tx == Tx::kDiscarded && !c->in_flight) {
+  if (c->tx == Tx::kDiscarded && !c->in_flight()) {
     // Its block was discarded by a reset: answered by the proxy alone, no server needed.
     while (!c->pending.empty() && Find(id) != nullptr) {
       std::string raw = std::move(c->pending.front());
@@ -295,8 +369,7 @@ void Session::OnClientMessage(ClientId id, const MessageView& m) {
     }
     if (c == nullptr || c->pending.empty()) return;
   }
-  if (!c->waiting) {
-    c->waiting = true;
+  if (!Waiting(id)) {
     c->wait_deadline = Clock::now() + options_.client_wait;
     Waiter w;
     w.client = id;
@@ -315,17 +388,16 @@ void Session::Dispatch() {
     // A reset may take the server from a client idle inside a block (never from a unit in flight).
     Client* c = Find(owner_);
     bool preempt = std::any_of(waiters_.begin(), waiters_.end(), [](const Waiter& w) { return w.preempt; });
-    if (c != nullptr && !preempt && !c->in_flight && !c->unit_open && !c->switching && holder_ == 0) {
+    if (c != nullptr && !preempt && c->state == ClientState::kReady && holder_ == 0) {
       // The owner idles inside a block: statement-only units of waiting clients may still run.
       for (const Waiter& w : waiters_) {
         Client* wc = w.client != 0 ? Find(w.client) : nullptr;
         if (wc != nullptr && TryInterleave(*wc)) return;
       }
     }
-    if (c != nullptr && (!preempt || c->in_flight || c->unit_open || c->switching)) return;
+    if (c != nullptr && (!preempt || c->state != ClientState::kReady)) return;
     owner_ = 0;
-    if (c != nullptr && !c->pending.empty() && !c->waiting) {
-      c->waiting = true;
+    if (c != nullptr && !c->pending.empty() && !Waiting(c->id)) {
       c->wait_deadline = Clock::now() + options_.client_wait;
       Waiter w;
       w.client = c->id;
@@ -350,7 +422,6 @@ void Session::Dispatch() {
     }
     Client* c = Find(w.client);
     if (c == nullptr) continue;
-    c->waiting = false;
     owner_ = c->id;
     Pump(*c);
   }
@@ -365,10 +436,10 @@ void Session::Pump(Client& c) {
   const ClientId id = c.id;
   Client* cp = &c;
   while (cp != nullptr && !cp->pending.empty() && !broken_ && owner_ == id) {
-    if (cp->switching) return;
-    if (cp->in_flight) {
+    if (cp->switching()) return;
+    if (cp->in_flight()) {
       char t = cp->pending.front()[0];
-      if (!(cp->copy_in && (t == 'd' || t == 'c' || t == 'f'))) return;
+      if (!(cp->copy_in() && (t == 'd' || t == 'c' || t == 'f'))) return;
     }
     std::string raw = std::move(cp->pending.front());
     cp->pending.pop_front();
@@ -377,7 +448,7 @@ void Session::Pump(Client& c) {
   }
   if (cp != nullptr && owner_ == id && !HoldsServer(*cp) && cp->pending.empty()) {
     ReleaseOwner();
-  } else if (cp != nullptr && owner_ == id && !cp->in_flight && !cp->unit_open && !waiters_.empty()) {
+  } else if (cp != nullptr && owner_ == id && !cp->in_unit() && !waiters_.empty()) {
     Dispatch();  // idle inside a block: let waiting statement-only units through
   }
 }
@@ -388,21 +459,17 @@ void Session::Pump(Client& c) {
 // resumes after it.
 bool Session::TryInterleave(Client& c) {
   if (owner_ == 0 || holder_ != 0 || internal_owner_ || !entries_.empty() || broken_) return false;
-  if (c.tx != Tx::kIdle || c.switching || c.pending.empty() || c.pending.back()[0] != 'S') return false;
+  if (c.tx != Tx::kIdle || c.switching() || c.pending.empty() || c.pending.back()[0] != 'S') return false;
   if (!std::all_of(c.pending.begin(), c.pending.end(), IsStatementOnly)) return false;
   Client* holder = Find(owner_);
-  if (holder == nullptr || holder->in_flight || holder->unit_open || holder->switching) return false;
-  if (c.waiting) {
-    const ClientId id = c.id;
-    waiters_.erase(std::remove_if(waiters_.begin(), waiters_.end(), [id](const Waiter& w) { return w.client == id; }),
-                   waiters_.end());
-    c.waiting = false;
-  }
+  if (holder == nullptr || holder->state != ClientState::kReady) return false;
+  const ClientId id = c.id;
+  waiters_.erase(std::remove_if(waiters_.begin(), waiters_.end(), [id](const Waiter& w) { return w.client == id; }),
+                 waiters_.end());
   holder_ = owner_;
   owner_ = c.id;
-  c.interleaved = true;
   InjectExecute(c.id, kSavepointX, CcStep{true, "", Effect::kNone});
-  c.unit_open = true;
+  SetState(c, ClientState::kInterleaved);
   while (!c.pending.empty()) {
     std::string raw = std::move(c.pending.front());
     c.pending.pop_front();
@@ -414,7 +481,6 @@ bool Session::TryInterleave(Client& c) {
 // The end of an interleaved unit: its savepoint goes (rolled back first when the unit failed),
 // and the block's holder has the server again.
 void Session::EndInterleave(Client& c, char server_status) {
-  c.interleaved = false;
   if (server_status == 'E') InjectExecute(0, kRollbackX, CcStep{true, "", Effect::kNone});
   InjectExecute(0, kReleaseX, CcStep{true, "", Effect::kNone});
   Entry sync;
@@ -433,16 +499,15 @@ void Session::EndInterleave(Client& c, char server_status) {
 }
 
 bool Session::StartUnit(Client& c, bool extended) {
-  c.failed_unit = false;
   if (c.tx != Tx::kIdle) {
-    c.unit_open = true;
+    SetState(c, ClientState::kUnitOpen);
     return true;
   }
   if (params_key_ != c.params_key) {
     // Another client's parameters are on the server: apply this one's first, below the implicit
     // savepoint (so a failed unit does not undo them), and wait for the answer: a value the
     // server refuses ends this client, as at a real server's start-up.
-    c.switching = true;
+    SetState(c, ClientState::kSwitching);
     const ClientId id = c.id;
     const std::string key = c.params_key;
     RunInternal("RELEASE SAVEPOINT testpool_i; SAVEPOINT testpool_p; " + SetParamsSql(c) +
@@ -451,7 +516,7 @@ bool Session::StartUnit(Client& c, bool extended) {
                 [this, id, key](const InternalResult& r) {
                   Client* cl = Find(id);
                   if (cl == nullptr) return;
-                  cl->switching = false;
+                  SetState(*cl, ClientState::kReady);
                   if (!r.ok) {
                     params_key_.clear();
                     CloseClient(id, r.error.Get('C').empty() ? "22023" : r.error.Get('C'),
@@ -467,7 +532,7 @@ bool Session::StartUnit(Client& c, bool extended) {
     return false;
   }
   params_of_ = c.id;
-  c.unit_open = true;
+  SetState(c, ClientState::kUnitOpen);
   if (stale_) {
     // The last unit's work joins the base level; a fresh implicit savepoint for this one.
     // Pipelined ahead of the client's messages: no extra round trip.

@@ -28,6 +28,15 @@
 // Session is pure logic: it never touches a socket. The proxy feeds it whole messages
 // (OnServerMessage, OnClientMessage) and it answers through Hooks. It is driven by one thread
 // (the proxy's I/O thread); nothing here is thread-safe.
+//
+// Each client has one ClientState: where it is in the exchange of units with the server (below).
+// It changes only through Session::SetState, which checks the move against the table below and
+// aborts the process (in every build) on one the table does not list. Three things are kept
+// beside it because they vary independently of it: the client's transaction as it sees it (Tx:
+// a unit runs in any of them and moves it as it goes), whether its connection is still there
+// (a client that leaves mid-unit stays in its state until the unit's ReadyForQuery drains), and
+// whether its next messages are dropped up to a Sync (after an error the proxy raised itself).
+// Whether a client waits for the server is not stored: it is its entry in the wait queue.
 #pragma once
 
 #include <chrono>
@@ -50,6 +59,42 @@ namespace testpool::proxy {
 
 using ClientId = uint64_t;
 using Clock = std::chrono::steady_clock;
+
+// Where one client of a session is in the exchange of units with the server. Session-start
+// (SSL negotiation, SCRAM) happens in the proxy before Attach; a client gone is forgotten, not a
+// state. Every client starts kReady.
+//   kReady           no unit of its own on the server: it may be idle, idle inside its block
+//                    (then it holds the server), waiting in the queue, or answered by the proxy
+//                    alone (a block discarded by a reset)
+//   kSwitching       it holds the server while its start-up parameters are applied; its unit waits
+//   kUnitOpen        its unit's messages are being forwarded; the unit's Sync not yet
+//   kUnitOpenCopyIn  as kUnitOpen, and the server awaits its COPY data
+//   kInFlight        its unit's end (Sync, Query, FunctionCall) is forwarded: awaiting ReadyForQuery
+//   kInFlightCopyIn  as kInFlight, and the server awaits its COPY data
+//   kInterleaved     its statement-only unit runs (in flight) inside another client's idle block
+// The transitions (anything else aborts):
+//   kReady           -> kSwitching (its parameters differ from the server's), kUnitOpen (a unit
+//                       starts), kInterleaved (a statement-only unit slips into another's block)
+//   kSwitching       -> kReady (parameters applied; its unit starts next)
+//   kUnitOpen        -> kUnitOpenCopyIn (CopyInResponse), kInFlight (Sync/Query/FunctionCall)
+//   kUnitOpenCopyIn  -> kUnitOpen (COPY ended: CommandComplete, error, CopyFail on a leave),
+//                       kInFlightCopyIn (Sync)
+//   kInFlight        -> kInFlightCopyIn (CopyInResponse), kReady (ReadyForQuery)
+//   kInFlightCopyIn  -> kInFlight (COPY ended), kReady (ReadyForQuery)
+//   kInterleaved     -> kReady (ReadyForQuery)
+enum class ClientState { kReady, kSwitching, kUnitOpen, kUnitOpenCopyIn, kInFlight, kInFlightCopyIn, kInterleaved };
+inline constexpr ClientState kAllClientStates[] = {
+    ClientState::kReady,    ClientState::kSwitching,       ClientState::kUnitOpen,    ClientState::kUnitOpenCopyIn,
+    ClientState::kInFlight, ClientState::kInFlightCopyIn, ClientState::kInterleaved,
+};
+// The enumerator's name without the k ("InFlight").
+const char* ToString(ClientState s);
+// Whether the table above lists from -> to. These three are pure: callable from any thread.
+bool ClientTransitionAllowed(ClientState from, ClientState to);
+// Returns when ClientTransitionAllowed(from, to); otherwise logs both states (event
+// proxy.client_state_impossible, with `client`) and aborts: a move the table does not list is a
+// bug in the session, and running on with a client in a state nobody planned for is worse.
+void CheckClientTransition(ClientState from, ClientState to, uint64_t client = 0);
 
 // A row of an internal query's result: text values, nullopt for NULL.
 using Row = std::vector<std::optional<std::string>>;
@@ -133,6 +178,9 @@ class Session {
   void SetServerParam(const std::string& name, const std::string& value) { server_params_[name] = value; }
 
  private:
+  // A client's transaction as it sees it: none (its units run in testpool_i), inside its block
+  // (testpool_c), inside a failed block, or inside a block a reset discarded (answered by the
+  // proxy alone, as an aborted transaction, until the client ends it).
   enum class Tx { kIdle, kBlock, kFailed, kDiscarded };
   enum class Effect { kNone, kEnterBlock, kLeaveBlock, kStayBlock };
 
@@ -156,21 +204,23 @@ class Session {
     bool startup = false;  // a client's parameter set-up: its ParameterStatus goes to the client
   };
 
+  // One client. Members are touched only by the thread driving the session (see the top).
   struct Client {
     ClientId id = 0;
+    ClientState state = ClientState::kReady;  // only through SetState
+    // The transaction as the client sees it; beside `state`, not in it: a unit runs in any of
+    // these and moves it as its statements complete.
     Tx tx = Tx::kIdle;                // confirmed (by CommandCompletes and ReadyForQuery)
     Tx predicted = Tx::kIdle;         // as of what was sent (decisions for what comes next)
     std::deque<std::string> pending;  // raw messages not yet processed
-    bool unit_open = false;           // messages of a unit forwarded, its Sync/Query not yet
-    bool in_flight = false;           // the unit's Sync/Query forwarded; waiting for ReadyForQuery
-    bool copy_in = false;             // the server awaits this client's COPY data
-    bool skipping = false;            // drop messages until Sync, then answer ReadyForQuery
-    bool failed_unit = false;         // an error was relayed in the current unit
-    bool waiting = false;             // in waiters_
-    bool attached = true;             // false: the connection is gone, cleanup pending
-    bool switching = false;           // its parameters are being applied; its unit waits for that
-    bool interleaved = false;         // its statement-only unit runs inside another client's block
-    Clock::time_point wait_deadline;
+    // A filter on what the client sends next (drop up to Sync, then answer ReadyForQuery), set
+    // when the proxy itself raised an error in its extended unit. Beside `state`, not in it: it is
+    // set while messages already queued are still processed, which may start a unit.
+    bool skipping = false;
+    // False: the connection is gone, cleanup pending. Beside `state`: a client leaves in any
+    // state, and a unit in flight still runs to its ReadyForQuery before the cleanup.
+    bool attached = true;
+    Clock::time_point wait_deadline;  // while it has an entry in waiters_
     std::string discard_reason;  // kDiscarded: why
     std::vector<std::pair<std::string, std::string>> params;
     std::string params_key;
@@ -178,6 +228,22 @@ class Session {
     std::map<std::string, StatementClass> virtual_portals;
     std::set<std::string> statements, portals;  // named ones created on the server (client names)
     std::string unnamed_parse;                  // the client's last Parse of the unnamed statement, as sent
+
+    // Derived from `state`.
+    bool switching() const { return state == ClientState::kSwitching; }
+    // A unit of its own is on the server (forwarding or awaiting ReadyForQuery).
+    bool in_unit() const { return state != ClientState::kReady && state != ClientState::kSwitching; }
+    // The unit's messages are still being forwarded (its end not yet).
+    bool unit_open() const { return state == ClientState::kUnitOpen || state == ClientState::kUnitOpenCopyIn; }
+    // The unit's end is forwarded: what a CancelRequest may interrupt.
+    bool in_flight() const {
+      return state == ClientState::kInFlight || state == ClientState::kInFlightCopyIn ||
+             state == ClientState::kInterleaved;
+    }
+    // The server awaits this client's COPY data.
+    bool copy_in() const {
+      return state == ClientState::kUnitOpenCopyIn || state == ClientState::kInFlightCopyIn;
+    }
   };
 
   struct Waiter {
@@ -187,6 +253,18 @@ class Session {
     bool preempt = false;                             // internal: may take the server from a client idle in a block
     Clock::time_point deadline = Clock::time_point::max();  // internal: give up waiting then
   };
+
+  // ---- client state ----
+  // The only writer of Client::state: CheckClientTransition(c.state, to), then the move.
+  static void SetState(Client& c, ClientState to);
+  // The unit's end (Sync, Query, FunctionCall) is forwarded: kUnitOpen -> kInFlight, a COPY in
+  // progress kept. A unit already in flight stays so (an interleaved unit may hold several Syncs).
+  static void UnitSent(Client& c);
+  // CopyInResponse (start) and CommandComplete or an error (end) for the client's unit.
+  static void CopyStarted(Client& c);
+  static void CopyEnded(Client& c);
+  // The client has an entry in waiters_ (waits for the server).
+  bool Waiting(ClientId id) const;
 
   // ---- dispatch ----
   void Enqueue(Waiter w);
@@ -251,6 +329,7 @@ class Session {
   const Options options_;
   const Hooks hooks_;
 
+  // Everything below: the one thread driving the session (the proxy's I/O thread), no lock.
   std::map<ClientId, Client> clients_;
   std::deque<Entry> entries_;  // requests sent, in order
   std::deque<Waiter> waiters_;

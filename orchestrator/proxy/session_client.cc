@@ -14,7 +14,7 @@ void Session::Handle(Client& c, const std::string& raw) {
     HandleDiscarded(c, m);
     return;
   }
-  if (!c.unit_open && !c.in_flight && (m.type == 'Q' || m.type == 'F' || IsExtended(m.type))) {
+  if (!c.in_unit() && (m.type == 'Q' || m.type == 'F' || IsExtended(m.type))) {
     if (!StartUnit(c, m.type != 'Q' && m.type != 'F')) {
       c.pending.push_front(raw);
       return;
@@ -49,8 +49,7 @@ void Session::Handle(Client& c, const std::string& raw) {
         e.client = c.id;
         skip_to_sync_ = false;
         SendEntry(raw, std::move(e));
-        c.unit_open = false;
-        c.in_flight = true;
+        UnitSent(c);
         break;
       }
       case 'F': {
@@ -58,14 +57,13 @@ void Session::Handle(Client& c, const std::string& raw) {
         e.kind = Entry::Kind::kQuery;  // FunctionCall: answered up to ReadyForQuery like a query
         e.client = c.id;
         SendEntry(raw, std::move(e));
-        c.unit_open = false;
-        c.in_flight = true;
+        UnitSent(c);
         break;
       }
       case 'd':
       case 'c':
       case 'f':
-        if (c.copy_in) hooks_.to_server(raw);  // outside COPY a server ignores these too
+        if (c.copy_in()) hooks_.to_server(raw);  // outside COPY a server ignores these too
         break;
       default:
         CloseClient(c.id, "08P01", std::string("invalid frontend message type '") + m.type + "'");
@@ -109,8 +107,7 @@ void Session::HandleQuery(Client& c, std::string_view text, const std::string& r
   e.client = c.id;
   e.steps = std::move(rw.steps);
   SendEntry(rw.changed ? EncodeQuery(rw.sql) : raw, std::move(e));
-  c.unit_open = false;
-  c.in_flight = true;
+  UnitSent(c);
 }
 
 void Session::HandleParse(Client& c, const Parse& p) {
@@ -369,7 +366,6 @@ void Session::FailWaiting(Client& c, const std::string& message) {
   }
   hooks_.to_client(c.id, out);
   if (!c.pending.empty()) {
-    c.waiting = true;
     c.wait_deadline = Clock::now() + options_.client_wait;
     Waiter w;
     w.client = c.id;
@@ -386,7 +382,6 @@ void Session::Tick(Clock::time_point now) {
       Client* c = Find(it->client);
       if (c != nullptr && c->wait_deadline <= now) {
         late.push_back(it->client);
-        c->waiting = false;
         it = waiters_.erase(it);
         continue;
       }

@@ -106,7 +106,7 @@ void Session::OnServerMessage(const MessageView& m) {
           h.steps.pop_front();
         }
         if (Client* c = Find(h.client); c != nullptr) {
-          c->copy_in = false;
+          CopyEnded(*c);
           ApplyEffect(*c, step.effect);
         }
         if (!step.hide) {
@@ -125,7 +125,7 @@ void Session::OnServerMessage(const MessageView& m) {
         if (h.kind == K::kExecute) PopFront();
         return;
       case 'G':
-        if (Client* c = Find(h.client); c != nullptr) c->copy_in = true;
+        if (Client* c = Find(h.client); c != nullptr) CopyStarted(*c);
         Emit(h, m.raw);
         if (h.client == 0 || Find(h.client) == nullptr || !Find(h.client)->attached) {
           hooks_.to_server(EncodeCopyFail("nobody sends this COPY's data"));
@@ -149,10 +149,7 @@ void Session::OnServerMessage(const MessageView& m) {
 void Session::OnError(std::string_view raw) {
   Entry& h = entries_.front();
   using K = Entry::Kind;
-  if (Client* c = Find(h.client); c != nullptr) {
-    c->copy_in = false;
-    c->failed_unit = true;
-  }
+  if (Client* c = Find(h.client); c != nullptr) CopyEnded(*c);
   if (h.client == 0) {
     internal_.ok = false;
     internal_.error = ParseFields(raw.substr(5));
@@ -224,10 +221,10 @@ void Session::OnReady(char status) {
 
 void Session::FinishUnit(Client& c, char server_status) {
   const ClientId id = c.id;
-  c.in_flight = false;
-  c.unit_open = false;
-  c.copy_in = false;
-  if (c.interleaved) {
+  const bool interleaved = c.state == ClientState::kInterleaved;
+  // Already kReady only for a second Sync of an interleaved unit (its first ended the unit).
+  if (c.state != ClientState::kReady) SetState(c, ClientState::kReady);
+  if (interleaved) {
     DrainSynthetic();
     EndInterleave(c, server_status);
     if (!c.attached) {
@@ -255,7 +252,6 @@ void Session::FinishUnit(Client& c, char server_status) {
     client_status = server_status == 'E' ? 'E' : 'T';
   }
   c.predicted = c.tx;
-  c.failed_unit = false;
   DrainSynthetic();
   if (!c.attached) {
     owner_ = 0;
