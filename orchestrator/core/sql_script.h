@@ -4,14 +4,12 @@
 // the statement that failed, and a script marked `testpool:no-transaction` can run statements
 // PostgreSQL refuses inside a multi-statement simple query (CREATE INDEX CONCURRENTLY, VACUUM).
 //
-// The splitter lexes the script the way psql does, with standard_conforming_strings on: `--` line
-// comments; `/* */` block comments, which nest; '…' strings with '' (backslash is an ordinary
-// character); E'…' strings, where backslash escapes as well (a continuation segment after a
-// newline keeps the E rules); "…" identifiers with ""; dollar quotes $$…$$ and $tag$…$tag$ (never
-// confused with parameters such as $1, nor with '$' inside identifiers such as a$b$). A ';' ends a
-// statement unless it is inside one of those, inside parentheses, or inside a BEGIN … END body of
-// CREATE [OR REPLACE] FUNCTION/PROCEDURE (psql's heuristic: in such a statement, outside
-// parentheses, BEGIN opens, CASE opens when already inside BEGIN, and END closes).
+// The splitter lexes the script with pg/sql_lexer.h (PostgreSQL's and psql's rules, with
+// standard_conforming_strings on: comments, '…' and E'…' strings, "…" identifiers, dollar
+// quotes). A ';' ends a statement unless it is inside one of those, inside parentheses, or inside a
+// BEGIN … END body of CREATE [OR REPLACE] FUNCTION/PROCEDURE (psql's heuristic: in such a
+// statement, outside parentheses, BEGIN opens, CASE opens when already inside BEGIN, and END
+// closes).
 //
 // All functions are pure and thread-safe; the script is assumed to be UTF-8 (or any
 // ASCII-compatible encoding for the splitter itself).
@@ -21,6 +19,8 @@
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "orchestrator/pg/sql_lexer.h"
 
 namespace testpool::core {
 
@@ -41,10 +41,23 @@ struct SqlStatement {
 //
 // Throws Error(kInvalidArgument), with details {"line": N}, when the script has
 //  - an unterminated quoted string, quoted identifier, block comment or dollar-quoted string:
-//    "unterminated dollar-quoted string starting at line 12";
+//    "unterminated dollar-quoted string starting at line 12" (the line where it opens; for a
+//    string continued over lines, 'a' newline 'b…, where its first segment opens);
 //  - a psql meta-command, i.e. a backslash outside any quote or comment, such as a line
 //    "\connect db": "psql meta-commands such as \connect are not supported (line 3)".
 std::vector<SqlStatement> SplitSqlScript(std::string_view script);
+
+// One statement of SplitLexedSqlScript: the statement and its tokens (comments excluded, the
+// terminating ';' excluded), as pg::SqlLexer gives them: views into the script, valid while its
+// bytes are.
+struct LexedSqlStatement {
+  SqlStatement statement;
+  std::vector<pg::SqlToken> tokens;
+};
+
+// SplitSqlScript for a caller that goes on to read each statement's tokens (the proxy classifies
+// every statement of a Query): the script is lexed once. Same statements, same errors.
+std::vector<LexedSqlStatement> SplitLexedSqlScript(std::string_view script);
 
 // Maps `position`, a 1-based character position inside stmt.text (PostgreSQL's error position,
 // which counts characters, not bytes; UTF-8 aware), to the 1-based line of the whole script

@@ -254,6 +254,15 @@ TEST(SplitSqlScriptTest, UnterminatedDollarQuoteNamesItsLine) {
   EXPECT_EQ(SplitError(script), "unterminated dollar-quoted string starting at line 12");
 }
 
+TEST(SplitSqlScriptTest, UnterminatedContinuedStringNamesTheLineWhereItStarts) {
+  EXPECT_EQ(SplitError("SELECT 1;\nSELECT 'a'\n  'b;\n"),
+            "unterminated quoted string starting at line 2");
+}
+
+TEST(SplitSqlScriptTest, LineCommentEndsAtABareCarriageReturn) {
+  EXPECT_THAT(Texts("-- c\rSELECT 1;\rSELECT 2 -- d\r;"), ElementsAre("SELECT 1", "SELECT 2"));
+}
+
 TEST(SplitSqlScriptTest, ErrorCarriesLineInDetails) {
   try {
     SplitSqlScript("\n'x");

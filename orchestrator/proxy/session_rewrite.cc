@@ -67,19 +67,20 @@ std::string Session::SetParamsSql(const Client& c) const {
 
 Session::Rewritten Session::RewriteQuery(Client& c, std::string_view text) {
   Rewritten out;
-  std::vector<core::SqlStatement> statements;
+  std::vector<core::LexedSqlStatement> lexed;
   try {
-    statements = core::SplitSqlScript(text);
+    lexed = core::SplitLexedSqlScript(text);
   } catch (const std::exception&) {
     return out;  // unterminated quote and the like: the server reports it as is
   }
   bool any = false;
-  for (const core::SqlStatement& s : statements) {
-    StatementClass cls = ClassifyStatement(s.text);
+  for (const core::LexedSqlStatement& l : lexed) {
+    StatementClass cls = ClassifyTokens(l.tokens);
     any = any || cls.command != TxCommand::kNone;
   }
   if (!any) return out;  // sent byte for byte, replies relayed as they come
-  for (const core::SqlStatement& s : statements) {
+  for (const core::LexedSqlStatement& l : lexed) {
+    const core::SqlStatement& s = l.statement;
     if (!out.sql.empty()) out.sql += ";\n";
     Rewritten one;
     RewriteStatement(c, s.text, &one);

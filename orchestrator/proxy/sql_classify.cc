@@ -1,7 +1,6 @@
 #include "orchestrator/proxy/sql_classify.h"
 
 #include <algorithm>
-#include <cstdint>
 #include <iterator>
 #include <optional>
 #include <vector>
@@ -9,11 +8,8 @@
 namespace testpool::proxy {
 namespace {
 
-constexpr size_t kNpos = std::string_view::npos;
-constexpr size_t kMaxIdentifierBytes = 63;  // NAMEDATALEN - 1
-
 // ---------------------------------------------------------------------------------------------
-// Lexing
+// Tokens: pg::SqlLexer's, with their values as the server reads them (pg::SqlTokenValue).
 
 enum class TokenKind {
   kWord,         // an unquoted identifier or keyword; text lower-cased
@@ -29,322 +25,59 @@ struct Token {
   std::string text;
 };
 
-bool IsSpace(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
-bool IsDigit(char c) { return c >= '0' && c <= '9'; }
-bool IsHexDigit(char c) { return IsDigit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'); }
-// PostgreSQL's ident_start: letters, '_' and every byte of a multi-byte character.
-bool IsIdentStart(char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || static_cast<unsigned char>(c) >= 0x80;
-}
-bool IsIdentCont(char c) { return IsIdentStart(c) || IsDigit(c) || c == '$'; }
-bool IsOpChar(char c) { return std::string_view("~!@#^&|`?+-*/%<>=").find(c) != kNpos; }
-
 char Lower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; }
 
-// Identifiers longer than NAMEDATALEN - 1 bytes are truncated by the server, at a character
-// boundary (UTF-8 continuation bytes are 10xxxxxx).
-void TruncateIdentifier(std::string& ident) {
-  if (ident.size() <= kMaxIdentifierBytes) return;
-  size_t len = kMaxIdentifierBytes;
-  while (len > 0 && (static_cast<unsigned char>(ident[len]) & 0xC0) == 0x80) --len;
-  ident.resize(len);
-}
-
-void AppendUtf8(std::string& out, uint32_t cp) {
-  if (cp < 0x80) {
-    out.push_back(static_cast<char>(cp));
-  } else if (cp < 0x800) {
-    out.push_back(static_cast<char>(0xC0 | (cp >> 6)));
-    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  } else if (cp < 0x10000) {
-    out.push_back(static_cast<char>(0xE0 | (cp >> 12)));
-    out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  } else {
-    out.push_back(static_cast<char>(0xF0 | (cp >> 18)));
-    out.push_back(static_cast<char>(0x80 | ((cp >> 12) & 0x3F)));
-    out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+// The statement's tokens with their values; nullopt where the server would raise a lexical error
+// (an unterminated quote or comment, a zero-length "" identifier, a bad Unicode escape). A UESCAPE
+// clause after U&"…" or U&'…' is also a failure: the lexer does not implement it (it is never
+// used in practice), and the server still judges it.
+std::optional<std::vector<Token>> Decode(std::span<const pg::SqlToken> tokens) {
+  using pg::SqlTokenKind;
+  std::vector<Token> out;
+  out.reserve(tokens.size());
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    const pg::SqlToken& t = tokens[i];
+    TokenKind kind = TokenKind::kOp;
+    switch (t.kind) {
+      case SqlTokenKind::kIdentifier:
+        kind = TokenKind::kWord;
+        break;
+      case SqlTokenKind::kQuotedIdentifier:
+      case SqlTokenKind::kUnicodeIdentifier:
+        kind = TokenKind::kQuotedIdent;
+        break;
+      case SqlTokenKind::kString:
+      case SqlTokenKind::kEscapeString:
+      case SqlTokenKind::kUnicodeString:
+      case SqlTokenKind::kDollarString:
+        kind = TokenKind::kString;
+        break;
+      case SqlTokenKind::kNumber:
+        kind = TokenKind::kNumber;
+        break;
+      case SqlTokenKind::kParameter:
+        kind = TokenKind::kParam;
+        break;
+      case SqlTokenKind::kOperator:
+        kind = TokenKind::kOp;
+        break;
+      case SqlTokenKind::kComment:
+      case SqlTokenKind::kEnd:
+        continue;
+      case SqlTokenKind::kUnterminated:
+        return std::nullopt;
+    }
+    if (t.kind == SqlTokenKind::kUnicodeIdentifier || t.kind == SqlTokenKind::kUnicodeString) {
+      size_t next = i + 1;
+      while (next < tokens.size() && tokens[next].kind == SqlTokenKind::kComment) ++next;
+      if (next < tokens.size() && pg::IsKeyword(tokens[next], "uescape")) return std::nullopt;
+    }
+    std::optional<std::string> value = pg::SqlTokenValue(t);
+    if (!value) return std::nullopt;
+    out.push_back(Token{kind, std::move(*value)});
   }
-}
-
-// Decodes the body of U&"…" or U&'…' (escape character '\'): \XXXX and \+XXXXXX are code points,
-// a UTF-16 surrogate pair may be written as two of them, \\ is a backslash. nullopt when an
-// escape is malformed, as the server would refuse it.
-std::optional<std::string> DecodeUnicodeEscapes(std::string_view body) {
-  std::string out;
-  uint32_t high_surrogate = 0;
-  size_t i = 0;
-  while (i < body.size()) {
-    if (body[i] != '\\') {
-      if (high_surrogate != 0) return std::nullopt;
-      out.push_back(body[i++]);
-      continue;
-    }
-    if (i + 1 < body.size() && body[i + 1] == '\\') {
-      if (high_surrogate != 0) return std::nullopt;
-      out.push_back('\\');
-      i += 2;
-      continue;
-    }
-    size_t digits = 4, start = i + 1;
-    if (start < body.size() && body[start] == '+') {
-      digits = 6;
-      ++start;
-    }
-    if (start + digits > body.size()) return std::nullopt;
-    uint32_t cp = 0;
-    for (size_t k = start; k < start + digits; ++k) {
-      if (!IsHexDigit(body[k])) return std::nullopt;
-      const char c = Lower(body[k]);
-      cp = cp * 16 + static_cast<uint32_t>(IsDigit(c) ? c - '0' : c - 'a' + 10);
-    }
-    i = start + digits;
-    if (high_surrogate != 0) {
-      if (cp < 0xDC00 || cp > 0xDFFF) return std::nullopt;
-      cp = 0x10000 + ((high_surrogate - 0xD800) << 10) + (cp - 0xDC00);
-      high_surrogate = 0;
-    } else if (cp >= 0xD800 && cp <= 0xDBFF) {
-      high_surrogate = cp;
-      continue;
-    } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
-      return std::nullopt;
-    }
-    if (cp == 0 || cp > 0x10FFFF) return std::nullopt;
-    AppendUtf8(out, cp);
-  }
-  if (high_surrogate != 0) return std::nullopt;
   return out;
 }
-
-// Cuts a statement into tokens the way PostgreSQL's scanner does, for standard_conforming_strings
-// on. Fails (nullopt) where the server would raise a lexical error: an unterminated quote or
-// comment, a zero-length "" identifier, a bad Unicode escape. A UESCAPE clause after U&"…" is
-// also reported as a failure: it is never used in practice, and the server still judges it.
-class Lexer {
- public:
-  explicit Lexer(std::string_view s) : s_(s) {}
-
-  std::optional<std::vector<Token>> Run() {
-    std::vector<Token> out;
-    while (true) {
-      pos_ = SkipSpaceAndComments(pos_);
-      if (pos_ == kNpos) return std::nullopt;  // an unterminated block comment
-      if (pos_ >= s_.size()) return out;
-      std::optional<Token> token = Next();
-      if (!token) return std::nullopt;
-      out.push_back(std::move(*token));
-    }
-  }
-
- private:
-  // The first position at or after `p` that is neither whitespace nor in a comment; kNpos for
-  // an unterminated block comment.
-  size_t SkipSpaceAndComments(size_t p) const {
-    while (p < s_.size()) {
-      if (IsSpace(s_[p])) {
-        ++p;
-      } else if (At(p, "--")) {
-        p = LineEnd(p);
-      } else if (At(p, "/*")) {
-        p = BlockCommentEnd(p);
-        if (p == kNpos) return kNpos;
-      } else {
-        break;
-      }
-    }
-    return p;
-  }
-
-  bool At(size_t p, std::string_view text) const { return s_.substr(p, text.size()) == text; }
-
-  size_t LineEnd(size_t p) const {
-    const size_t nl = s_.find_first_of("\r\n", p);
-    return nl == kNpos ? s_.size() : nl;
-  }
-
-  // Just past the "*/" that closes the block comment starting at `p` (they nest), or kNpos.
-  size_t BlockCommentEnd(size_t p) const {
-    int depth = 0;
-    while (p + 1 < s_.size()) {
-      if (At(p, "/*")) {
-        ++depth;
-        p += 2;
-      } else if (At(p, "*/")) {
-        p += 2;
-        if (--depth == 0) return p;
-      } else {
-        ++p;
-      }
-    }
-    return kNpos;
-  }
-
-  std::optional<Token> Next() {
-    const char c = s_[pos_];
-    const char next = pos_ + 1 < s_.size() ? s_[pos_ + 1] : '\0';
-    const char lc = Lower(c);
-    // Prefixed literals: the prefix and the quote must touch ("e 'x'" is a word and a string).
-    if ((lc == 'e' || lc == 'b' || lc == 'x' || lc == 'n') && next == '\'') {
-      ++pos_;
-      return QuotedString(/*backslash_escapes=*/lc == 'e');
-    }
-    if (lc == 'u' && next == '&' && pos_ + 2 < s_.size() && (s_[pos_ + 2] == '\'' || s_[pos_ + 2] == '"')) {
-      pos_ += 2;
-      return UnicodeQuoted();
-    }
-    if (c == '\'') return QuotedString(/*backslash_escapes=*/false);
-    if (c == '"') return QuotedIdentifier();
-    if (c == '$') return Dollar();
-    if (IsIdentStart(c)) {
-      const size_t start = pos_;
-      while (pos_ < s_.size() && IsIdentCont(s_[pos_])) ++pos_;
-      Token t{TokenKind::kWord, std::string(s_.substr(start, pos_ - start))};
-      for (char& ch : t.text) ch = Lower(ch);  // ASCII only, as the server does for UTF-8
-      TruncateIdentifier(t.text);
-      return t;
-    }
-    if (IsDigit(c) || (c == '.' && IsDigit(next))) {
-      const size_t start = pos_;
-      while (pos_ < s_.size() && (IsDigit(s_[pos_]) || IsIdentStart(s_[pos_]) || s_[pos_] == '.')) ++pos_;
-      return Token{TokenKind::kNumber, std::string(s_.substr(start, pos_ - start))};
-    }
-    if (IsOpChar(c)) {
-      // An operator runs on over operator characters, but never into a comment.
-      const size_t start = pos_;
-      while (pos_ < s_.size() && IsOpChar(s_[pos_]) && !(pos_ > start && (At(pos_, "--") || At(pos_, "/*")))) ++pos_;
-      return Token{TokenKind::kOp, std::string(s_.substr(start, pos_ - start))};
-    }
-    ++pos_;
-    return Token{TokenKind::kOp, std::string(1, c)};
-  }
-
-  // The body of a '…' literal starting at pos_ (the quote), with '' read as ' and, for E'…',
-  // backslash escapes honoured; a continuation ('a'<newline>'b') joins the next segment.
-  // Escapes beyond \' \\ and the letters are kept as written: string values are only ever
-  // compared with words such as "false".
-  std::optional<std::string> StringBody(bool backslash_escapes) {
-    std::string body;
-    ++pos_;
-    while (true) {
-      if (pos_ >= s_.size()) return std::nullopt;
-      const char c = s_[pos_];
-      if (backslash_escapes && c == '\\') {
-        if (pos_ + 1 >= s_.size()) return std::nullopt;
-        const char e = s_[pos_ + 1];
-        body.push_back(e == 'n' ? '\n' : e == 't' ? '\t' : e == 'r' ? '\r' : e == 'b' ? '\b' : e == 'f' ? '\f' : e);
-        pos_ += 2;
-      } else if (c != '\'') {
-        body.push_back(c);
-        ++pos_;
-      } else if (pos_ + 1 < s_.size() && s_[pos_ + 1] == '\'') {
-        body.push_back('\'');
-        pos_ += 2;
-      } else {
-        ++pos_;
-        const size_t continuation = ContinuationQuote(pos_);
-        if (continuation == kNpos) return body;
-        pos_ = continuation + 1;
-      }
-    }
-  }
-
-  // The quote continuing a string closed just before `p`, or kNpos: PostgreSQL joins literals
-  // separated by whitespace that holds a newline (and -- comments).
-  size_t ContinuationQuote(size_t p) const {
-    bool newline = false;
-    while (p < s_.size()) {
-      if (s_[p] == '\n' || s_[p] == '\r') {
-        newline = true;
-        ++p;
-      } else if (IsSpace(s_[p])) {
-        ++p;
-      } else if (At(p, "--")) {
-        p = LineEnd(p);
-      } else {
-        break;
-      }
-    }
-    return newline && p < s_.size() && s_[p] == '\'' ? p : kNpos;
-  }
-
-  std::optional<Token> QuotedString(bool backslash_escapes) {
-    std::optional<std::string> body = StringBody(backslash_escapes);
-    if (!body) return std::nullopt;
-    return Token{TokenKind::kString, std::move(*body)};
-  }
-
-  // The body of "…" starting at pos_, with "" read as ".
-  std::optional<std::string> IdentifierBody() {
-    std::string body;
-    ++pos_;
-    while (true) {
-      const size_t quote = s_.find('"', pos_);
-      if (quote == kNpos) return std::nullopt;
-      body += s_.substr(pos_, quote - pos_);
-      pos_ = quote + 1;
-      if (pos_ < s_.size() && s_[pos_] == '"') {
-        body.push_back('"');
-        ++pos_;
-      } else {
-        return body;
-      }
-    }
-  }
-
-  std::optional<Token> QuotedIdentifier() {
-    std::optional<std::string> body = IdentifierBody();
-    if (!body || body->empty()) return std::nullopt;  // "" is a zero-length identifier: an error
-    TruncateIdentifier(*body);
-    return Token{TokenKind::kQuotedIdent, std::move(*body)};
-  }
-
-  // pos_ is at the quote after "U&".
-  std::optional<Token> UnicodeQuoted() {
-    const bool identifier = s_[pos_] == '"';
-    std::optional<std::string> raw = identifier ? IdentifierBody() : StringBody(/*backslash_escapes=*/false);
-    if (!raw) return std::nullopt;
-    const size_t after = SkipSpaceAndComments(pos_);
-    if (after != kNpos && after + 7 <= s_.size()) {
-      std::string word(s_.substr(after, 7));
-      for (char& ch : word) ch = Lower(ch);
-      if (word == "uescape" && (after + 7 == s_.size() || !IsIdentCont(s_[after + 7]))) return std::nullopt;
-    }
-    std::optional<std::string> text = DecodeUnicodeEscapes(*raw);
-    if (!text) return std::nullopt;
-    if (!identifier) return Token{TokenKind::kString, std::move(*text)};
-    if (text->empty()) return std::nullopt;
-    TruncateIdentifier(*text);
-    return Token{TokenKind::kQuotedIdent, std::move(*text)};
-  }
-
-  // '$' opens a parameter ($1), a dollar-quoted string ($$…$$, $tag$…$tag$), or is an operator
-  // character of its own.
-  std::optional<Token> Dollar() {
-    const size_t start = pos_;
-    size_t p = pos_ + 1;
-    if (p < s_.size() && IsDigit(s_[p])) {
-      while (p < s_.size() && IsDigit(s_[p])) ++p;
-      pos_ = p;
-      return Token{TokenKind::kParam, std::string(s_.substr(start, p - start))};
-    }
-    if (p < s_.size() && IsIdentStart(s_[p])) {
-      while (p < s_.size() && (IsIdentStart(s_[p]) || IsDigit(s_[p]))) ++p;
-    }
-    if (p >= s_.size() || s_[p] != '$') {
-      ++pos_;
-      return Token{TokenKind::kOp, "$"};
-    }
-    const std::string_view tag = s_.substr(start, p - start + 1);
-    const size_t close = s_.find(tag, p + 1);
-    if (close == kNpos) return std::nullopt;
-    pos_ = close + tag.size();
-    return Token{TokenKind::kString, std::string(s_.substr(p + 1, close - p - 1))};
-  }
-
-  const std::string_view s_;
-  size_t pos_ = 0;
-};
 
 // ---------------------------------------------------------------------------------------------
 // Parsing
@@ -731,7 +464,16 @@ StatementClass Classify(const std::vector<Token>& tokens) {
 }  // namespace
 
 StatementClass ClassifyStatement(std::string_view sql) {
-  std::optional<std::vector<Token>> tokens = Lexer(sql).Run();
+  std::vector<pg::SqlToken> tokens;
+  pg::SqlLexer lexer(sql);
+  for (pg::SqlToken t = lexer.Next(); t.kind != pg::SqlTokenKind::kEnd; t = lexer.Next()) {
+    tokens.push_back(t);
+  }
+  return ClassifyTokens(tokens);
+}
+
+StatementClass ClassifyTokens(std::span<const pg::SqlToken> lexed) {
+  std::optional<std::vector<Token>> tokens = Decode(lexed);
   if (!tokens) return {};
   auto is_semicolon = [](const Token& t) { return t.kind == TokenKind::kOp && t.text == ";"; };
   while (!tokens->empty() && is_semicolon(tokens->back())) tokens->pop_back();

@@ -8,9 +8,10 @@
 // with "cannot run inside a transaction block" and the client wonder which block.
 //
 // The classifier reads just enough of PostgreSQL 15's grammar to be exact for those statements:
-// it lexes the statement as the server does (standard_conforming_strings on: -- and nested /* */
-// comments, '…' and E'…' and U&'…' strings, "…" and U&"…" identifiers, dollar quotes, case-folding
-// of unquoted words, identifiers truncated to 63 bytes) and matches keywords, never text, so
+// it lexes the statement as the server does, with pg/sql_lexer.h (standard_conforming_strings on:
+// -- and nested /* */ comments, '…' and E'…' and U&'…' strings, "…" and U&"…" identifiers, dollar
+// quotes, case-folding of unquoted words, identifiers truncated to 63 bytes) and matches keywords,
+// never text, so
 // "SELECT 'BEGIN'", a column named begin_date or a VACUUM inside a comment are just statements.
 // A transaction-control statement is recognised only when it is complete and valid; a malformed
 // one (a misspelt isolation level, a reserved word as a savepoint name, an unterminated quote) is
@@ -25,8 +26,11 @@
 // Pure and thread-safe.
 #pragma once
 
+#include <span>
 #include <string>
 #include <string_view>
+
+#include "orchestrator/pg/sql_lexer.h"
 
 namespace testpool::proxy {
 
@@ -83,5 +87,11 @@ struct StatementClass {
 // REFRESH PUBLICATION, and … SET|ADD|DROP PUBLICATION unless WITH (refresh = false).
 // ALTER TYPE … ADD VALUE is allowed in a block since PostgreSQL 12 and is kNone.
 StatementClass ClassifyStatement(std::string_view sql);
+
+// ClassifyStatement for a statement already lexed: `tokens` are its tokens as pg::SqlLexer gave
+// them (views into text that must still be alive; comments, if any, are ignored), such as
+// core::LexedSqlStatement::tokens. The result is the same as ClassifyStatement of the text they
+// span; a kUnterminated token makes it kNone. Never throws.
+StatementClass ClassifyTokens(std::span<const pg::SqlToken> tokens);
 
 }  // namespace testpool::proxy

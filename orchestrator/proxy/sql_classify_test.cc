@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include "orchestrator/pg/sql_lexer.h"
+
 #include <string>
 #include <vector>
 
@@ -425,6 +427,41 @@ TEST(ClassifyStatement, LexesLikeTheServerAroundTheKeywords) {
       {"PREPARE TRANSACTION X'1F'", Expect(TxCommand::kPrepareTransaction)},
   });
   ExpectNone({"PREPARE TRANSACTION e 'x'", "PREPARE TRANSACTION $1"});
+}
+
+// --- statements already lexed ---
+
+std::vector<pg::SqlToken> Lexed(std::string_view sql, pg::SqlLexer::Comments comments) {
+  std::vector<pg::SqlToken> tokens;
+  pg::SqlLexer lexer(sql, comments);
+  for (pg::SqlToken t = lexer.Next(); t.kind != pg::SqlTokenKind::kEnd; t = lexer.Next()) tokens.push_back(t);
+  return tokens;
+}
+
+TEST(ClassifyTokens, ClassifiesTheTokensAsTheText) {
+  const std::vector<Case> cases = {
+      {"BEGIN /* c */ ISOLATION LEVEL SERIALIZABLE;", Begin("ISOLATION LEVEL SERIALIZABLE")},
+      {"rollback -- c\n to \"P\"", Named(TxCommand::kRollbackTo, "P")},
+      {"SAVEPOINT U&\"x\" /* c */ UESCAPE '!'", StatementClass{}},
+      {"COMMIT PREPARED 'a'\n'b'", Expect(TxCommand::kCommitPrepared)},
+      {"VACUUM; VACUUM", StatementClass{}},
+      {"SELECT 1", StatementClass{}},
+  };
+  for (const Case& c : cases) {
+    for (auto comments : {pg::SqlLexer::Comments::kSkip, pg::SqlLexer::Comments::kReturn}) {
+      const std::vector<pg::SqlToken> tokens = Lexed(c.sql, comments);
+      const StatementClass got = ClassifyTokens(tokens);
+      EXPECT_EQ(got, c.expected) << "sql: " << c.sql << "\n got: " << Describe(got);
+      EXPECT_EQ(got, ClassifyStatement(c.sql)) << "sql: " << c.sql;
+    }
+  }
+}
+
+TEST(ClassifyTokens, AnUnterminatedTokenIsNotClassified) {
+  const std::vector<pg::SqlToken> tokens = Lexed("COMMIT /* never closed", pg::SqlLexer::Comments::kSkip);
+  ASSERT_EQ(tokens.back().kind, pg::SqlTokenKind::kUnterminated);
+  EXPECT_EQ(ClassifyTokens(tokens), StatementClass{});
+  EXPECT_EQ(ClassifyTokens(std::span(tokens).first(1)), Expect(TxCommand::kCommit));
 }
 
 }  // namespace
