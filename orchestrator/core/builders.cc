@@ -364,7 +364,7 @@ const RecipeBook& BuildService::recipes() const { return recipes_; }
 
 BuildResult BuildService::BuildInLease(const std::string& lease_id, BuildRequest request) {
   LeaseInfo lease = leases_.GetLease(lease_id);
-  if (lease.state != "active") throw Error(ErrorCode::kLeaseExpired, "lease " + lease_id + " has ended");
+  if (lease.state != LeaseState::kActive) throw Error(ErrorCode::kLeaseExpired, "lease " + lease_id + " has ended");
   if (request.ns.empty()) request.ns = lease_id;
   request.lease_id.clear();  // the recycle removes these rows with the database
   return builders_.Build(store_.AdminConnInfo(lease.database), request);
@@ -376,7 +376,7 @@ BuildResult BuildService::BuildInDsn(const std::string& dsn, BuildRequest reques
   const pg::ConnInfo target = pg::ConnInfo::Parse(dsn);
   if (!request.lease_id.empty()) {
     LeaseInfo lease = leases_.GetLease(request.lease_id);
-    if (lease.state != "active") throw Error(ErrorCode::kLeaseExpired, "lease " + request.lease_id + " has ended");
+    if (lease.state != LeaseState::kActive) throw Error(ErrorCode::kLeaseExpired, "lease " + request.lease_id + " has ended");
   }
   {
     // Remembered before the build: a daemon that dies mid-build still knows where to clean up.

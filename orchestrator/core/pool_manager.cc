@@ -122,7 +122,7 @@ void PoolManager::Impl::RebalanceAll() {
 
 // Ends an active lease (under mu): the slot goes to recycling and a recycle job is queued.
 // `cut_off`: the lease's credentials were cut off already (the recycle need not do it again).
-void PoolManager::Impl::EndLease(LeaseInfo& lease, const char* how, bool cut_off) {
+void PoolManager::Impl::EndLease(LeaseInfo& lease, LeaseState how, bool cut_off) {
   lease.state = how;
   lease.password.clear();
   lease.dsn.clear();
@@ -131,8 +131,8 @@ void PoolManager::Impl::EndLease(LeaseInfo& lease, const char* how, bool cut_off
   SetState(s, SlotState::kRecycling);
   s.lease_id.clear();
   s.cut_off = cut_off;
-  if (std::string(how) == "released") ++counters.leases_released; else ++counters.leases_expired;
-  log::Info(std::string("lease.") + how, {{"lease", lease.id}, {"slot", s.id}, {"template", lease.template_name},
+  if (how == LeaseState::kReleased) ++counters.leases_released; else ++counters.leases_expired;
+  log::Info(std::string("lease.") + ToString(how), {{"lease", lease.id}, {"slot", s.id}, {"template", lease.template_name},
                                           {"token", std::to_string(lease.token)}});
   Enqueue(Job::Kind::kRecycle, s.id);
 }
@@ -174,7 +174,7 @@ LeaseInfo PoolManager::Impl::MakeLease(const Slot& s, const std::string& holder,
   l.token = s.token;
   l.created_at = clock.WallNow();
   l.expires_at = l.created_at + ttl;
-  l.state = "active";
+  l.state = LeaseState::kActive;
   return l;
 }
 PoolManager::PoolManager(ControlStore& store, backend::Backend& backend, const util::Clock& clock, PoolOptions options)
@@ -359,7 +359,7 @@ LeaseInfo PoolManager::Acquire(const LeaseRequest& req) {
   }
   const auto write_start = std::chrono::steady_clock::now();
   try {
-    impl_->rows.Grant(LeaseRow{lease.id, lease.slot_id, lease.template_name, lease.hash, lease.holder, "active",
+    impl_->rows.Grant(LeaseRow{lease.id, lease.slot_id, lease.template_name, lease.hash, lease.holder, LeaseState::kActive,
                                lease.token, lease.created_at, lease.expires_at});
   } catch (const Error& e) {
     // Undo: the slot goes back, untouched; nobody saw the lease.
@@ -416,13 +416,13 @@ LeaseInfo PoolManager::Renew(const std::string& lease_id, std::chrono::seconds t
     }
     LeaseInfo& l = it->second;
     util::WallTime now = impl_->clock.WallNow();
-    if (l.state == "lost") {
+    if (l.state == LeaseState::kLost) {
       throw Error(ErrorCode::kLeaseExpired, "lease " + lease_id + " was lost: the server holding its database (" +
                                                 std::string(impl_->backend.Kind()) +
                                                 " backend) stopped, and its data with it; take a new lease");
     }
-    if (l.state != "active" || l.expires_at <= now || impl_->ending.count(lease_id)) {
-      throw Error(ErrorCode::kLeaseExpired, "lease " + lease_id + " has ended (" + (l.state == "active" ? "expired" : l.state) + ")");
+    if (l.state != LeaseState::kActive || l.expires_at <= now || impl_->ending.count(lease_id)) {
+      throw Error(ErrorCode::kLeaseExpired, "lease " + lease_id + " has ended (" + ToString(l.state == LeaseState::kActive ? LeaseState::kExpired : l.state) + ")");
     }
     l.expires_at = now + ttl;
     out = l;
@@ -441,10 +441,10 @@ void PoolManager::Release(const std::string& lease_id) {
       if (impl_->rows.FindLease(lease_id)) return;  // ended long ago: releasing again is fine
       throw Error(ErrorCode::kNotFound, "no lease " + lease_id);
     }
-    if (it->second.state != "active" || !impl_->ending.insert(lease_id).second) return;  // ended, or ending
+    if (it->second.state != LeaseState::kActive || !impl_->ending.insert(lease_id).second) return;  // ended, or ending
     role = it->second.user;
   }
-  impl_->Finish(lease_id, role, "released");
+  impl_->Finish(lease_id, role, LeaseState::kReleased);
 }
 
 LeaseInfo PoolManager::Reset(const std::string& lease_id) {
@@ -459,7 +459,7 @@ LeaseInfo PoolManager::Reset(const std::string& lease_id) {
       if (impl_->rows.FindLease(lease_id)) throw Error(ErrorCode::kLeaseExpired, "lease " + lease_id + " has ended");
       throw Error(ErrorCode::kNotFound, "no lease " + lease_id);
     }
-    if (it->second.state != "active" || impl_->ending.count(lease_id)) {
+    if (it->second.state != LeaseState::kActive || impl_->ending.count(lease_id)) {
       throw Error(ErrorCode::kLeaseExpired, "lease " + lease_id + " has ended");
     }
     lease = it->second;

@@ -208,7 +208,7 @@ struct PoolManager::Impl {
 
   // Ends an active lease (under mu): the slot goes to recycling and a recycle job is queued.
   // `cut_off`: the lease's credentials were cut off already (the recycle need not do it again).
-  void EndLease(LeaseInfo& lease, const char* how, bool cut_off);
+  void EndLease(LeaseInfo& lease, LeaseState how, bool cut_off);
 
   // Forgets ended leases after a while (the control database keeps them).
   void TrimEnded();
@@ -258,7 +258,7 @@ struct PoolManager::Impl {
 
   // Ends a lease whose id is in `ending`: cuts its credentials off first (so an ended lease's DSN
   // never connects), then marks it ended and queues the recycle, then records it. Not under mu.
-  void Finish(const std::string& lease_id, const std::string& role, const char* how);
+  void Finish(const std::string& lease_id, const std::string& role, LeaseState how);
 
   // ---- start: reload and reconcile (pool_reconcile.cc) ---------------------------------------
 

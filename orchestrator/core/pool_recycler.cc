@@ -321,7 +321,7 @@ void PoolManager::Impl::Reaper() {
     util::WallTime now = clock.WallNow();
     std::vector<std::pair<std::string, std::string>> expired;  // lease id, role
     for (auto& [id, lease] : leases) {
-      if (lease.state == "active" && lease.expires_at <= now && ending.insert(id).second) {
+      if (lease.state == LeaseState::kActive && lease.expires_at <= now && ending.insert(id).second) {
         expired.emplace_back(id, lease.user);
       }
     }
@@ -334,7 +334,7 @@ void PoolManager::Impl::Reaper() {
     if (orphan_sweep) next_orphan_sweep = real_now + kOrphanSweepInterval;
     if (expired.empty() && !check_servers) continue;
     lock.unlock();
-    for (const auto& [lease_id, role] : expired) Finish(lease_id, role, "expired");
+    for (const auto& [lease_id, role] : expired) Finish(lease_id, role, LeaseState::kExpired);
     if (check_servers) {
       try {
         CheckServers(orphan_sweep);
@@ -348,7 +348,7 @@ void PoolManager::Impl::Reaper() {
 
 // Ends a lease whose id is in `ending`: cuts its credentials off first (so an ended lease's DSN
 // never connects), then marks it ended and queues the recycle, then records it. Not under mu.
-void PoolManager::Impl::Finish(const std::string& lease_id, const std::string& role, const char* how) {
+void PoolManager::Impl::Finish(const std::string& lease_id, const std::string& role, LeaseState how) {
   // Rollback mode: the proxy closes the lease's client connections and rolls its transaction
   // back first; then the server-side role is cut off like any other.
   std::optional<bool> rolled_back;
@@ -369,7 +369,7 @@ void PoolManager::Impl::Finish(const std::string& lease_id, const std::string& r
   }
   if (!pinned_slot.empty()) rolled_back = pinned->Release(pinned_slot);
   // A lease "lost" with its server has nothing left to cut off (and nothing to connect to).
-  const bool server_gone = std::string_view(how) == "lost";
+  const bool server_gone = how == LeaseState::kLost;
   bool cut_off = server_gone;
   for (int attempt = 1; attempt <= 3 && !cut_off && ops; ++attempt) {
     try {
@@ -386,7 +386,7 @@ void PoolManager::Impl::Finish(const std::string& lease_id, const std::string& r
     std::lock_guard<std::mutex> lock(mu);
     ending.erase(lease_id);
     auto it = leases.find(lease_id);
-    if (it == leases.end() || it->second.state != "active") return;
+    if (it == leases.end() || it->second.state != LeaseState::kActive) return;
     slot_id = it->second.slot_id;
     if (rolled_back) {
       Slot& s = slots.at(slot_id);
@@ -396,7 +396,7 @@ void PoolManager::Impl::Finish(const std::string& lease_id, const std::string& r
     EndLease(it->second, how, cut_off);
   }
   try {
-    rows.End(lease_id, slot_id, server_gone ? "expired" : how);  // the rows know no "lost"
+    rows.End(lease_id, slot_id, how);
   } catch (const std::exception& e) {
     log::Error("lease.persist_failed", {{"lease", lease_id}, {"error", e.what()}});
   }
@@ -433,7 +433,7 @@ void PoolManager::Impl::CheckServers(bool orphan_sweep) {
     }
     if (!orphan_sweep) orphans.clear();
   }
-  for (const auto& [lease_id, role] : lost_leases) Finish(lease_id, role, "lost");
+  for (const auto& [lease_id, role] : lost_leases) Finish(lease_id, role, LeaseState::kLost);
   for (const backend::SlotServer& server : orphans) {
     log::Info("reconcile.orphan_server", {{"slot", server.slot_id}, {"container", server.container.substr(0, 12)}});
     try {

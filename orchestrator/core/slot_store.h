@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "orchestrator/core/control_store.h"
+#include "orchestrator/core/lease.h"
 #include "orchestrator/util/clock.h"
 
 namespace testpool::core {
@@ -19,7 +20,8 @@ struct SlotRow {
 };
 
 struct LeaseRow {
-  std::string id, slot_id, template_name, hash, holder, state;
+  std::string id, slot_id, template_name, hash, holder;
+  LeaseState state = LeaseState::kActive;  // never kLost: the control database knows no "lost"
   int64_t token = 0;
   util::WallTime created_at, expires_at;
 };
@@ -36,8 +38,9 @@ class SlotStore {
 
   // Records the handout: slot leased with `lease.token`, lease row active. One statement.
   void Grant(const LeaseRow& lease);
-  // The lease ended ("released" or "expired"); the slot is recycling.
-  void End(const std::string& lease_id, const std::string& slot_id, const std::string& state);
+  // The lease ended as `how`; the slot is recycling. kLost is recorded as expired (the control
+  // database knows no "lost").
+  void End(const std::string& lease_id, const std::string& slot_id, LeaseState how);
   void Renew(const std::string& lease_id, util::WallTime expires_at);
 
   std::vector<SlotRow> LoadSlots();
