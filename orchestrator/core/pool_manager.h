@@ -51,8 +51,10 @@
 // until Stop(). A second daemon on the same server finds it taken and stays passive: it builds
 // templates, but Acquire() answers kUnavailable naming the reason.
 //
-// Thread safety: all public methods are thread-safe. One mutex guards the in-memory state and is
-// never held across database I/O.
+// Thread safety: all public methods are thread-safe. One mutex guards the in-memory state; it is
+// never held across server or control-database I/O, with one exception: Start() holds it across
+// the reload and reconcile, so that no call sees a half-rebuilt model (calls made meanwhile wait
+// until Start() is done).
 #pragma once
 
 #include <chrono>

@@ -1,25 +1,19 @@
-// PoolManager: server work on recycler threads (warm, recycle, destroy) and the reaper that ends
-// expired leases. None of it runs under the mutex; results are written back under it.
+// Slot lifecycle: warming → ready → leased → recycling → ready, and broken → destroyed.
+// The one checked change of state, the ready queue and its waiters, how many slots each pool
+// warms under the caps, the recycler threads' job queue, and the server work itself (warm,
+// recycle after a lease, destroy), done on a copy of the slot outside the mutex and written back
+// under it. A lease hands its slot over in pool_leases.cc (EndLease queues the recycle).
 #include <algorithm>
-#include <string_view>
 
 #include "orchestrator/core/pool_manager_impl.h"
 #include "orchestrator/util/crypto.h"
 #include "orchestrator/util/error.h"
 #include "orchestrator/util/log.h"
+#include "orchestrator/util/names.h"
 #include "orchestrator/util/thread.h"
 
 namespace testpool::core {
 namespace {
-
-// Recycler threads and the reaper yield to the lease path on a busy machine (their server
-// sessions are deprioritised likewise, through Backend::Deprioritize).
-constexpr int kBackgroundNice = 10;
-
-// Servers per slot (docker): how often the reaper looks for servers that died, and for servers
-// no slot owns.
-constexpr auto kServerCheckInterval = std::chrono::seconds(1);
-constexpr auto kOrphanSweepInterval = std::chrono::seconds(30);
 
 // The next role of a slot: a name never used before (its generation counts up) and fresh random
 // passwords (the lease's, and the server-side one rollback mode logs in with). Roles are never
@@ -38,6 +32,107 @@ const std::string& ServerPassword(const Slot& s, RecycleMode mode) {
 }
 
 }  // namespace
+
+// ---- state and capacity, under mu ------------------------------------------------------------
+
+void PoolManager::Impl::SetState(Slot& s, SlotState to) {
+  if (!Allowed(s.state, to)) {
+    // A broken invariant here could hand one database to two holders: stop, loudly, in every build.
+    log::Error("slot.bad_transition", {{"slot", s.id}, {"from", StateName(s.state)}, {"to", StateName(to)}});
+    std::abort();
+  }
+  Pool& p = pools.at(s.pool);
+  --p.count[s.state];
+  ++p.count[to];
+  log::Debug("slot.state", {{"slot", s.id}, {"template", s.name}, {"from", StateName(s.state)}, {"to", StateName(to)}});
+  s.state = to;
+}
+
+// Marks a slot broken and queues its removal.
+void PoolManager::Impl::Discard(Slot& s) {
+  SetState(s, SlotState::kBroken);
+  Enqueue(Job::Kind::kDestroy, s.id);
+}
+
+// A slot is ready: the first waiter gets it, else it joins the ready queue.
+void PoolManager::Impl::OfferReady(Slot& s) {
+  Pool& p = pools.at(s.pool);
+  if (!p.current) {
+    Discard(s);
+    return;
+  }
+  if (!p.waiters.empty()) {
+    std::shared_ptr<Waiter> w = p.waiters.front();
+    p.waiters.pop_front();
+    w->slot_id = s.id;
+    w->cv.notify_one();
+    return;
+  }
+  p.ready.push_back(s.id);
+}
+
+// Starts as many warms as the pool needs and the caps allow; borrows from idle pools when the
+// global cap stands between waiters and a slot.
+void PoolManager::Impl::Rebalance(Pool& p) {
+  if (!p.current) {
+    while (!p.ready.empty()) {
+      std::string id = p.ready.front();
+      p.ready.pop_front();
+      Discard(slots.at(id));
+    }
+    return;
+  }
+  if (p.warm_failures > 0 && std::chrono::steady_clock::now() < p.next_warm) return;  // backing off; the reaper retries
+  int available = p.count[SlotState::kReady] + p.count[SlotState::kWarming] + p.count[SlotState::kRecycling];
+  int want = p.config.min_ready + static_cast<int>(p.waiters.size());
+  while (available < want && p.Total() < p.config.max) {
+    if (total_slots >= options.max_databases) {
+      if (!p.waiters.empty()) Borrow(p);
+      break;
+    }
+    Slot s;
+    s.id = util::RandomToken(8);
+    s.name = p.name;
+    s.hash = p.hash;
+    s.pool = p.template_db;
+    s.database = std::string(kDatabasePrefix) + "s_" + p.hash.substr(0, 12) + "_" + s.id;
+    ++p.count[SlotState::kWarming];
+    ++total_slots;
+    ++available;
+    slots.emplace(s.id, s);
+    Enqueue(Job::Kind::kWarm, s.id);
+  }
+}
+
+void PoolManager::Impl::Borrow(Pool& starving) {
+  Pool* donor = nullptr;
+  for (auto& [key, q] : pools) {
+    if (&q == &starving || q.ready.empty() || !q.waiters.empty()) continue;
+    if (donor == nullptr || q.ready.size() > donor->ready.size()) donor = &q;
+  }
+  if (donor == nullptr) return;
+  std::string id = donor->ready.back();
+  donor->ready.pop_back();
+  log::Info("pool.borrow", {{"from", donor->name}, {"to", starving.name}, {"slot", id}});
+  Discard(slots.at(id));
+}
+
+// Pools with waiters first, so capacity freed for a starving pool is not refilled elsewhere.
+void PoolManager::Impl::RebalanceAll() {
+  for (auto& [key, p] : pools) {
+    if (!p.waiters.empty()) Rebalance(p);
+  }
+  for (auto& [key, p] : pools) {
+    if (p.waiters.empty()) Rebalance(p);
+  }
+}
+
+// ---- the recycler threads ----------------------------------------------------------------------
+
+void PoolManager::Impl::Enqueue(Job::Kind kind, const std::string& slot_id) {
+  jobs.push_back(Job{kind, slot_id});
+  jobs_cv.notify_one();
+}
 
 void PoolManager::Impl::Worker() {
   util::LowerThreadPriority(kBackgroundNice);
@@ -63,24 +158,7 @@ void PoolManager::Impl::Worker() {
   }
 }
 
-// Server work on a copy of a slot is done: write its results back and make it ready (under mu).
-void PoolManager::Impl::BecomeReady(const Slot& s) {
-  Slot& live = slots.at(s.id);
-  live.role = s.role;
-  live.password = s.password;
-  live.baseline = s.baseline;
-  live.generation = s.generation;
-  live.server_password = s.server_password;
-  live.pinned = s.pinned;
-  live.rolled_back = false;
-  live.cut_off = false;
-  live.server = s.server;
-  live.host = s.host;
-  live.port = s.port;
-  SetState(live, SlotState::kReady);
-  OfferReady(live);
-  Rebalance(pools.at(s.pool));
-}
+// ---- warm ------------------------------------------------------------------------------------
 
 // Clone + role + baseline, then ready. `s` is a copy; results are written back under mu.
 void PoolManager::Impl::Warm(Slot s) {
@@ -135,43 +213,6 @@ void PoolManager::Impl::CloneAndPrepare(Slot* s, const std::string& template_db,
   s->baseline = FreshCloneMarks(*s);
 }
 
-std::shared_ptr<SlotOps> PoolManager::Impl::OpsLocked(const Slot& s) {
-  if (servers == nullptr) return shared_ops;
-  auto it = slot_ops.find(s.id);
-  if (it != slot_ops.end()) return it->second;
-  if (s.server.params().empty()) {
-    throw Error(ErrorCode::kInternal, "slot " + s.id + " has no server yet");
-  }
-  // Few connections: one slot's work is serialised (Slot::io), the reaper's cut-offs aside.
-  auto ops = std::make_shared<SlotOps>(s.server, [](int) {}, /*max_idle=*/2);
-  slot_ops.emplace(s.id, ops);
-  return ops;
-}
-
-void PoolManager::Impl::StartServer(Slot* s) {
-  const util::MonoTime t0 = clock.Now();
-  backend::SlotServer server = servers->StartSlot(s->id, s->name, s->hash);
-  s->server = server.admin;
-  s->host = server.client.Get("host");
-  s->port = std::stoi(server.client.Get("port"));
-  {
-    std::lock_guard<std::mutex> lock(mu);
-    slot_ops.erase(s->id);  // a server before this one, if any, is gone
-  }
-  log::Info("slot.server_started", {{"slot", s->id}, {"template", s->name}, {"container", server.container.substr(0, 12)},
-                                    {"port", std::to_string(s->port)}, {"ms", log::Ms(util::MsBetween(t0, clock.Now()))}});
-}
-
-void PoolManager::Impl::PinSession(Slot* s) {
-  if (pinned == nullptr) {
-    throw Error(ErrorCode::kUnavailable, "template '" + s->name +
-                                             "' recycles in rollback mode, which needs testpool's wire proxy; "
-                                             "this daemon runs without one");
-  }
-  pinned->Pin(PinnedSessions::Target{s->id, s->database, s->role, s->server_password, s->host, s->port});
-  s->pinned = true;
-}
-
 std::string PoolManager::Impl::FreshCloneMarks(const Slot& s) {
   std::string sequences;
   {
@@ -186,6 +227,37 @@ std::string PoolManager::Impl::FreshCloneMarks(const Slot& s) {
   return WriteMarks{Ops(s)->Counters(s.database), sequences}.Encode();
 }
 
+void PoolManager::Impl::PinSession(Slot* s) {
+  if (pinned == nullptr) {
+    throw Error(ErrorCode::kUnavailable, "template '" + s->name +
+                                             "' recycles in rollback mode, which needs testpool's wire proxy; "
+                                             "this daemon runs without one");
+  }
+  pinned->Pin(PinnedSessions::Target{s->id, s->database, s->role, s->server_password, s->host, s->port});
+  s->pinned = true;
+}
+
+// Server work on a copy of a slot is done: write its results back and make it ready (under mu).
+void PoolManager::Impl::BecomeReady(const Slot& s) {
+  Slot& live = slots.at(s.id);
+  live.role = s.role;
+  live.password = s.password;
+  live.baseline = s.baseline;
+  live.generation = s.generation;
+  live.server_password = s.server_password;
+  live.pinned = s.pinned;
+  live.rolled_back = false;
+  live.cut_off = false;
+  live.server = s.server;
+  live.host = s.host;
+  live.port = s.port;
+  SetState(live, SlotState::kReady);
+  OfferReady(live);
+  Rebalance(pools.at(s.pool));
+}
+
+// ---- recycle after a lease, destroy ------------------------------------------------------------
+
 void PoolManager::Impl::Recycle(Slot s) {
   util::MonoTime t0 = clock.Now();
   bool draining;
@@ -198,7 +270,7 @@ void PoolManager::Impl::Recycle(Slot s) {
     template_db = p.template_db;
     recycle = p.config.recycle;
   }
-  const char* mode = "skip";
+  RecycleOutcome mode = RecycleOutcome::kSkip;
   if (s.lost) {
     // Its server died under the lease: nothing to recycle; the slot is replaced.
     std::lock_guard<std::mutex> lock(mu);
@@ -221,7 +293,7 @@ void PoolManager::Impl::Recycle(Slot s) {
     if (recycle == RecycleMode::kRollback && s.rolled_back) {
       // Nothing the lease did was committed, and its sequences were restored: hand the database
       // to a fresh role and pin a new session. The old role is dropped.
-      mode = "rollback";
+      mode = RecycleOutcome::kRollback;
       std::string old_role = s.role;
       NewCredentials(&s);
       ops->HandOver(s.database, old_role, s.role, ServerPassword(s, recycle));
@@ -239,7 +311,7 @@ void PoolManager::Impl::Recycle(Slot s) {
       // nobody but the next lease may have a session here, so end any that did.
       ops->EndSessions(s.database);
     } else {
-      mode = "clone";
+      mode = RecycleOutcome::kClone;
       ops->DropDatabase(s.database);
       ops->DropRole(s.role);
       {
@@ -268,15 +340,12 @@ void PoolManager::Impl::Recycle(Slot s) {
     return;
   }
   double ms = util::MsBetween(t0, clock.Now());
-  log::Info("slot.recycled", {{"slot", s.id}, {"template", s.name}, {"mode", mode}, {"ms", log::Ms(ms)}});
+  log::Info("slot.recycled", {{"slot", s.id}, {"template", s.name}, {"mode", ToString(mode)}, {"ms", log::Ms(ms)}});
   std::lock_guard<std::mutex> lock(mu);
-  const std::string how = mode;
-  if (how == "skip") {
-    ++counters.recycles_skipped;
-  } else if (how == "rollback") {
-    ++counters.recycles_rolled_back;
-  } else {
-    ++counters.recycles_cloned;
+  switch (mode) {
+    case RecycleOutcome::kSkip: ++counters.recycles_skipped; break;
+    case RecycleOutcome::kRollback: ++counters.recycles_rolled_back; break;
+    case RecycleOutcome::kClone: ++counters.recycles_cloned; break;
   }
   Observe(&counters.recycle, ms);
   BecomeReady(s);
@@ -310,138 +379,6 @@ void PoolManager::Impl::Destroy(Slot s) {
   --total_slots;
   if (!p.current && p.Total() == 0 && p.waiters.empty()) pools.erase(s.pool);
   RebalanceAll();  // capacity came free
-}
-
-void PoolManager::Impl::Reaper() {
-  util::LowerThreadPriority(kBackgroundNice);
-  std::unique_lock<std::mutex> lock(mu);
-  while (!stopping) {
-    reaper_cv.wait_for(lock, options.reaper_interval);
-    if (stopping) return;
-    util::WallTime now = clock.WallNow();
-    std::vector<std::pair<std::string, std::string>> expired;  // lease id, role
-    for (auto& [id, lease] : leases) {
-      if (lease.state == LeaseState::kActive && lease.expires_at <= now && ending.insert(id).second) {
-        expired.emplace_back(id, lease.user);
-      }
-    }
-    TrimEnded();
-    RebalanceAll();  // picks up pools whose warm back-off ran out
-    const auto real_now = std::chrono::steady_clock::now();
-    const bool check_servers = servers != nullptr && !passive && real_now >= next_server_check;
-    const bool orphan_sweep = check_servers && real_now >= next_orphan_sweep;
-    if (check_servers) next_server_check = real_now + kServerCheckInterval;
-    if (orphan_sweep) next_orphan_sweep = real_now + kOrphanSweepInterval;
-    if (expired.empty() && !check_servers) continue;
-    lock.unlock();
-    for (const auto& [lease_id, role] : expired) Finish(lease_id, role, LeaseState::kExpired);
-    if (check_servers) {
-      try {
-        CheckServers(orphan_sweep);
-      } catch (const std::exception& e) {
-        log::Warn("pool.server_check_failed", {{"error", e.what()}});
-      }
-    }
-    lock.lock();
-  }
-}
-
-// Ends a lease whose id is in `ending`: cuts its credentials off first (so an ended lease's DSN
-// never connects), then marks it ended and queues the recycle, then records it. Not under mu.
-void PoolManager::Impl::Finish(const std::string& lease_id, const std::string& role, LeaseState how) {
-  // Rollback mode: the proxy closes the lease's client connections and rolls its transaction
-  // back first; then the server-side role is cut off like any other.
-  std::optional<bool> rolled_back;
-  std::string pinned_slot;
-  std::shared_ptr<SlotOps> ops;
-  {
-    std::lock_guard<std::mutex> lock(mu);
-    auto it = leases.find(lease_id);
-    if (it != leases.end() && slots.count(it->second.slot_id)) {
-      const Slot& s = slots.at(it->second.slot_id);
-      if (s.pinned && pinned != nullptr) pinned_slot = s.id;
-      try {
-        ops = OpsLocked(s);
-      } catch (const Error&) {
-        // No server to cut off on: the recycle job finds out what became of it.
-      }
-    }
-  }
-  if (!pinned_slot.empty()) rolled_back = pinned->Release(pinned_slot);
-  // A lease "lost" with its server has nothing left to cut off (and nothing to connect to).
-  const bool server_gone = how == LeaseState::kLost;
-  bool cut_off = server_gone;
-  for (int attempt = 1; attempt <= 3 && !cut_off && ops; ++attempt) {
-    try {
-      ops->CutOff(role);
-      cut_off = true;
-    } catch (const std::exception& e) {
-      // After three tries the recycle job still cuts off before it touches the database.
-      log::Error("lease.cutoff_failed", {{"lease", lease_id}, {"role", role}, {"attempt", std::to_string(attempt)},
-                                         {"error", e.what()}});
-    }
-  }
-  std::string slot_id;
-  {
-    std::lock_guard<std::mutex> lock(mu);
-    ending.erase(lease_id);
-    auto it = leases.find(lease_id);
-    if (it == leases.end() || it->second.state != LeaseState::kActive) return;
-    slot_id = it->second.slot_id;
-    if (rolled_back) {
-      Slot& s = slots.at(slot_id);
-      s.pinned = false;
-      s.rolled_back = *rolled_back;
-    }
-    EndLease(it->second, how, cut_off);
-  }
-  try {
-    rows.End(lease_id, slot_id, how);
-  } catch (const std::exception& e) {
-    log::Error("lease.persist_failed", {{"lease", lease_id}, {"error", e.what()}});
-  }
-  if (lease_ended) lease_ended(lease_id);
-}
-
-void PoolManager::Impl::CheckServers(bool orphan_sweep) {
-  std::map<std::string, backend::SlotServer> alive;  // by slot id, running ones
-  std::vector<backend::SlotServer> orphans;
-  std::vector<std::pair<std::string, std::string>> lost_leases;  // lease id, role
-  const std::vector<backend::SlotServer> listed = servers->ListSlots();
-  {
-    std::lock_guard<std::mutex> lock(mu);
-    for (const backend::SlotServer& server : listed) {
-      if (!slots.count(server.slot_id)) {
-        orphans.push_back(server);
-      } else if (server.running) {
-        alive.emplace(server.slot_id, server);
-      }
-    }
-    for (auto& [id, s] : slots) {
-      // Warming and recycling slots find out for themselves (their work fails and they are replaced).
-      if (s.port == 0 || alive.count(id) || (s.state != SlotState::kReady && s.state != SlotState::kLeased)) continue;
-      log::Warn("slot.server_lost", {{"slot", id}, {"template", s.name}, {"state", StateName(s.state)},
-                                     {"lease", s.lease_id}});
-      s.lost = true;
-      if (s.state == SlotState::kReady) {
-        Pool& p = pools.at(s.pool);
-        p.ready.erase(std::remove(p.ready.begin(), p.ready.end(), id), p.ready.end());
-        Discard(s);
-      } else if (!s.lease_id.empty() && ending.insert(s.lease_id).second) {
-        lost_leases.emplace_back(s.lease_id, s.role);
-      }
-    }
-    if (!orphan_sweep) orphans.clear();
-  }
-  for (const auto& [lease_id, role] : lost_leases) Finish(lease_id, role, LeaseState::kLost);
-  for (const backend::SlotServer& server : orphans) {
-    log::Info("reconcile.orphan_server", {{"slot", server.slot_id}, {"container", server.container.substr(0, 12)}});
-    try {
-      servers->RemoveSlot(server.slot_id);
-    } catch (const std::exception& e) {
-      log::Warn("reconcile.orphan_kept", {{"slot", server.slot_id}, {"error", e.what()}});
-    }
-  }
 }
 
 }  // namespace testpool::core
