@@ -27,16 +27,16 @@ constexpr std::chrono::milliseconds kAbandonedPoll{200};
 // under the mutex. Only TakeOrWait holds it, and never across I/O.
 LeaseInfo PoolManager::Acquire(const LeaseRequest& req) {
   impl_->CheckRequest(req);
-  const util::MonoTime start = std::chrono::steady_clock::now();
-  Impl::Grant grant = impl_->TakeOrWait(req, start);
-  const util::MonoTime write_start = std::chrono::steady_clock::now();
+  const util::Stopwatch since_request;
+  Impl::Grant grant = impl_->TakeOrWait(req, since_request.start());
+  const util::Stopwatch write;
   impl_->RecordGrant(grant.lease);
   if (grant.pinned) impl_->AdmitToProxy(grant.lease, req);
   const LeaseInfo& lease = grant.lease;
   log::Info("lease.granted", {{"lease", lease.id}, {"slot", lease.slot_id}, {"template", lease.template_name},
                               {"token", std::to_string(lease.token)}, {"holder", lease.holder},
                               {"wait_ms", log::Ms(lease.wait_ms)},
-                              {"write_ms", log::Ms(util::MsBetween(write_start, std::chrono::steady_clock::now()))}});
+                              {"write_ms", log::Ms(write.ElapsedMs())}});
   if (grant.waited) impl_->ReleaseIfAbandoned(lease, req);
   return grant.lease;
 }
@@ -91,7 +91,7 @@ std::string PoolManager::Impl::WaitForSlot(std::unique_lock<std::mutex>& lock, P
   auto done = [&] { return !w->slot_id.empty() || stopping || w->cancelled; };
   bool gone = false;
   while (!done() && !gone) {
-    const util::MonoTime now = std::chrono::steady_clock::now();
+    const util::MonoTime now = util::RealMonoNow();
     if (now >= deadline) break;
     auto slice = deadline - now;
     if (req.abandoned) slice = std::min<util::MonoTime::duration>(slice, kAbandonedPoll);
@@ -135,7 +135,7 @@ LeaseInfo PoolManager::Impl::HandOut(Slot& s, const LeaseRequest& req, util::Mon
   ++s.token;
   LeaseInfo lease = MakeLease(s, req.holder, req.ttl);
   s.lease_id = lease.id;
-  lease.wait_ms = util::MsBetween(start, std::chrono::steady_clock::now());
+  lease.wait_ms = util::MsBetween(start, util::RealMonoNow());
   leases[lease.id] = lease;
   ++counters.leases_granted;
   Observe(&counters.wait, lease.wait_ms);
@@ -267,7 +267,7 @@ LeaseInfo PoolManager::Reset(const std::string& lease_id) {
     template_db = impl_->pools.at(snapshot.pool).template_db;
     mode_of_pool = impl_->ModeOf(snapshot);
   }
-  const auto t0 = std::chrono::steady_clock::now();
+  const util::Stopwatch took;
   RecycleOutcome mode = RecycleOutcome::kClone;
   if (snapshot.pinned && impl_->pinned != nullptr) {
     // Rollback mode: back to the base savepoint in place; the clients stay connected.
@@ -280,7 +280,7 @@ LeaseInfo PoolManager::Reset(const std::string& lease_id) {
     ops->DropDatabase(snapshot.database);
     impl_->CloneAndPrepare(&snapshot, template_db, mode_of_pool);  // same credentials
   }
-  const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  const double ms = took.ElapsedMs();
   std::lock_guard<std::mutex> lock(impl_->mu);
   auto live = impl_->slots.find(snapshot.id);
   if (live != impl_->slots.end() && live->second.lease_id == lease_id) live->second.baseline = snapshot.baseline;

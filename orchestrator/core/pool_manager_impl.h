@@ -93,9 +93,10 @@ struct Pool {
   std::deque<std::shared_ptr<Waiter>> waiters;
   std::map<SlotState, int> count;
   int warm_failures = 0;      // in a row; reset by a warm that succeeds
-  // No warm starts before this (back-off after failures). Real time, like the condition-variable
-  // waits: a back-off paces work against the server, it is not a TTL the clock seam should drive.
-  std::chrono::steady_clock::time_point next_warm;
+  // No warm starts before this (back-off after failures). Real time (util::RealMonoNow), like the
+  // condition-variable waits: a back-off paces work against the server, it is not a TTL the clock
+  // seam should drive (util/clock.h).
+  util::MonoTime next_warm;
   // The digest of the template's sequences, as every fresh clone has them; learnt from the
   // first clone, so later clones need no connection for their baseline.
   std::string sequences;
@@ -190,7 +191,7 @@ struct PoolManager::Impl {
   std::map<std::string, std::string> current;             // template name → pool key; guarded by mu
   std::map<std::string, Slot> slots;                      // by id; guarded by mu
   std::map<std::string, LeaseInfo> leases;                // active and recently ended; guarded by mu
-  std::map<std::string, util::MonoTime> ended_at;         // lease id → when it ended; guarded by mu
+  std::map<std::string, util::MonoTime> ended_at;         // lease id → when it ended (clock.Now()); guarded by mu
   std::set<std::string> ending;                           // leases being cut off; guarded by mu
   PoolCounters counters;                                  // guarded by mu
   int total_slots = 0;                                    // guarded by mu
@@ -203,8 +204,8 @@ struct PoolManager::Impl {
   PinnedSessions* pinned = nullptr;                       // set before Start, then read-only
   std::vector<std::string> ended_while_down;              // Reconcile → Start, for lease_ended
   std::map<std::string, std::shared_ptr<SlotOps>> slot_ops;  // by slot id (servers only); guarded by mu
-  std::chrono::steady_clock::time_point next_server_check;   // the reaper's; servers only
-  std::chrono::steady_clock::time_point next_orphan_sweep;   // the reaper's; servers only
+  util::MonoTime next_server_check;                       // real time; the reaper's; servers only
+  util::MonoTime next_orphan_sweep;                       // real time; the reaper's; servers only
 
   // ---- slot lifecycle (pool_slots.cc) ---------------------------------------------------------
 

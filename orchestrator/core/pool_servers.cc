@@ -30,7 +30,7 @@ std::shared_ptr<SlotOps> PoolManager::Impl::OpsLocked(const Slot& s) {
 }
 
 void PoolManager::Impl::StartServer(Slot* s) {
-  const util::MonoTime t0 = clock.Now();
+  const util::Stopwatch took;
   backend::SlotServer server = servers->StartSlot(s->id, s->name, s->hash);
   s->server = server.admin;
   s->host = server.client.Get("host");
@@ -40,11 +40,11 @@ void PoolManager::Impl::StartServer(Slot* s) {
     slot_ops.erase(s->id);  // a server before this one, if any, is gone
   }
   log::Info("slot.server_started", {{"slot", s->id}, {"template", s->name}, {"container", server.container.substr(0, 12)},
-                                    {"port", std::to_string(s->port)}, {"ms", log::Ms(util::MsBetween(t0, clock.Now()))}});
+                                    {"port", std::to_string(s->port)}, {"ms", log::Ms(took.ElapsedMs())}});
 }
 
 bool PoolManager::Impl::ServerCheckDue(bool* orphan_sweep) {
-  const util::MonoTime now = std::chrono::steady_clock::now();
+  const util::MonoTime now = util::RealMonoNow();
   const bool check = servers != nullptr && !passive && now >= next_server_check;
   *orphan_sweep = check && now >= next_orphan_sweep;
   if (check) next_server_check = now + kServerCheckInterval;

@@ -82,7 +82,7 @@ void PoolManager::Impl::Rebalance(Pool& p) {
     }
     return;
   }
-  if (p.warm_failures > 0 && std::chrono::steady_clock::now() < p.next_warm) return;  // backing off; the reaper retries
+  if (p.warm_failures > 0 && util::RealMonoNow() < p.next_warm) return;  // backing off; the reaper retries
   int available = p.count[SlotState::kReady] + p.count[SlotState::kWarming] + p.count[SlotState::kRecycling];
   int want = p.config.min_ready + static_cast<int>(p.waiters.size());
   while (available < want && p.Total() < p.config.max) {
@@ -174,7 +174,7 @@ void PoolManager::Impl::Warm(Slot s) {
     template_db = p.template_db;
     mode = p.config.recycle;
   }
-  util::MonoTime t0 = clock.Now();
+  const util::Stopwatch took;
   try {
     NewCredentials(&s);
     rows.InsertWarming(SlotRow{s.id, s.name, s.hash, s.database, "warming", "", "", "", "", s.token});
@@ -190,7 +190,7 @@ void PoolManager::Impl::Warm(Slot s) {
     ++p.warm_failures;
     // 0.2 s, 0.4 s, … up to 10 s between attempts while warming keeps failing.
     auto delay = std::chrono::milliseconds(200) * (1 << std::min(p.warm_failures - 1, 6));
-    p.next_warm = std::chrono::steady_clock::now() + std::min<std::chrono::milliseconds>(delay, std::chrono::seconds(10));
+    p.next_warm = util::RealMonoNow() + std::min<std::chrono::milliseconds>(delay, std::chrono::seconds(10));
     Slot& live = slots.at(s.id);
     live.role = s.role;
     live.pinned = s.pinned;
@@ -198,7 +198,7 @@ void PoolManager::Impl::Warm(Slot s) {
     return;
   }
   log::Info("slot.ready", {{"slot", s.id}, {"template", s.name}, {"database", s.database},
-                           {"ms", log::Ms(util::MsBetween(t0, clock.Now()))}});
+                           {"ms", log::Ms(took.ElapsedMs())}});
   std::lock_guard<std::mutex> lock(mu);
   pools.at(s.pool).warm_failures = 0;
   BecomeReady(s);
@@ -259,7 +259,7 @@ void PoolManager::Impl::BecomeReady(const Slot& s) {
 // ---- recycle after a lease, destroy ------------------------------------------------------------
 
 void PoolManager::Impl::Recycle(Slot s) {
-  util::MonoTime t0 = clock.Now();
+  const util::Stopwatch took;
   bool draining;
   std::string template_db;
   RecycleMode recycle;
@@ -339,7 +339,7 @@ void PoolManager::Impl::Recycle(Slot s) {
     Discard(live);
     return;
   }
-  double ms = util::MsBetween(t0, clock.Now());
+  double ms = took.ElapsedMs();
   log::Info("slot.recycled", {{"slot", s.id}, {"template", s.name}, {"mode", ToString(mode)}, {"ms", log::Ms(ms)}});
   std::lock_guard<std::mutex> lock(mu);
   switch (mode) {
