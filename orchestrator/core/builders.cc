@@ -320,7 +320,7 @@ BuildResult Builders::Build(const pg::ConnInfo& target, const BuildRequest& req)
   try {
     pg::Transaction tx(c);
     // One build per namespace at a time in a target: row indexes continue from the last build's.
-    c.Exec("SELECT pg_advisory_xact_lock(hashtextextended('testpool.build:' || $1, 0))", {request.ns});
+    c.Exec("SELECT pg_advisory_xact_lock(hashtextextended($1::text || $2::text, 0))", {kBuildNamespaceLockPrefix, request.ns});
     int stage_counter = 0;
     impl_->BuildRecipe(c, top.name, request.count, request.overrides, request, &result, &stage_counter);
     tx.Commit();

@@ -4,6 +4,7 @@
 // reload and reconcile: pool_reconcile.cc. The shared model: pool_manager_impl.h.
 #include "orchestrator/core/pool_manager.h"
 
+#include "orchestrator/core/advisory_locks.h"
 #include "orchestrator/core/pool_manager_impl.h"
 #include "orchestrator/util/log.h"
 
@@ -20,8 +21,10 @@ void PoolManager::Start() {
   impl_->stopping = false;
   if (!impl_->owner_lock) {
     pg::Connection conn = pg::Connection::Open(impl_->store.AdminConnInfo(kControlDatabase));
-    // "tp" "pools": the one lock that makes a daemon the pool manager of this server.
-    if (conn.Exec("SELECT pg_try_advisory_lock(1953505282, 1)").Get(0, 0) != "t") {
+    // The one lock that makes a daemon the pool manager of this server (advisory_locks.h).
+    if (conn.Exec("SELECT pg_try_advisory_lock($1::int, $2::int)",
+                  {std::to_string(kPoolsLockClass), std::to_string(kPoolsLockKey)})
+            .Get(0, 0) != "t") {
       impl_->passive = true;
       log::Warn("pools.passive", {{"reason", "another testpool daemon manages the pools on this server"}});
       return;
