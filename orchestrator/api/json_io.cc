@@ -214,7 +214,7 @@ json LeaseJson(const core::LeaseInfo& l) {
           {"template", l.template_name},
           {"hash", l.hash},
           {"slot", l.slot_id},
-          {"state", l.state},
+          {"state", core::ToString(l.state)},
           {"wait_ms", l.wait_ms}};
 }
 

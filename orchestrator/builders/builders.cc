@@ -324,7 +324,7 @@ BuildResult Builders::Build(const pg::ConnInfo& target, const BuildRequest& req)
   try {
     pg::Transaction tx(c);
     // One build per namespace at a time in a target: row indexes continue from the last build's.
-    c.Exec("SELECT pg_advisory_xact_lock(hashtextextended('testpool.build:' || $1, 0))", {request.ns});
+    c.Exec("SELECT pg_advisory_xact_lock(hashtextextended($1::text || $2::text, 0))", {kBuildNamespaceLockPrefix, request.ns});
     int stage_counter = 0;
     impl_->BuildRecipe(c, top.name, request.count, request.overrides, request, &result, &stage_counter);
     tx.Commit();
@@ -368,7 +368,7 @@ const RecipeBook& BuildService::recipes() const { return recipes_; }
 
 BuildResult BuildService::BuildInLease(const std::string& lease_id, BuildRequest request) {
   LeaseInfo lease = leases_.GetLease(lease_id);
-  if (lease.state != "active") throw Error(ErrorCode::kLeaseExpired, "lease " + lease_id + " has ended");
+  if (lease.state != LeaseState::kActive) throw Error(ErrorCode::kLeaseExpired, "lease " + lease_id + " has ended");
   if (request.ns.empty()) request.ns = lease_id;
   request.lease_id.clear();  // the recycle removes these rows with the database
   return builders_.Build(store_.AdminConnInfo(lease.database), request);
@@ -380,7 +380,7 @@ BuildResult BuildService::BuildInDsn(const std::string& dsn, BuildRequest reques
   const pg::ConnInfo target = pg::ConnInfo::Parse(dsn);
   if (!request.lease_id.empty()) {
     LeaseInfo lease = leases_.GetLease(request.lease_id);
-    if (lease.state != "active") throw Error(ErrorCode::kLeaseExpired, "lease " + request.lease_id + " has ended");
+    if (lease.state != LeaseState::kActive) throw Error(ErrorCode::kLeaseExpired, "lease " + request.lease_id + " has ended");
   }
   {
     // Remembered before the build: a daemon that dies mid-build still knows where to clean up.

@@ -111,9 +111,8 @@ CREATE INDEX record_pools_lease ON record_pools (lease_id) WHERE lease_id IS NOT
 // Control connections opened at start and kept idle (the pool keeps up to 64).
 constexpr size_t kControlConnectionsKept = 24;
 
-// A lock key no other testpool lock uses: "tp" "schema".
-constexpr const char* kSchemaLock = "SELECT pg_advisory_lock(1953505280, 1)";
-constexpr const char* kSchemaUnlock = "SELECT pg_advisory_unlock(1953505280, 1)";
+// One migration at a time per control server (advisory_locks.h).
+pg::Params SchemaLockKeys() { return {std::to_string(kSchemaLockClass), std::to_string(kSchemaLockKey)}; }
 
 nlohmann::json FileList(const std::vector<SqlFile>& files) {
   nlohmann::json out = nlohmann::json::array();
@@ -219,7 +218,7 @@ std::unique_ptr<ControlStore> ControlStore::Open(const pg::ConnInfo& admin) {
 
 void ControlStore::Migrate() {
   auto conn = pool_.Acquire();
-  conn->Exec(kSchemaLock);
+  conn->Exec("SELECT pg_advisory_lock($1::int, $2::int)", SchemaLockKeys());
   try {
     conn->Exec("CREATE TABLE IF NOT EXISTS schema_version (version integer NOT NULL)");
     pg::Result r = conn->Exec("SELECT coalesce(max(version), 0) FROM schema_version");
@@ -233,10 +232,10 @@ void ControlStore::Migrate() {
       log::Info("control.schema_migrated", {{"version", std::to_string(v + 1)}});
     }
   } catch (...) {
-    conn->Exec(kSchemaUnlock);
+    conn->Exec("SELECT pg_advisory_unlock($1::int, $2::int)", SchemaLockKeys());
     throw;
   }
-  conn->Exec(kSchemaUnlock);
+  conn->Exec("SELECT pg_advisory_unlock($1::int, $2::int)", SchemaLockKeys());
 }
 
 std::optional<TemplateBuildRow> ControlStore::FindBuild(const std::string& name, const std::string& hash) {

@@ -51,8 +51,10 @@
 // until Stop(). A second daemon on the same server finds it taken and stays passive: it builds
 // templates, but Acquire() answers kUnavailable naming the reason.
 //
-// Thread safety: all public methods are thread-safe. One mutex guards the in-memory state and is
-// never held across database I/O.
+// Thread safety: all public methods are thread-safe. One mutex guards the in-memory state; it is
+// never held across server or control-database I/O, with one exception: Start() holds it across
+// the reload and reconcile, so that no call sees a half-rebuilt model (calls made meanwhile wait
+// until Start() is done).
 #pragma once
 
 #include <chrono>
@@ -65,6 +67,7 @@
 
 #include "orchestrator/backend/backend.h"
 #include "orchestrator/core/control_store.h"
+#include "orchestrator/core/lease.h"
 #include "orchestrator/core/pinned_sessions.h"
 #include "orchestrator/core/template_service.h"
 #include "orchestrator/core/template_spec.h"
@@ -91,26 +94,6 @@ struct LeaseRequest {
   // a waiter that is gone never takes a slot, and a slot granted to one just gone is released
   // at once instead of sitting out its TTL. Called without the manager's lock held.
   std::function<bool()> abandoned;
-};
-
-// A lease as the API answers it.
-struct LeaseInfo {
-  std::string id;          // unguessable (128 random bits)
-  std::string template_name;
-  std::string hash;
-  std::string slot_id;
-  std::string holder;
-  std::string host;
-  int port = 0;
-  std::string user;
-  std::string password;
-  std::string database;
-  std::string dsn;         // postgresql://user:password@host:port/database
-  int64_t token = 0;       // fencing token: strictly increasing per slot
-  util::WallTime created_at;
-  util::WallTime expires_at;
-  std::string state;       // "active", "released", "expired"
-  double wait_ms = 0;      // how long Acquire waited for a slot
 };
 
 struct PoolStatus {
@@ -156,7 +139,7 @@ struct ManagerStatus {
   PinnedSessions::Stats proxy;  // zeros when the daemon runs without a proxy
 };
 
-class PoolManager final : public TemplateService::Listener {
+class PoolManager final : public TemplateService::Listener, public LeaseLookup {
  public:
   // `store` and `backend` must outlive the manager; `backend` must be started.
   PoolManager(ControlStore& store, backend::Backend& backend, const util::Clock& clock, PoolOptions options);
@@ -188,8 +171,10 @@ class PoolManager final : public TemplateService::Listener {
   void Release(const std::string& lease_id);
   // Restores the leased database to the template's state in place; same DSN. kNotFound, kLeaseExpired.
   LeaseInfo Reset(const std::string& lease_id);
-  // The lease (also ended ones, for a while). kNotFound when unknown.
-  LeaseInfo GetLease(const std::string& lease_id);
+  // The lease, also an ended one (from memory for a while, then from the control database).
+  // kNotFound when never issued, kUnavailable when it must be read from a control database that
+  // cannot be reached.
+  LeaseInfo GetLease(const std::string& lease_id) override;
 
   ManagerStatus Status() const;
 

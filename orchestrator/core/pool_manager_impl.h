@@ -1,7 +1,15 @@
-// Private to the pool manager: its in-memory model (slots, pools, waiters, jobs) and PoolManager::Impl,
-// shared by pool_manager.cc (state changes and the public API), pool_recycler.cc (server work on
-// recycler threads, the reaper) and pool_reconcile.cc (reload and reconcile at start).
-// Nothing outside those three files includes it. See pool_manager.h for the behaviour.
+// Private to the pool manager: its in-memory model (slots, pools, waiters, jobs) and
+// PoolManager::Impl, shared by the pool's files, each one concept:
+//   pool_manager.cc    construction, Start/Stop, the template service's notifications, Status
+//   pool_leases.cc     lease lifecycle: acquire, renew, reset, release, expiry (the reaper), lookup
+//   pool_slots.cc      slot lifecycle: state, capacity, recycler threads, warm, recycle, destroy
+//   pool_servers.cc    servers per slot (docker): start, SlotOps per server, checks
+//   pool_reconcile.cc  Start(): reload rows and reconcile them with the server(s)
+// Nothing else includes it. See pool_manager.h for the behaviour.
+//
+// Locking: one mutex `mu` guards the model; a function's comment says whether it runs under mu.
+// Server and control-database I/O (SlotOps, SlotStore, the backend, the proxy) never runs under
+// it, except in Start() (see pool_manager.h).
 #pragma once
 
 #include <condition_variable>
@@ -20,6 +28,8 @@
 #include "orchestrator/core/slot_ops.h"
 #include "orchestrator/core/slot_store.h"
 #include "orchestrator/pg/connection.h"
+#include "orchestrator/util/clock.h"
+#include "orchestrator/util/error.h"
 
 namespace testpool::core {
 namespace pool_internal {
@@ -83,9 +93,10 @@ struct Pool {
   std::deque<std::shared_ptr<Waiter>> waiters;
   std::map<SlotState, int> count;
   int warm_failures = 0;      // in a row; reset by a warm that succeeds
-  // No warm starts before this (back-off after failures). Real time, like the condition-variable
-  // waits: a back-off paces work against the server, it is not a TTL the clock seam should drive.
-  std::chrono::steady_clock::time_point next_warm;
+  // No warm starts before this (back-off after failures). Real time (util::RealMonoNow), like the
+  // condition-variable waits: a back-off paces work against the server, it is not a TTL the clock
+  // seam should drive (util/clock.h).
+  util::MonoTime next_warm;
   // The digest of the template's sequences, as every fresh clone has them; learnt from the
   // first clone, so later clones need no connection for their baseline.
   std::string sequences;
@@ -100,6 +111,27 @@ struct Job {
   enum class Kind { kWarm, kRecycle, kDestroy } kind;
   std::string slot_id;
 };
+
+// How a slot came back from a lease (or how a lease was reset in place): a name in logs
+// ("mode") and the counter it adds to.
+enum class RecycleOutcome {
+  kSkip,      // nothing was written: fresh role, same database
+  kRollback,  // rollback mode: the pinned transaction rolled back
+  kClone,     // re-cloned from the template
+};
+
+inline const char* ToString(RecycleOutcome o) {
+  switch (o) {
+    case RecycleOutcome::kSkip: return "skip";
+    case RecycleOutcome::kRollback: return "rollback";
+    case RecycleOutcome::kClone: return "clone";
+  }
+  return "clone";
+}
+
+// Recycler threads and the reaper yield to the lease path on a busy machine (their server
+// sessions are deprioritised likewise, through Backend::Deprioritize).
+constexpr int kBackgroundNice = 10;
 
 inline PoolCounters::Histogram MakeHistogram(std::vector<double> bounds) {
   PoolCounters::Histogram h;
@@ -159,7 +191,7 @@ struct PoolManager::Impl {
   std::map<std::string, std::string> current;             // template name → pool key; guarded by mu
   std::map<std::string, Slot> slots;                      // by id; guarded by mu
   std::map<std::string, LeaseInfo> leases;                // active and recently ended; guarded by mu
-  std::map<std::string, util::MonoTime> ended_at;         // lease id → when it ended; guarded by mu
+  std::map<std::string, util::MonoTime> ended_at;         // lease id → when it ended (clock.Now()); guarded by mu
   std::set<std::string> ending;                           // leases being cut off; guarded by mu
   PoolCounters counters;                                  // guarded by mu
   int total_slots = 0;                                    // guarded by mu
@@ -172,93 +204,134 @@ struct PoolManager::Impl {
   PinnedSessions* pinned = nullptr;                       // set before Start, then read-only
   std::vector<std::string> ended_while_down;              // Reconcile → Start, for lease_ended
   std::map<std::string, std::shared_ptr<SlotOps>> slot_ops;  // by slot id (servers only); guarded by mu
-  std::chrono::steady_clock::time_point next_server_check;   // the reaper's; servers only
-  std::chrono::steady_clock::time_point next_orphan_sweep;   // the reaper's; servers only
+  util::MonoTime next_server_check;                       // real time; the reaper's; servers only
+  util::MonoTime next_orphan_sweep;                       // real time; the reaper's; servers only
 
-  // The SlotOps for slot `s`'s server: shared_ops, or (servers) the slot's own, made on first use.
-  // OpsLocked: under mu; Ops: not under mu.
+  // ---- slot lifecycle (pool_slots.cc) ---------------------------------------------------------
+
+  // The one place a slot changes state (under mu); aborts on a transition Allowed() does not list.
+  void SetState(Slot& s, SlotState to);
+  // Marks a slot broken and queues its removal (under mu).
+  void Discard(Slot& s);
+  // A slot is ready: the first waiter gets it, else it joins the ready queue (under mu).
+  void OfferReady(Slot& s);
+  // Starts as many warms as the pool needs and the caps allow; borrows from idle pools when the
+  // global cap stands between waiters and a slot (under mu).
+  void Rebalance(Pool& p);
+  // Discards the ready slot of the idlest other pool, so the global cap makes room for `starving`.
+  void Borrow(Pool& starving);
+  // Pools with waiters first, so capacity freed for a starving pool is not refilled elsewhere.
+  void RebalanceAll();
+  // The slot's recycle mode: its pool's (under mu).
+  RecycleMode ModeOf(const Slot& s) const { return pools.at(s.pool).config.recycle; }
+
+  // Queues server work for a recycler thread (under mu).
+  void Enqueue(Job::Kind kind, const std::string& slot_id);
+  // A recycler thread: runs queued jobs until stopping, one slot's server work at a time.
+  void Worker();
+
+  // The jobs. Each works on a copy `s` of the slot, never under mu, and writes its results back
+  // under mu. Warm: clone + role + baseline (+ pinned session), then ready.
+  void Warm(Slot s);
+  // After a lease: skip (nothing written: fresh role, same database), rollback (the pinned
+  // transaction rolled back cleanly) or re-clone; then ready.
+  void Recycle(Slot s);
+  // Drops a broken slot's database and role (servers: removes its server) and its row; frees its
+  // place under the caps.
+  void Destroy(Slot s);
+
+  // Clones the slot's database from `template_db`, prepares its current role (s->role, with its
+  // server password) and takes the fresh clone's baseline. Not under mu.
+  void CloneAndPrepare(Slot* s, const std::string& template_db, RecycleMode mode);
+  // The write marks of a database cloned from its pool's template a moment ago (nobody else has
+  // connected to it): its counters, and the template's sequences. Not under mu.
+  std::string FreshCloneMarks(const Slot& s);
+  // Rollback mode: opens the slot's pinned session through the proxy (s->pinned). Not under mu.
+  void PinSession(Slot* s);
+  // Server work on a copy of a slot is done: write its results back and make it ready (under mu).
+  void BecomeReady(const Slot& s);
+
+  // ---- servers per slot (pool_servers.cc) ------------------------------------------------------
+
+  // The SlotOps for slot `s`'s server: shared_ops, or (servers) the slot's own, made on first use
+  // (no I/O: connections open on first call). OpsLocked: under mu; Ops: not under mu.
+  // Throws Error(kInternal) when a server-per-slot slot has no server yet.
   std::shared_ptr<SlotOps> OpsLocked(const Slot& s);
   std::shared_ptr<SlotOps> Ops(const Slot& s) {
     std::lock_guard<std::mutex> lock(mu);
     return OpsLocked(s);
   }
-
-  // ---- state, under mu (pool_manager.cc) --------------------------------------------------
-
-  // The one place a slot changes state; aborts on a transition Allowed() does not list.
-  void SetState(Slot& s, SlotState to);
-  // Queues server work for a recycler thread.
-  void Enqueue(Job::Kind kind, const std::string& slot_id);
-
-  // Marks a slot broken and queues its removal.
-  void Discard(Slot& s);
-
-  // A slot is ready: the first waiter gets it, else it joins the ready queue.
-  void OfferReady(Slot& s);
-
-  // Starts as many warms as the pool needs and the caps allow; borrows from idle pools when the
-  // global cap stands between waiters and a slot.
-  void Rebalance(Pool& p);
-
-  // Discards the ready slot of the idlest other pool, so the global cap makes room for `starving`.
-  void Borrow(Pool& starving);
-
-  // Pools with waiters first, so capacity freed for a starving pool is not refilled elsewhere.
-  void RebalanceAll();
-
-  // Ends an active lease (under mu): the slot goes to recycling and a recycle job is queued.
-  // `cut_off`: the lease's credentials were cut off already (the recycle need not do it again).
-  void EndLease(LeaseInfo& lease, const char* how, bool cut_off);
-
-  // Forgets ended leases after a while (the control database keeps them).
-  void TrimEnded();
-
-  // A new lease on slot `s` (id, DSN, token, expiry); records nothing.
-  LeaseInfo MakeLease(const Slot& s, const std::string& holder, std::chrono::seconds ttl);
-
-  // ---- server work, on recycler threads, never under mu (pool_recycler.cc) ------------------
-
-  // A recycler thread: runs queued jobs until stopping, one slot's server work at a time.
-  void Worker();
-
-  // Server work on a copy of a slot is done: write its results back and make it ready (under mu).
-  void BecomeReady(const Slot& s);
-
-  // Clone + role + baseline, then ready. `s` is a copy; results are written back under mu.
-  void Warm(Slot s);
-
-  // The write marks of a database cloned from its pool's template a moment ago (nobody else has
-  // connected to it): its counters, and the template's sequences. Not under mu.
-  std::string FreshCloneMarks(const Slot& s);
-  // Clones the slot's database from `template_db`, prepares its current role (s->role, with
-  // ServerPassword(*s)) and takes the fresh clone's baseline. Not under mu.
-  void CloneAndPrepare(Slot* s, const std::string& template_db, RecycleMode mode);
-  // Rollback mode: opens the slot's pinned session through the proxy (s->pinned). Not under mu.
-  void PinSession(Slot* s);
-  // The slot's recycle mode: its pool's (under mu).
-  RecycleMode ModeOf(const Slot& s) const { return pools.at(s.pool).config.recycle; }
-
-  // After a lease: skip (nothing written: fresh role, same database) or re-clone; then ready.
-  void Recycle(Slot s);
-  // Drops a broken slot's database and role (servers: removes its server) and its row; frees its
-  // place under the caps.
-  void Destroy(Slot s);
   // Servers only: starts the slot's own server (s->server, host, port). Not under mu.
   void StartServer(Slot* s);
-
+  // Under mu, from the reaper: whether the servers are due for a check now, and (orphan_sweep)
+  // for a sweep of servers no slot owns; schedules the next ones.
+  bool ServerCheckDue(bool* orphan_sweep);
   // Servers only, from the reaper: a ready slot whose server died is replaced; a leased one's
-  // lease ends as "lost" (its holder is told so on renew); servers no slot owns are removed (every
+  // lease ends as lost (its holder is told so on renew); servers no slot owns are removed (when
   // `orphan_sweep`). Not under mu.
   void CheckServers(bool orphan_sweep);
 
-  // ---- reaper (pool_recycler.cc) --------------------------------------------------------------
+  // ---- lease lifecycle (pool_leases.cc) --------------------------------------------------------
 
-  // Ends expired leases each reaper_interval, and retries warms whose back-off ran out.
+  // Acquire, step by step (PoolManager::Acquire strings them together, in this order):
+  // 1. The request's name, ttl, wait and holder are valid. Throws kInvalidName, kInvalidArgument.
+  void CheckRequest(const LeaseRequest& req) const;
+  // 2. Takes mu: a ready slot at once when nobody waits, else a place in the FIFO queue and a
+  // wait (WaitForSlot); then the slot is leased in memory (HandOut). Throws kUnavailable
+  // (passive, stopping, asker gone), kNotFound (no such template, or dropped while waiting),
+  // kPoolExhausted. `start`: when the request arrived (its wait runs from there).
+  struct Grant {
+    LeaseInfo lease;
+    bool waited = false;  // it queued (then it may have been abandoned meanwhile)
+    bool pinned = false;  // rollback mode: the proxy must admit the lease's clients
+  };
+  Grant TakeOrWait(const LeaseRequest& req, util::MonoTime start);
+  // The current pool of template `name`, for a new lease (under mu). Throws kUnavailable
+  // (passive), kNotFound.
+  Pool& PoolForLease(const std::string& name);
+  // Under mu, released while it waits: queues a waiter on `p` and waits until a slot is handed
+  // to it, `deadline`, a drop, a stop or the asker going away; returns the slot's id, or leaves
+  // the queue and throws (GiveUpWaiting).
+  std::string WaitForSlot(std::unique_lock<std::mutex>& lock, Pool& p, const LeaseRequest& req,
+                          util::MonoTime deadline);
+  // Under mu: waiter `w` got no slot: it leaves every queue and the reason is thrown.
+  [[noreturn]] void GiveUpWaiting(const std::shared_ptr<Waiter>& w, Pool& asked, const LeaseRequest& req,
+                                  bool gone);
+  // Under mu: slot `s` is leased to a new lease (token + 1), remembered in `leases` and counted.
+  LeaseInfo HandOut(Slot& s, const LeaseRequest& req, util::MonoTime start);
+  // A new lease on slot `s` (id, DSN, token, expiry); records nothing (under mu).
+  LeaseInfo MakeLease(const Slot& s, const std::string& holder, std::chrono::seconds ttl);
+  // 3. Not under mu: records the grant (one statement); when that fails, UndoGrant and throws
+  // kUnavailable.
+  void RecordGrant(const LeaseInfo& lease);
+  // Takes mu: the grant never happened: the slot goes back untouched; nobody saw the lease.
+  void UndoGrant(const LeaseInfo& lease);
+  // 4. Rollback mode, not under mu: lets the lease's clients into the proxy; when the slot's
+  // pinned session is gone, ends the lease (its slot is re-cloned) and throws kUnavailable.
+  void AdmitToProxy(const LeaseInfo& lease, const LeaseRequest& req);
+  // 5. After a grant that had to wait, not under mu: when the asker went away meanwhile, ends
+  // the lease and throws kUnavailable (nobody would ever use or release it).
+  void ReleaseIfAbandoned(const LeaseInfo& lease, const LeaseRequest& req);
+
+  // The error for a lease id not in memory, read from the control database (not under mu):
+  // kLeaseExpired when it was issued and has ended, kNotFound when never issued.
+  Error UnknownLease(const std::string& lease_id);
+
+  // Ends an active lease if it is still active and not already ending (the public Release).
+  // Idempotent. Throws kNotFound for an id never issued. Not under mu.
+  void ReleaseLease(const std::string& lease_id);
+  // Ends the lease whose id this thread put in `ending`: cuts its credentials off first (so an
+  // ended lease's DSN never connects), then marks it ended and queues the recycle (EndLease),
+  // then records it and tells lease_ended. Not under mu.
+  void Finish(const std::string& lease_id, const std::string& role, LeaseState how);
+  // Marks an active lease ended as `how` (under mu): the slot goes to recycling and a recycle
+  // job is queued. `cut_off`: the lease's credentials were cut off already.
+  void EndLease(LeaseInfo& lease, LeaseState how, bool cut_off);
+  // Forgets ended leases after a while (the control database keeps them). Under mu.
+  void TrimEnded();
+  // The reaper thread: each reaper_interval ends expired leases, retries warms whose back-off ran
+  // out, and (servers per slot) checks the servers.
   void Reaper();
-
-  // Ends a lease whose id is in `ending`: cuts its credentials off first (so an ended lease's DSN
-  // never connects), then marks it ended and queues the recycle, then records it. Not under mu.
-  void Finish(const std::string& lease_id, const std::string& role, const char* how);
 
   // ---- start: reload and reconcile (pool_reconcile.cc) ---------------------------------------
 

@@ -100,7 +100,7 @@ void PoolManager::Impl::Reconcile() {
       s.state = SlotState::kRecycling;
       recycle.push_back(s.id);
       ++counters.leases_expired;
-      if (lease != active.end()) rows.End(lease->first, s.id, "expired");
+      if (lease != active.end()) rows.End(lease->first, s.id, LeaseState::kExpired);
       if (!r.lease_id.empty()) ended_while_down.push_back(r.lease_id);
       log::Info("lease.expired", {{"lease", r.lease_id}, {"slot", s.id}, {"while", "daemon down"},
                                   {"reason", "rollback mode: its transaction ended with the previous daemon"}});
@@ -119,7 +119,7 @@ void PoolManager::Impl::Reconcile() {
       s.state = SlotState::kRecycling;
       recycle.push_back(s.id);
       ++counters.leases_expired;
-      if (lease != active.end()) rows.End(lease->first, s.id, "expired");
+      if (lease != active.end()) rows.End(lease->first, s.id, LeaseState::kExpired);
       if (!r.lease_id.empty()) ended_while_down.push_back(r.lease_id);
       log::Info("lease.expired", {{"lease", r.lease_id}, {"slot", s.id}, {"while", "daemon down"}});
     } else {

@@ -3,6 +3,7 @@
 #include <thread>
 
 #include "orchestrator/pg/connection.h"
+#include "orchestrator/util/clock.h"
 #include "orchestrator/util/crypto.h"
 #include "orchestrator/util/error.h"
 #include "orchestrator/util/log.h"
@@ -85,10 +86,10 @@ void SlotOps::WaitNoSessions(const char* column, const std::string& value) {
   // what it sees and says how many it saw.
   const std::string sql = std::string("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE ") + column +
                           " = $1 AND pid <> pg_backend_pid()";
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  const util::MonoTime deadline = util::RealMonoNow() + std::chrono::seconds(30);  // a real wait (util/clock.h)
   for (;;) {
     if (conn->ExecPrepared(std::string("tp_wait_") + column, sql, {value}).Get(0, 0) == "0") return;
-    if (std::chrono::steady_clock::now() > deadline) {
+    if (util::RealMonoNow() > deadline) {
       throw Error(ErrorCode::kTimeout, std::string("sessions of ") + column + " '" + value + "' did not end within 30 s");
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(2));

@@ -3,6 +3,13 @@
 // Stateless apart from a pool of superuser connections; thread-safe. Every method does catalog
 // work and may take tens of milliseconds: never call one on the lease handout path.
 //
+// Errors: every method throws pg::PgError (an Error) when a connection or statement fails:
+// kUnavailable when the server cannot be reached, the connection broke or the server is out of
+// resources; kTimeout when a statement was cancelled; kInternal when the server refuses (a name
+// that exists already or does not exist where the method says nothing about it, an object in use).
+// The methods that wait for sessions to end also throw Error(kTimeout) when they have not ended
+// within 30 s. Each method below says what else it can give, and which missing objects are fine.
+//
 // Ownership: a template's objects belong to kSlotOwnerRole (the template builder hands them
 // over), and clones inherit that. A lease role is a LOGIN member of kSlotOwnerRole with CONNECT
 // (and TEMP) on its own database alone, so preparing or replacing one is a few statements on the
@@ -40,39 +47,45 @@ class SlotOps {
   SlotOps(const pg::ConnInfo& server, std::function<void(int server_pid)> background, int max_idle = 32);
 
   // CREATE DATABASE `db` TEMPLATE `template_db` STRATEGY FILE_COPY, with PUBLIC's rights revoked.
+  // `db` existing already, or `template_db` missing or in use: PgError kInternal.
   void CloneDatabase(const std::string& db, const std::string& template_db);
   // Makes `role` a LOGIN member of kSlotOwnerRole with `password` (created, or updated when it
   // exists) and gives it CONNECT and TEMP on `db`. After this the role's DSN connects on the
   // first try. The password's SCRAM secret is computed here (few iterations: the password is a
-  // random token), not by the server.
+  // random token), not by the server. `db` missing: PgError kInternal.
   void PrepareRole(const std::string& db, const std::string& role, const std::string& password);
   // Gives `db` to a new `role` with `password` and drops `old_role` (cut off, owning nothing),
   // in one transaction. Roles are never reused across leases: a handshake that began with the
-  // old credentials before the cut-off can never complete into the next lease.
+  // old credentials before the cut-off can never complete into the next lease. `old_role`
+  // missing or `role` existing: PgError kInternal, and nothing changed.
   void HandOver(const std::string& db, const std::string& old_role, const std::string& role,
                 const std::string& password);
   // Stops `role` from logging in, terminates its sessions and waits (bounded) until they are
-  // gone. A role that does not exist is fine.
+  // gone. A role that does not exist is fine. Error(kTimeout) as above.
   void CutOff(const std::string& role);
 
   // Terminates every session on `db`, waits until they are gone (each has then flushed its
-  // statistics: a backend reports them as it exits), and returns the tuple counters.
+  // statistics: a backend reports them as it exits), and returns the tuple counters ("0:0:0"
+  // for a database that does not exist). Error(kTimeout) as above.
   std::string Counters(const std::string& db);
   // Terminates every session on `db` (but the caller's own) and waits until they are gone.
+  // Error(kTimeout) as above.
   void EndSessions(const std::string& db);
   // Connects to `db` and digests every sequence's state. Reading writes nothing: the counters
-  // stay as they were.
+  // stay as they were. `db` missing or refusing the connection: PgError.
   std::string SequenceDigest(const std::string& db);
   // True when nothing was written to `db` since `baseline` was taken: counters first (no
-  // connection to `db` needed when they differ), then the sequences.
+  // connection to `db` needed when they differ), then the sequences. Errors as Counters and
+  // SequenceDigest.
   bool Unchanged(const std::string& db, const WriteMarks& baseline);
 
-  // DROP DATABASE … WITH (FORCE) if it exists.
+  // DROP DATABASE … WITH (FORCE) if it exists (a missing one is fine).
   void DropDatabase(const std::string& db);
-  // Terminates the role's sessions and drops it if it exists (it must own nothing by then).
+  // Terminates the role's sessions and drops it if it exists (a missing one is fine). A role that
+  // still owns something or holds rights: PgError kInternal.
   void DropRole(const std::string& role);
 
-  // Databases / roles on the server whose names start with `prefix`.
+  // Databases / roles on the server whose names start with `prefix`, sorted.
   std::vector<std::string> ListDatabases(const std::string& prefix);
   std::vector<std::string> ListRoles(const std::string& prefix);
 

@@ -2,6 +2,8 @@
 
 #include <cstdio>
 
+#include "orchestrator/util/error.h"
+
 namespace testpool::core {
 namespace {
 
@@ -26,7 +28,12 @@ LeaseRow LeaseFrom(const pg::Result& r, int i) {
   l.template_name = r.Get(i, 2);
   l.hash = r.Get(i, 3);
   l.holder = r.Get(i, 4);
-  l.state = r.Get(i, 5);
+  std::optional<LeaseState> state = ParseLeaseState(r.Get(i, 5));
+  if (!state || *state == LeaseState::kLost) {
+    throw Error(ErrorCode::kInternal, "lease " + l.id + " has an unknown state in the control database: '" +
+                                          std::string(r.Get(i, 5)) + "'");
+  }
+  l.state = *state;
   l.token = std::stoll(std::string(r.Get(i, 6)));
   l.created_at = FromEpochMs(r.Get(i, 7));
   l.expires_at = FromEpochMs(r.Get(i, 8));
@@ -73,12 +80,13 @@ void SlotStore::Grant(const LeaseRow& l) {
               EpochMs(l.expires_at)});
 }
 
-void SlotStore::End(const std::string& lease_id, const std::string& slot_id, const std::string& state) {
+void SlotStore::End(const std::string& lease_id, const std::string& slot_id, LeaseState how) {
+  const LeaseState stored = how == LeaseState::kLost ? LeaseState::kExpired : how;
   auto conn = store_.Connect();
   conn->Exec("WITH s AS (UPDATE slots SET state = 'recycling', lease_id = NULL, updated_at = now() "
              "WHERE id = $2 AND lease_id = $1) "
              "UPDATE leases SET state = $3, ended_at = now() WHERE id = $1 AND state = 'active'",
-             {lease_id, slot_id, state});
+             {lease_id, slot_id, ToString(stored)});
 }
 
 void SlotStore::Renew(const std::string& lease_id, util::WallTime expires_at) {

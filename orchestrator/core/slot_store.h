@@ -1,6 +1,11 @@
 // Slots and leases as rows of the control database: the durable half of PoolManager's state.
 // One method per change of state, each one statement (the handout is a single round trip).
-// Thread-safe; every call takes a pooled control connection.
+// Thread-safe; every call takes a pooled control connection. `store` must outlive it.
+//
+// Errors: every method throws pg::PgError (an Error) when its statement fails, with the codes
+// control_store.h lists (kUnavailable: control server unreachable or connection broken; kTimeout;
+// kInternal: refused). A row that is missing is not an error: updates of a missing row do nothing.
+// Each method below says what else it can give.
 #pragma once
 
 #include <cstdint>
@@ -9,6 +14,7 @@
 #include <vector>
 
 #include "orchestrator/core/control_store.h"
+#include "orchestrator/core/lease.h"
 #include "orchestrator/util/clock.h"
 
 namespace testpool::core {
@@ -19,7 +25,8 @@ struct SlotRow {
 };
 
 struct LeaseRow {
-  std::string id, slot_id, template_name, hash, holder, state;
+  std::string id, slot_id, template_name, hash, holder;
+  LeaseState state = LeaseState::kActive;  // never kLost: the control database knows no "lost"
   int64_t token = 0;
   util::WallTime created_at, expires_at;
 };
@@ -28,20 +35,30 @@ class SlotStore {
  public:
   explicit SlotStore(ControlStore& store) : store_(store) {}
 
+  // A new slot row in state warming. A slot id that exists already: PgError kInternal.
   void InsertWarming(const SlotRow& slot);
   // The slot is ready: its credentials, fingerprint baseline and token are recorded.
   void MarkReady(const SlotRow& slot);
+  // `state`: one of the slot states the schema allows (else PgError kInternal).
   void SetState(const std::string& slot_id, const std::string& state);
   void Delete(const std::string& slot_id);
 
-  // Records the handout: slot leased with `lease.token`, lease row active. One statement.
+  // Records the handout: slot leased with `lease.token`, lease row active. One statement. A lease
+  // id that exists already: PgError kInternal (nothing is written).
   void Grant(const LeaseRow& lease);
-  // The lease ended ("released" or "expired"); the slot is recycling.
-  void End(const std::string& lease_id, const std::string& slot_id, const std::string& state);
+  // The lease ended as `how`; the slot is recycling. kLost is recorded as expired (the control
+  // database knows no "lost").
+  void End(const std::string& lease_id, const std::string& slot_id, LeaseState how);
+  // The lease's expires_at (whatever its state).
   void Renew(const std::string& lease_id, util::WallTime expires_at);
 
+  // Every slot row, by id.
   std::vector<SlotRow> LoadSlots();
+  // Every lease row in state active. Also Error(kInternal) for a row whose state no LeaseState
+  // names.
   std::vector<LeaseRow> LoadActiveLeases();
+  // The lease row `lease_id` (any state); nullopt when there is none. Also Error(kInternal) as
+  // LoadActiveLeases.
   std::optional<LeaseRow> FindLease(const std::string& lease_id);
   // Marks active leases whose slot is not leased to them as expired (crash leftovers).
   void ExpireStrayLeases();

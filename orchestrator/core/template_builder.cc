@@ -2,6 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "orchestrator/core/advisory_locks.h"
 #include "orchestrator/core/sql_script.h"
 #include "orchestrator/pg/connection.h"
 #include "orchestrator/util/log.h"
@@ -9,9 +10,7 @@
 namespace testpool::core {
 namespace {
 
-// Advisory lock class for template builds ("tp" "templates"); the second key comes from the hash.
-constexpr int kBuildLockClass = 1953505281;
-
+// The second key of kBuildLockClass (advisory_locks.h).
 std::string LockKey(const std::string& hash) {
   // The first 8 hex digits as a signed 32-bit integer. Two hashes sharing them only serialise.
   uint32_t v = static_cast<uint32_t>(std::stoul(hash.substr(0, 8), nullptr, 16));

@@ -159,7 +159,7 @@ struct RecordPools::Impl {
   pg::ConnInfo TargetInfo(const RecordPoolSpec& s) {
     if (!s.dsn.empty()) return pg::ConnInfo::Parse(s.dsn);
     LeaseInfo l = leases.GetLease(s.lease_id);
-    if (l.state != "active") throw Error(ErrorCode::kNotFound, "lease " + s.lease_id + " has ended");
+    if (l.state != LeaseState::kActive) throw Error(ErrorCode::kNotFound, "lease " + s.lease_id + " has ended");
     return store.AdminConnInfo(l.database);
   }
 
@@ -422,7 +422,7 @@ ClaimInfo RecordPools::Claim(const ClaimRequest& req) {
   if (req.holder.size() > kMaxHolder) throw Invalid("holder must be at most 200 characters");
   if (!req.lease_id.empty()) {
     LeaseInfo l = impl_->leases.GetLease(req.lease_id);  // kNotFound when unknown
-    if (l.state != "active") throw Error(ErrorCode::kLeaseExpired, "lease " + req.lease_id + " has ended");
+    if (l.state != LeaseState::kActive) throw Error(ErrorCode::kLeaseExpired, "lease " + req.lease_id + " has ended");
     // Before the claim: a daemon that stops right after it still knows which pool to clean up.
     auto conn = impl_->store.Connect();
     conn->Exec("INSERT INTO record_claim_leases (lease_id, pool) VALUES ($1, $2) ON CONFLICT DO NOTHING",

@@ -297,7 +297,7 @@ TEST_F(PoolTest, TwoLeasesGetSeparateDatabasesAndNeitherRoleReachesTheOther) {
   EXPECT_NE(a.database, b.database);
   EXPECT_NE(a.slot_id, b.slot_id);
   EXPECT_NE(a.user, b.user);
-  EXPECT_EQ(a.state, "active");
+  EXPECT_EQ(a.state, LeaseState::kActive);
   EXPECT_EQ(a.template_name, name);
   EXPECT_EQ(a.hash, hashes_[name]);
 
@@ -419,7 +419,7 @@ TEST_F(PoolTest, ExpiredLeaseIsCutOffAndItsSlotComesBack) {
 
   clock_.Advance(6s);
   std::string state;
-  EXPECT_TRUE(WaitFor([&] { return (state = pools_->GetLease(l.id).state) == "expired"; }))
+  EXPECT_TRUE(WaitFor([&] { return (state = ToString(pools_->GetLease(l.id).state)) == "expired"; }))
       << "lease state stayed " << state;
   EXPECT_FALSE(CanConnect(LeaseConn(l))) << "the expired lease's DSN still connects";
   EXPECT_NE(CodeOf([&] { open.Exec("SELECT 1"); }), "no error") << "the expired lease's open session still runs queries";
@@ -481,7 +481,7 @@ TEST_F(PoolTest, RenewMovesExpiresAtAndKeepsTheLeasePastItsFirstExpiry) {
 
   clock_.Advance(10s);  // past the first expires_at, well before the renewed one
   std::this_thread::sleep_for(1500ms);  // several reaper rounds (100 ms each)
-  EXPECT_EQ(pools_->GetLease(l.id).state, "active");
+  EXPECT_EQ(pools_->GetLease(l.id).state, LeaseState::kActive);
   EXPECT_TRUE(CanConnect(LeaseConn(l)));
 }
 
@@ -490,10 +490,10 @@ TEST_F(PoolTest, ReleaseIsIdempotentAndEndsTheLease) {
   std::string name = Build("release", 1, 1);
   ASSERT_TRUE(WaitReady(name, 1));
   LeaseInfo l = Lease(name);
-  EXPECT_EQ(pools_->GetLease(l.id).state, "active");
+  EXPECT_EQ(pools_->GetLease(l.id).state, LeaseState::kActive);
   EXPECT_EQ(CodeOf([&] { pools_->Release(l.id); }), "no error");
   EXPECT_EQ(CodeOf([&] { pools_->Release(l.id); }), "no error");
-  EXPECT_EQ(pools_->GetLease(l.id).state, "released");
+  EXPECT_EQ(pools_->GetLease(l.id).state, LeaseState::kReleased);
   EXPECT_FALSE(CanConnect(LeaseConn(l))) << "a released lease's DSN still connects";
   EXPECT_EQ(CodeOf([&] { pools_->Renew(l.id, 60s); }), "lease_expired");
   EXPECT_EQ(CodeOf([&] { pools_->Reset(l.id); }), "lease_expired");
@@ -570,7 +570,7 @@ TEST_F(PoolTest, ZeroWaitOnAnExhaustedPoolFailsAtOnceNamingTheTemplate) {
   EXPECT_LT(std::chrono::steady_clock::now() - started, 10s);
   EXPECT_NE(message.find(name), std::string::npos) << message;
   EXPECT_EQ(pools_->Status().counters.leases_exhausted, 1u);
-  EXPECT_EQ(pools_->GetLease(holder.id).state, "active");
+  EXPECT_EQ(pools_->GetLease(holder.id).state, LeaseState::kActive);
 }
 
 // ---- 9. concurrency -------------------------------------------------------------------------
@@ -658,12 +658,12 @@ TEST_F(PoolTest, RestartKeepsLiveLeasesReapsExpiredOnesAndRemovesOrphans) {
   std::string why;
   EXPECT_TRUE(CanConnect(LeaseConn(live), &why)) << "the live lease's DSN stopped working: " << why;
   LeaseInfo again = pools_->GetLease(live.id);
-  EXPECT_EQ(again.state, "active");
+  EXPECT_EQ(again.state, LeaseState::kActive);
   EXPECT_EQ(again.dsn, live.dsn);
   EXPECT_EQ(again.token, live.token);
 
   std::string state;
-  EXPECT_TRUE(WaitFor([&] { return (state = pools_->GetLease(dying.id).state) == "expired"; }))
+  EXPECT_TRUE(WaitFor([&] { return (state = ToString(pools_->GetLease(dying.id).state)) == "expired"; }))
       << "the lease that expired while the daemon was down is " << state;
   EXPECT_FALSE(CanConnect(LeaseConn(dying))) << "the expired lease's DSN still connects after the restart";
 
@@ -692,7 +692,7 @@ TEST_F(PoolTest, ResetRestoresTheTemplateStateUnderTheSameDsn) {
   LeaseInfo after = pools_->Reset(l.id);
   EXPECT_EQ(after.id, l.id);
   EXPECT_EQ(after.dsn, l.dsn);
-  EXPECT_EQ(after.state, "active");
+  EXPECT_EQ(after.state, LeaseState::kActive);
   pg::Connection c = pg::Connection::Open(l.dsn);
   EXPECT_EQ(c.Exec("SELECT count(*) FROM items WHERE label = 'before_reset'").Get(0, 0), "0");
   EXPECT_EQ(c.Exec("SELECT count(*) FROM items").Get(0, 0), "2");
@@ -786,7 +786,7 @@ TEST_F(PoolTest, DroppedTemplateLosesItsSlotsAndGivesNoLeases) {
   LeaseInfo held = Lease(name);
   service_->Drop(name, false);
   EXPECT_EQ(CodeOf([&] { Lease(name, 60s, 0s); }), "not_found");
-  EXPECT_EQ(pools_->GetLease(held.id).state, "active") << "a drop must not end live leases";
+  EXPECT_EQ(pools_->GetLease(held.id).state, LeaseState::kActive) << "a drop must not end live leases";
   EXPECT_TRUE(WaitFor([&] { return SlotDatabases(name) == std::vector<std::string>{held.database}; }))
       << "ready slots of the dropped template were not removed";
   pools_->Release(held.id);
