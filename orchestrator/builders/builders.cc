@@ -7,7 +7,8 @@
 #include <sstream>
 
 #include "orchestrator/core/control_store.h"
-#include "orchestrator/core/pool_manager.h"
+#include "orchestrator/core/lease.h"
+#include "orchestrator/util/clock.h"
 #include "orchestrator/builders/rng.h"
 #include "orchestrator/pg/connection.h"
 #include "orchestrator/util/crypto.h"
@@ -19,7 +20,8 @@ namespace testpool::builders {
 
 using core::ControlStore;
 using core::LeaseInfo;
-using core::PoolManager;
+using core::LeaseState;
+using core::LeaseLookup;
 namespace {
 
 using nlohmann::json;
@@ -315,7 +317,7 @@ BuildResult Builders::Build(const pg::ConnInfo& target, const BuildRequest& req)
   if (!IsValidNamespace(req.ns)) throw Invalid("namespace must be 1 to 40 of [a-z0-9_-]");
   BuildRequest request = req;
   if (request.seed == 0) request.seed = std::stoull(util::RandomHex(7), nullptr, 16) | 1;  // printed for replay
-  const auto t0 = std::chrono::steady_clock::now();
+  const util::Stopwatch took;
   BuildResult result;
   result.seed = request.seed;
   result.ns = request.ns;
@@ -324,7 +326,7 @@ BuildResult Builders::Build(const pg::ConnInfo& target, const BuildRequest& req)
   try {
     pg::Transaction tx(c);
     // One build per namespace at a time in a target: row indexes continue from the last build's.
-    c.Exec("SELECT pg_advisory_xact_lock(hashtextextended($1::text || $2::text, 0))", {kBuildNamespaceLockPrefix, request.ns});
+    c.Exec("SELECT pg_advisory_xact_lock(hashtextextended($1::text || $2::text, 0))", {core::kBuildNamespaceLockPrefix, request.ns});
     int stage_counter = 0;
     impl_->BuildRecipe(c, top.name, request.count, request.overrides, request, &result, &stage_counter);
     tx.Commit();
@@ -337,7 +339,7 @@ BuildResult Builders::Build(const pg::ConnInfo& target, const BuildRequest& req)
     }
     throw;
   }
-  result.ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  result.ms = took.ElapsedMs();
   size_t rows = 0;
   for (const auto& [name, keys] : result.keys) rows += keys.size();
   log::Info("builder.built", {{"recipe", req.recipe}, {"count", std::to_string(req.count)}, {"rows", std::to_string(rows)},
@@ -360,7 +362,7 @@ int64_t Builders::DropLease(const pg::ConnInfo& target, const std::string& lease
 
 // ---- the daemon's service ---------------------------------------------------------------------
 
-BuildService::BuildService(ControlStore& store, PoolManager& leases, const RecipeBook& recipes)
+BuildService::BuildService(ControlStore& store, LeaseLookup& leases, const RecipeBook& recipes)
     : store_(store), leases_(leases), recipes_(recipes), builders_(recipes) {}
 BuildService::~BuildService() = default;
 

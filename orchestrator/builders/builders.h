@@ -39,7 +39,7 @@
 
 namespace testpool::core {
 class ControlStore;
-class PoolManager;
+class LeaseLookup;
 }  // namespace testpool::core
 
 namespace testpool::builders {
@@ -131,7 +131,7 @@ class Builders {
 class BuildService {
  public:
   // `store`, `leases` and `recipes` must outlive the service.
-  BuildService(core::ControlStore& store, core::PoolManager& leases, const RecipeBook& recipes);
+  BuildService(core::ControlStore& store, core::LeaseLookup& leases, const RecipeBook& recipes);
   ~BuildService();
 
   // Into the lease's own database; the namespace defaults to the lease id. kNotFound (lease or
@@ -150,7 +150,7 @@ class BuildService {
 
  private:
   core::ControlStore& store_;
-  core::PoolManager& leases_;
+  core::LeaseLookup& leases_;
   const RecipeBook& recipes_;
   Builders builders_;
 };

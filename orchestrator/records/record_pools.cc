@@ -7,7 +7,7 @@
 #include <set>
 #include <thread>
 
-#include "orchestrator/core/pool_manager.h"
+#include "orchestrator/core/lease.h"
 #include "orchestrator/pg/connection.h"
 #include "orchestrator/pg/conninfo.h"
 #include "orchestrator/pg/pool.h"
@@ -20,7 +20,8 @@ namespace testpool::records {
 
 using core::ControlStore;
 using core::LeaseInfo;
-using core::PoolManager;
+using core::LeaseState;
+using core::LeaseLookup;
 namespace {
 
 using nlohmann::json;
@@ -91,10 +92,10 @@ util::WallTime FromEpochMs(std::string_view text) {
 }  // namespace
 
 struct RecordPools::Impl {
-  Impl(ControlStore& s, PoolManager& l, const util::Clock& c) : store(s), leases(l), clock(c) {}
+  Impl(ControlStore& s, LeaseLookup& l, const util::Clock& c) : store(s), leases(l), clock(c) {}
 
   ControlStore& store;
-  PoolManager& leases;
+  LeaseLookup& leases;
   const util::Clock& clock;
 
   std::mutex mu;
@@ -320,7 +321,7 @@ struct RecordPools::Impl {
   }
 };
 
-RecordPools::RecordPools(ControlStore& store, PoolManager& leases, const util::Clock& clock)
+RecordPools::RecordPools(ControlStore& store, LeaseLookup& leases, const util::Clock& clock)
     : impl_(std::make_unique<Impl>(store, leases, clock)) {}
 RecordPools::~RecordPools() = default;
 
@@ -436,8 +437,8 @@ ClaimInfo RecordPools::Claim(const ClaimRequest& req) {
     }
     match[k] = v;
   }
-  const auto start = std::chrono::steady_clock::now();
-  const auto deadline = start + req.wait;
+  const util::MonoTime start = util::RealMonoNow();  // a real wait (util/clock.h): outside the seam
+  const util::MonoTime deadline = start + req.wait;
   auto poll = kFirstPoll;
   for (;;) {
     uint64_t seen;
@@ -448,13 +449,13 @@ ClaimInfo RecordPools::Claim(const ClaimRequest& req) {
     if (auto got = impl_->TryClaim(spec, req, match)) {
       log::Info("records.claimed", {{"claim", got->id}, {"pool", spec.name}, {"key", got->key},
                                     {"token", std::to_string(got->token)}, {"holder", req.holder}});
-      if (req.abandoned && std::chrono::steady_clock::now() > start + kFirstPoll && req.abandoned()) {
+      if (req.abandoned && util::RealMonoNow() > start + kFirstPoll && req.abandoned()) {
         Release(got->id);
         throw Error(ErrorCode::kUnavailable, "the client went away while waiting for a record of pool '" + spec.name + "'");
       }
       return *got;
     }
-    const auto now = std::chrono::steady_clock::now();
+    const util::MonoTime now = util::RealMonoNow();
     if (now >= deadline) break;
     if (req.abandoned && req.abandoned()) {
       throw Error(ErrorCode::kUnavailable, "the client went away while waiting for a record of pool '" + spec.name + "'");

@@ -39,7 +39,7 @@
 #include "orchestrator/util/clock.h"
 
 namespace testpool::core {
-class PoolManager;
+class LeaseLookup;
 }  // namespace testpool::core
 
 namespace testpool::records {
@@ -89,7 +89,7 @@ class RecordPools {
  public:
   // `leases` resolves lease ids (for pools on a leased database and claims tied to a lease); both
   // must outlive this object.
-  RecordPools(core::ControlStore& store, core::PoolManager& leases, const util::Clock& clock);
+  RecordPools(core::ControlStore& store, core::LeaseLookup& leases, const util::Clock& clock);
   ~RecordPools();
   RecordPools(const RecordPools&) = delete;
   RecordPools& operator=(const RecordPools&) = delete;

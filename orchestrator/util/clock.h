@@ -1,7 +1,7 @@
 // Time in testpool, and the seam tests drive it through.
 //
-// What the seam covers. core/ receives a util::Clock in its constructor and asks it, never
-// std::chrono's clocks, for:
+// What the seam covers. core/ (and records/ and builders/ above it) receive a util::Clock in their
+// constructors and ask it, never std::chrono's clocks, for:
 //   - wall time: everything stored or shown to people (a lease's created_at and expires_at, a
 //     renewal's new expires_at), and every comparison against such a time (is a lease expired?);
 //   - the TTLs and retention periods a test fakes: lease expiry (wall time, above), and how long
@@ -9,7 +9,8 @@
 // So a test with a FakeClock expires a ten-minute lease in a microsecond.
 //
 // What it does not cover: real elapsed time, read through RealMonoNow() or a Stopwatch below (in
-// core/ never through std::chrono's clocks directly, so a grep finds every reading), for
+// core/, records/ and builders/ never through std::chrono's clocks directly, so a grep finds every
+// reading), for
 //   - figures for logs and metrics (a lease's wait_ms and write_ms, warm, recycle, reset and
 //     server-start durations): they report what really happened, under a fake clock too;
 //   - deadlines of real waits and the pacing of background work: a condition-variable wait
