@@ -1,14 +1,12 @@
 #include "orchestrator/api/json_io.h"
 
-#include <time.h>
-
 #include <algorithm>
 #include <cstdint>
-#include <cstdio>
 #include <map>
 #include <vector>
 
 #include "orchestrator/util/error.h"
+#include "orchestrator/util/time_format.h"
 
 namespace testpool::api {
 namespace {
@@ -187,18 +185,6 @@ void CheckResetBody(const json& body) {
   OnlyFields(body, "the reset request", {});
 }
 
-std::string IsoUtcMs(util::WallTime t) {
-  auto ms = std::chrono::floor<std::chrono::milliseconds>(t.time_since_epoch()).count();
-  auto secs = static_cast<time_t>(ms >= 0 ? ms / 1000 : -((-ms + 999) / 1000));
-  int millis = static_cast<int>(ms - static_cast<int64_t>(secs) * 1000);
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  char out[96];  // room for any int the compiler imagines in each field
-  std::snprintf(out, sizeof out, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-                tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, millis);
-  return out;
-}
-
 json LeaseJson(const core::LeaseInfo& l) {
   return {{"id", l.id},
           {"dsn", l.dsn},
@@ -208,8 +194,8 @@ json LeaseJson(const core::LeaseInfo& l) {
           {"password", l.password},
           {"database", l.database},
           {"token", l.token},
-          {"expires_at", IsoUtcMs(l.expires_at)},
-          {"created_at", IsoUtcMs(l.created_at)},
+          {"expires_at", util::IsoUtcMs(l.expires_at)},
+          {"created_at", util::IsoUtcMs(l.created_at)},
           {"holder", l.holder},
           {"template", l.template_name},
           {"hash", l.hash},
@@ -336,7 +322,7 @@ json RecordPoolJson(const core::RecordPoolInfo& p) {
 
 json ClaimJson(const core::ClaimInfo& c) {
   json out = {{"id", c.id},       {"pool", c.pool},     {"key", c.key},     {"token", c.token},
-              {"expires_at", IsoUtcMs(c.expires_at)}, {"holder", c.holder}, {"state", c.state}};
+              {"expires_at", util::IsoUtcMs(c.expires_at)}, {"holder", c.holder}, {"state", c.state}};
   if (!c.row_json.empty()) {
     json row = json::parse(c.row_json, nullptr, /*allow_exceptions=*/false);
     if (!row.is_object()) throw Error(ErrorCode::kInternal, "claim " + c.id + ": its row is not a JSON object");

@@ -47,9 +47,6 @@ std::chrono::seconds RenewTtlFromJson(const nlohmann::json& body);
 // POST /v1/leases/{id}/reset: no fields ({} or an empty body).
 void CheckResetBody(const nlohmann::json& body);
 
-// A wall time as ISO 8601 UTC with milliseconds: "2026-11-24T21:30:00.123Z".
-std::string IsoUtcMs(util::WallTime t);
-
 // {"id","dsn","host","port","user","password","database","token","expires_at","created_at",
 //  "holder","template","hash","slot","state","wait_ms"}
 nlohmann::json LeaseJson(const core::LeaseInfo& lease);

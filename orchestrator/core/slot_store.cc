@@ -2,11 +2,13 @@
 
 #include <cstdio>
 
+#include "orchestrator/util/time_format.h"
+
 namespace testpool::core {
 namespace {
 
 std::string EpochMs(util::WallTime t) {
-  return std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count());
+  return std::to_string(util::EpochMs(t));
 }
 
 util::WallTime FromEpochMs(std::string_view text) {
