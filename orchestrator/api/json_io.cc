@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "orchestrator/util/error.h"
+#include "orchestrator/util/json_field.h"
 #include "orchestrator/util/time_format.h"
 
 namespace testpool::api {
@@ -29,22 +30,20 @@ const json& Field(const json& obj, const char* key, const std::string& where) {
   return *it;
 }
 
-std::string String(const json& v, const std::string& what) {
-  if (!v.is_string()) throw Bad(what + " must be a string");
-  return v.get<std::string>();
-}
+std::string String(const json& v, const std::string& what) { return util::StringValue(v, {what}); }
 
 int Int(const json& v, const std::string& what) {
-  if (!v.is_number_integer()) throw Bad(what + " must be an integer");
-  long long n = v.get<long long>();
-  if (n < -1000000000LL || n > 1000000000LL) throw Bad(what + " is out of range");
+  constexpr int64_t kLimit = 1000000000;
+  if (v.is_number_unsigned() && v.get<uint64_t>() > uint64_t{kLimit}) throw Bad(what + " is out of range");
+  const int64_t n = util::Int64Value(v, {what});
+  if (n < -kLimit || n > kLimit) throw Bad(what + " is out of range");
   return static_cast<int>(n);
 }
 
 // An integer of any size, clamped to ±(2^31 - 1): the range check is the caller's.
 int ClampedInt(const json& v, const std::string& what) {
   constexpr int64_t kLimit = INT32_MAX;
-  if (!v.is_number_integer()) throw Bad(what + " must be an integer");
+  if (!v.is_number_integer()) util::ThrowMustBe({what}, "an integer", v);
   if (v.is_number_unsigned()) return static_cast<int>(std::min<uint64_t>(v.get<uint64_t>(), kLimit));
   return static_cast<int>(std::clamp<int64_t>(v.get<int64_t>(), -kLimit, kLimit));
 }
