@@ -1,5 +1,7 @@
 // JSON in and out for the API's bodies: strict parsing (wrong types, unknown fields and missing
 // fields are Error(kInvalidArgument) naming the field), and the shapes the API answers with.
+// Each parser reads its body through that body's table in request_bodies.h, the table the
+// OpenAPI schema is generated from.
 #pragma once
 
 #include <chrono>
