@@ -164,9 +164,10 @@ const BodyShape kDsnBuildRequest{
 const std::vector<const BodyShape*>& AllBodyShapes() {
   using namespace bodies;
   static const std::vector<const BodyShape*> all = {
-      &kSqlFile,      &kPoolConfig,          &kMatchValues,  &kBuildOverrides,    &kTemplateDefinition,
-      &kLeaseRequest, &kRenewRequest,        &kResetRequest, &kRecordPoolDefinition, &kClaimRequest,
-      &kClaimRenewRequest, &kLeaseBuildRequest, &kDsnBuildRequest};
+      &kSqlFile,           &kPoolConfig,        &kMatchValues,     &kBuildOverrides,
+      &kTemplateDefinition, &kLeaseRequest,     &kRenewRequest,    &kResetRequest,
+      &kRecordPoolDefinition, &kClaimRequest,   &kClaimRenewRequest, &kLeaseBuildRequest,
+      &kDsnBuildRequest};
   return all;
 }
 
@@ -258,7 +259,8 @@ Error Bad(const std::string& message) { return Error(ErrorCode::kInvalidArgument
 bool InRange(const json& v, std::optional<int64_t> minimum, std::optional<int64_t> maximum) {
   if (v.is_number_unsigned()) {
     const uint64_t u = v.get<uint64_t>();
-    return !(minimum && *minimum > 0 && u < uint64_t(*minimum)) && !(maximum && (*maximum < 0 || u > uint64_t(*maximum)));
+    return !(minimum && *minimum > 0 && u < uint64_t(*minimum)) &&
+           !(maximum && (*maximum < 0 || u > uint64_t(*maximum)));
   }
   const int64_t n = v.get<int64_t>();
   return !(minimum && n < *minimum) && !(maximum && n > *maximum);
@@ -297,7 +299,9 @@ const json* BodyReader::Get(std::string_view name) const {
     return nullptr;
   }
   // The table's words for a wrong value, else the type's.
-  auto fail = [&](const std::string& plain) { util::ThrowMustBe({PathOf(name)}, f.must_be.empty() ? plain : f.must_be, *v); };
+  auto fail = [&](const std::string& plain) {
+    util::ThrowMustBe({PathOf(name)}, f.must_be.empty() ? plain : f.must_be, *v);
+  };
   switch (f.type) {
     case FieldType::kString:
       if (!v->is_string()) fail("a string");
