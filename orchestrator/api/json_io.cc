@@ -1,14 +1,14 @@
 #include "orchestrator/api/json_io.h"
 
-#include <time.h>
-
 #include <algorithm>
 #include <cstdint>
-#include <cstdio>
 #include <map>
 #include <vector>
 
+#include "orchestrator/api/request_bodies.h"
 #include "orchestrator/util/error.h"
+#include "orchestrator/util/json_field.h"
+#include "orchestrator/util/time_format.h"
 
 namespace testpool::api {
 namespace {
@@ -17,57 +17,44 @@ using nlohmann::json;
 
 Error Bad(const std::string& message) { return Error(ErrorCode::kInvalidArgument, message); }
 
-void OnlyFields(const json& obj, const std::string& where, std::initializer_list<const char*> allowed) {
-  for (const auto& [key, value] : obj.items()) {
-    bool known = false;
-    for (const char* a : allowed) known = known || key == a;
-    if (!known) throw Bad("unknown field '" + key.substr(0, 60) + "' in " + where);
-  }
-}
-
-const json& Field(const json& obj, const char* key, const std::string& where) {
-  auto it = obj.find(key);
-  if (it == obj.end()) throw Bad("missing field '" + std::string(key) + "' in " + where);
-  return *it;
-}
-
-std::string String(const json& v, const std::string& what) {
-  if (!v.is_string()) throw Bad(what + " must be a string");
-  return v.get<std::string>();
-}
-
+// An integer the reader checked, at most ±1e9 (pool sizes; their range is core's to check).
 int Int(const json& v, const std::string& what) {
-  if (!v.is_number_integer()) throw Bad(what + " must be an integer");
-  long long n = v.get<long long>();
-  if (n < -1000000000LL || n > 1000000000LL) throw Bad(what + " is out of range");
+  constexpr int64_t kLimit = 1000000000;
+  if (v.is_number_unsigned() && v.get<uint64_t>() > uint64_t{kLimit}) throw Bad(what + " is out of range");
+  const int64_t n = util::Int64Value(v, {what});
+  if (n < -kLimit || n > kLimit) throw Bad(what + " is out of range");
   return static_cast<int>(n);
 }
 
-// An integer of any size, clamped to ±(2^31 - 1): the range check is the caller's.
-int ClampedInt(const json& v, const std::string& what) {
+// An integer the reader checked, of any size, clamped to ±(2^31 - 1): the range check is core's.
+int Clamped(const json& v) {
   constexpr int64_t kLimit = INT32_MAX;
-  if (!v.is_number_integer()) throw Bad(what + " must be an integer");
   if (v.is_number_unsigned()) return static_cast<int>(std::min<uint64_t>(v.get<uint64_t>(), kLimit));
   return static_cast<int>(std::clamp<int64_t>(v.get<int64_t>(), -kLimit, kLimit));
 }
 
-const json& ObjectBody(const json& body, const std::string& what) {
-  if (!body.is_object()) throw Bad("the body must be a JSON object (" + what + ")");
-  return body;
+// A ttl_s of a renew body (absent: `fallback`).
+std::chrono::seconds Ttl(const json& body, const BodyShape& shape, std::chrono::seconds fallback) {
+  const BodyReader b(body, shape);
+  if (const json* v = b.Get("ttl_s")) return std::chrono::seconds(Clamped(*v));
+  return fallback;
 }
 
-std::vector<core::SqlFile> Files(const json& v, const std::string& what) {
-  if (!v.is_array()) throw Bad(what + " must be an array of {\"name\",\"sql\"} objects");
+// The migrations or seed files (none when absent); `what` names the field.
+std::vector<core::SqlFile> Files(const json* v, const std::string& what) {
   std::vector<core::SqlFile> out;
-  for (size_t i = 0; i < v.size(); ++i) {
-    std::string where = what + "[" + std::to_string(i) + "]";
-    const json& f = v[i];
-    if (!f.is_object()) throw Bad(where + " must be an object with \"name\" and \"sql\"");
-    OnlyFields(f, where, {"name", "sql"});
-    out.push_back(core::SqlFile{String(Field(f, "name", where), where + ".name"),
-                                String(Field(f, "sql", where), where + ".sql")});
+  if (v == nullptr) return out;
+  for (size_t i = 0; i < v->size(); ++i) {
+    const BodyReader f((*v)[i], bodies::kSqlFile, what + "[" + std::to_string(i) + "]");
+    out.push_back(core::SqlFile{f.RequiredString("name"), f.RequiredString("sql")});
   }
   return out;
+}
+
+void CheckUrlName(const BodyReader& b, const std::string& name) {
+  if (auto given = b.String("name"); given && *given != name) {
+    throw Bad("the body's name '" + given->substr(0, 60) + "' differs from the URL's '" + name + "'");
+  }
 }
 
 }  // namespace
@@ -81,23 +68,19 @@ json ParseBody(const std::string& body) {
 }
 
 core::TemplateSpec TemplateSpecFromJson(const std::string& name, const json& body) {
-  if (!body.is_object()) throw Bad("the body must be a JSON object");
-  OnlyFields(body, "the template definition", {"migrations", "seed", "pool", "recycle", "name", "description"});
+  const BodyReader b(body, bodies::kTemplateDefinition);
   core::TemplateSpec spec;
   spec.name = name;
-  if (auto it = body.find("name"); it != body.end() && String(*it, "name") != name) {
-    throw Bad("the body's name '" + it->get<std::string>().substr(0, 60) + "' differs from the URL's '" + name + "'");
+  CheckUrlName(b, name);
+  b.Get("description");
+  spec.migrations = Files(b.Get("migrations"), "migrations");
+  spec.seed = Files(b.Get("seed"), "seed");
+  if (const json* pool = b.Get("pool")) {
+    const BodyReader p(*pool, bodies::kPoolConfig, "pool");
+    if (const json* v = p.Get("min_ready")) spec.pool.min_ready = Int(*v, p.PathOf("min_ready"));
+    if (const json* v = p.Get("max")) spec.pool.max = Int(*v, p.PathOf("max"));
   }
-  if (auto it = body.find("description"); it != body.end()) String(*it, "description");
-  spec.migrations = Files(Field(body, "migrations", "the template definition"), "migrations");
-  if (auto it = body.find("seed"); it != body.end()) spec.seed = Files(*it, "seed");
-  if (auto it = body.find("pool"); it != body.end()) {
-    if (!it->is_object()) throw Bad("pool must be an object with min_ready and max");
-    OnlyFields(*it, "pool", {"min_ready", "max"});
-    if (auto m = it->find("min_ready"); m != it->end()) spec.pool.min_ready = Int(*m, "pool.min_ready");
-    if (auto m = it->find("max"); m != it->end()) spec.pool.max = Int(*m, "pool.max");
-  }
-  if (auto it = body.find("recycle"); it != body.end()) spec.recycle = String(*it, "recycle");
+  if (auto v = b.String("recycle")) spec.recycle = *v;
   return spec;
 }
 
@@ -165,39 +148,20 @@ json TemplateJson(const std::string& name, const std::optional<core::TemplateRow
 }
 
 core::LeaseRequest LeaseRequestFromJson(const std::string& name, const json& body) {
-  ObjectBody(body, "{\"ttl_s\",\"wait_s\",\"holder\"}, each optional");
-  OnlyFields(body, "the lease request", {"ttl_s", "wait_s", "holder"});
+  const BodyReader b(body, bodies::kLeaseRequest);
   core::LeaseRequest request;
   request.template_name = name;
-  if (auto it = body.find("ttl_s"); it != body.end()) request.ttl = std::chrono::seconds(ClampedInt(*it, "ttl_s"));
-  if (auto it = body.find("wait_s"); it != body.end()) request.wait = std::chrono::seconds(ClampedInt(*it, "wait_s"));
-  if (auto it = body.find("holder"); it != body.end()) request.holder = String(*it, "holder");
+  if (const json* v = b.Get("ttl_s")) request.ttl = std::chrono::seconds(Clamped(*v));
+  if (const json* v = b.Get("wait_s")) request.wait = std::chrono::seconds(Clamped(*v));
+  if (auto v = b.String("holder")) request.holder = *v;
   return request;
 }
 
 std::chrono::seconds RenewTtlFromJson(const json& body) {
-  ObjectBody(body, "{\"ttl_s\"}, optional");
-  OnlyFields(body, "the renew request", {"ttl_s"});
-  if (auto it = body.find("ttl_s"); it != body.end()) return std::chrono::seconds(ClampedInt(*it, "ttl_s"));
-  return core::LeaseRequest{}.ttl;
+  return Ttl(body, bodies::kRenewRequest, core::LeaseRequest{}.ttl);
 }
 
-void CheckResetBody(const json& body) {
-  ObjectBody(body, "a reset takes no fields");
-  OnlyFields(body, "the reset request", {});
-}
-
-std::string IsoUtcMs(util::WallTime t) {
-  auto ms = std::chrono::floor<std::chrono::milliseconds>(t.time_since_epoch()).count();
-  auto secs = static_cast<time_t>(ms >= 0 ? ms / 1000 : -((-ms + 999) / 1000));
-  int millis = static_cast<int>(ms - static_cast<int64_t>(secs) * 1000);
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  char out[96];  // room for any int the compiler imagines in each field
-  std::snprintf(out, sizeof out, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-                tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, millis);
-  return out;
-}
+void CheckResetBody(const json& body) { BodyReader(body, bodies::kResetRequest); }
 
 json LeaseJson(const core::LeaseInfo& l) {
   return {{"id", l.id},
@@ -208,8 +172,8 @@ json LeaseJson(const core::LeaseInfo& l) {
           {"password", l.password},
           {"database", l.database},
           {"token", l.token},
-          {"expires_at", IsoUtcMs(l.expires_at)},
-          {"created_at", IsoUtcMs(l.created_at)},
+          {"expires_at", util::IsoUtcMs(l.expires_at)},
+          {"created_at", util::IsoUtcMs(l.created_at)},
           {"holder", l.holder},
           {"template", l.template_name},
           {"hash", l.hash},
@@ -254,25 +218,6 @@ json StatusJson(const core::ManagerStatus& status) {
 
 namespace {
 
-// {"column": "text" | number | bool, …} → column → text form. `what` names the field ("match").
-std::map<std::string, std::string> Match(const json& v, const std::string& what) {
-  if (!v.is_object()) throw Bad(what + " must be an object of column: string, number or boolean");
-  std::map<std::string, std::string> out;
-  for (const auto& [column, value] : v.items()) {
-    const std::string where = what + "." + column.substr(0, 60);
-    if (value.is_string()) {
-      out[column] = value.get<std::string>();
-    } else if (value.is_boolean()) {
-      out[column] = value.get<bool>() ? "true" : "false";
-    } else if (value.is_number()) {
-      out[column] = value.dump();  // integers as written; floats in the shortest form that round-trips
-    } else {
-      throw Bad(where + " must be a string, number or boolean");
-    }
-  }
-  return out;
-}
-
 json MatchJson(const std::map<std::string, std::string>& match) {
   json out = json::object();
   for (const auto& [column, value] : match) out[column] = value;
@@ -282,46 +227,37 @@ json MatchJson(const std::map<std::string, std::string>& match) {
 }  // namespace
 
 records::RecordPoolSpec RecordPoolSpecFromJson(const std::string& name, const json& body) {
-  const std::string where = "the record pool definition";
-  ObjectBody(body, "{\"dsn\"|\"lease\",\"table\",\"key\",\"schema\",\"match\"}");
-  OnlyFields(body, where, {"name", "dsn", "lease", "schema", "table", "key", "match"});
-  if (auto it = body.find("name"); it != body.end() && String(*it, "name") != name) {
-    throw Bad("the body's name '" + it->get<std::string>().substr(0, 60) + "' differs from the URL's '" + name + "'");
-  }
+  const BodyReader b(body, bodies::kRecordPoolDefinition);
+  CheckUrlName(b, name);
   records::RecordPoolSpec spec;
   spec.name = name;
-  const bool has_dsn = body.contains("dsn"), has_lease = body.contains("lease");
-  if (has_dsn == has_lease) {
+  if (b.Has("dsn") == b.Has("lease")) {
     throw Bad("give exactly one of \"dsn\" (the target database) and \"lease\" (a lease whose database holds the "
-              "table) in " + where);
+              "table) in " + b.Where());
   }
-  if (has_dsn) spec.dsn = String(body.at("dsn"), "dsn");
-  if (has_lease) spec.lease_id = String(body.at("lease"), "lease");
-  if (auto it = body.find("schema"); it != body.end()) spec.schema = String(*it, "schema");
-  spec.table = String(Field(body, "table", where), "table");
-  spec.key = String(Field(body, "key", where), "key");
-  if (auto it = body.find("match"); it != body.end()) spec.match = Match(*it, "match");
+  if (auto v = b.String("dsn")) spec.dsn = *v;
+  if (auto v = b.String("lease")) spec.lease_id = *v;
+  if (auto v = b.String("schema")) spec.schema = *v;
+  spec.table = b.RequiredString("table");
+  spec.key = b.RequiredString("key");
+  if (auto v = b.ColumnValues("match")) spec.match = *v;
   return spec;
 }
 
 records::ClaimRequest ClaimRequestFromJson(const std::string& pool, const json& body) {
-  ObjectBody(body, "{\"match\",\"ttl_s\",\"wait_s\",\"holder\",\"lease\"}, each optional");
-  OnlyFields(body, "the claim request", {"match", "ttl_s", "wait_s", "holder", "lease"});
+  const BodyReader b(body, bodies::kClaimRequest);
   records::ClaimRequest request;
   request.pool = pool;
-  if (auto it = body.find("match"); it != body.end()) request.match = Match(*it, "match");
-  if (auto it = body.find("ttl_s"); it != body.end()) request.ttl = std::chrono::seconds(ClampedInt(*it, "ttl_s"));
-  if (auto it = body.find("wait_s"); it != body.end()) request.wait = std::chrono::seconds(ClampedInt(*it, "wait_s"));
-  if (auto it = body.find("holder"); it != body.end()) request.holder = String(*it, "holder");
-  if (auto it = body.find("lease"); it != body.end()) request.lease_id = String(*it, "lease");
+  if (auto v = b.ColumnValues("match")) request.match = *v;
+  if (const json* v = b.Get("ttl_s")) request.ttl = std::chrono::seconds(Clamped(*v));
+  if (const json* v = b.Get("wait_s")) request.wait = std::chrono::seconds(Clamped(*v));
+  if (auto v = b.String("holder")) request.holder = *v;
+  if (auto v = b.String("lease")) request.lease_id = *v;
   return request;
 }
 
 std::chrono::seconds ClaimRenewTtlFromJson(const json& body) {
-  ObjectBody(body, "{\"ttl_s\"}, optional");
-  OnlyFields(body, "the renew request", {"ttl_s"});
-  if (auto it = body.find("ttl_s"); it != body.end()) return std::chrono::seconds(ClampedInt(*it, "ttl_s"));
-  return records::ClaimRequest{}.ttl;
+  return Ttl(body, bodies::kClaimRenewRequest, records::ClaimRequest{}.ttl);
 }
 
 json RecordPoolJson(const records::RecordPoolInfo& p) {
@@ -336,7 +272,7 @@ json RecordPoolJson(const records::RecordPoolInfo& p) {
 
 json ClaimJson(const records::ClaimInfo& c) {
   json out = {{"id", c.id},       {"pool", c.pool},     {"key", c.key},     {"token", c.token},
-              {"expires_at", IsoUtcMs(c.expires_at)}, {"holder", c.holder}, {"state", c.state}};
+              {"expires_at", util::IsoUtcMs(c.expires_at)}, {"holder", c.holder}, {"state", c.state}};
   if (!c.row_json.empty()) {
     json row = json::parse(c.row_json, nullptr, /*allow_exceptions=*/false);
     if (!row.is_object()) throw Error(ErrorCode::kInternal, "claim " + c.id + ": its row is not a JSON object");
@@ -350,29 +286,15 @@ json ClaimJson(const records::ClaimInfo& c) {
 
 namespace {
 
-constexpr int64_t kMaxBuildCount = 1000000;
-
-// The fields both build routes share; `extra` are the route's own (checked by the caller).
-builders::BuildRequest BuildRequestFields(const json& body, const std::string& where,
-                                      std::initializer_list<const char*> allowed) {
-  OnlyFields(body, where, allowed);
+// The fields both build bodies share; the ranges of count and seed are the reader's to check.
+builders::BuildRequest BuildRequestFields(const BodyReader& b) {
   builders::BuildRequest request;
-  request.recipe = String(Field(body, "recipe", where), "recipe");
-  if (auto it = body.find("count"); it != body.end()) {
-    const std::string range = "count must be an integer from 1 to " + std::to_string(kMaxBuildCount);
-    if (!it->is_number_integer()) throw Bad(range);
-    if (it->is_number_unsigned() && it->get<uint64_t>() > uint64_t(kMaxBuildCount)) throw Bad(range);
-    request.count = it->get<int64_t>();
-    if (request.count < 1 || request.count > kMaxBuildCount) throw Bad(range);
-  }
-  if (auto it = body.find("overrides"); it != body.end()) request.overrides = Match(*it, "overrides");
-  if (auto it = body.find("seed"); it != body.end()) {
-    // Positive integers parse as unsigned; a negative one is signed, a fraction a float.
-    if (!it->is_number_unsigned()) throw Bad("seed must be a non-negative integer (0: a random one)");
-    request.seed = it->get<uint64_t>();
-  }
-  if (auto it = body.find("namespace"); it != body.end()) {
-    request.ns = String(*it, "namespace");
+  request.recipe = b.RequiredString("recipe");
+  if (const json* v = b.Get("count")) request.count = v->get<int64_t>();
+  if (auto v = b.ColumnValues("overrides")) request.overrides = *v;
+  if (const json* v = b.Get("seed")) request.seed = v->get<uint64_t>();
+  if (auto v = b.String("namespace")) {
+    request.ns = *v;
     if (!builders::IsValidNamespace(request.ns)) throw Bad("namespace must be 1 to 40 of [a-z0-9_-]");
   }
   return request;
@@ -381,18 +303,15 @@ builders::BuildRequest BuildRequestFields(const json& body, const std::string& w
 }  // namespace
 
 builders::BuildRequest LeaseBuildRequestFromJson(const json& body) {
-  ObjectBody(body, "{\"recipe\",\"count\",\"overrides\",\"seed\",\"namespace\"}");
-  return BuildRequestFields(body, "the build request", {"recipe", "count", "overrides", "seed", "namespace"});
+  return BuildRequestFields(BodyReader(body, bodies::kLeaseBuildRequest));
 }
 
 builders::BuildRequest DsnBuildRequestFromJson(const json& body, std::string* dsn) {
-  const std::string where = "the build request";
-  ObjectBody(body, "{\"dsn\",\"namespace\",\"recipe\",\"count\",\"overrides\",\"seed\",\"lease\"}");
-  builders::BuildRequest request =
-      BuildRequestFields(body, where, {"dsn", "namespace", "lease", "recipe", "count", "overrides", "seed"});
-  *dsn = String(Field(body, "dsn", where), "dsn");
-  Field(body, "namespace", where);  // a shared database needs one: it is how the rows are found again
-  if (auto it = body.find("lease"); it != body.end()) request.lease_id = String(*it, "lease");
+  const BodyReader b(body, bodies::kDsnBuildRequest);
+  builders::BuildRequest request = BuildRequestFields(b);
+  *dsn = b.RequiredString("dsn");
+  b.Get("namespace");  // required: a shared database needs one, it is how the rows are found again
+  if (auto v = b.String("lease")) request.lease_id = *v;
   return request;
 }
 

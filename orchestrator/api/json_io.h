@@ -1,5 +1,7 @@
 // JSON in and out for the API's bodies: strict parsing (wrong types, unknown fields and missing
 // fields are Error(kInvalidArgument) naming the field), and the shapes the API answers with.
+// Each parser reads its body through that body's table in request_bodies.h, the table the
+// OpenAPI schema is generated from.
 #pragma once
 
 #include <chrono>
@@ -46,9 +48,6 @@ core::LeaseRequest LeaseRequestFromJson(const std::string& name, const nlohmann:
 std::chrono::seconds RenewTtlFromJson(const nlohmann::json& body);
 // POST /v1/leases/{id}/reset: no fields ({} or an empty body).
 void CheckResetBody(const nlohmann::json& body);
-
-// A wall time as ISO 8601 UTC with milliseconds: "2026-11-24T21:30:00.123Z".
-std::string IsoUtcMs(util::WallTime t);
 
 // {"id","dsn","host","port","user","password","database","token","expires_at","created_at",
 //  "holder","template","hash","slot","state","wait_ms"}

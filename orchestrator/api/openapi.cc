@@ -3,15 +3,15 @@
 #include <string>
 
 #include "orchestrator/api/handlers.h"
-#include "orchestrator/core/pool_manager.h"
+#include "orchestrator/api/request_bodies.h"
 
 namespace testpool::api {
 namespace {
 
 using nlohmann::json;
 
-// The bodies' shapes (data, so written as JSON). Ranges that depend on PoolOptions are filled in
-// by Schemas() below.
+// The answers' shapes (data, so written as JSON). The request bodies' schemas are generated from
+// their tables in request_bodies.cc, the same tables the parsers read them with.
 constexpr const char* kSchemas = R"json({
   "Error": {
     "type": "object", "required": ["error"],
@@ -25,25 +25,6 @@ constexpr const char* kSchemas = R"json({
     "type": "object", "required": ["status"],
     "properties": {"status": {"type": "string", "enum": ["ok"]}, "backend": {"type": "string"},
                    "daemon": {"type": "string"}, "version": {"type": "string"}}
-  },
-  "SqlFile": {
-    "type": "object", "required": ["name", "sql"], "additionalProperties": false,
-    "properties": {"name": {"type": "string", "example": "0001_init.sql"}, "sql": {"type": "string"}}
-  },
-  "PoolConfig": {
-    "type": "object", "additionalProperties": false,
-    "properties": {"min_ready": {"type": "integer", "minimum": 0, "default": 2},
-                   "max": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 10}}
-  },
-  "TemplateDefinition": {
-    "type": "object", "required": ["migrations"], "additionalProperties": false,
-    "properties": {
-      "migrations": {"type": "array", "minItems": 1, "items": {"$ref": "#/components/schemas/SqlFile"}},
-      "seed": {"type": "array", "items": {"$ref": "#/components/schemas/SqlFile"}},
-      "pool": {"$ref": "#/components/schemas/PoolConfig"},
-      "recycle": {"type": "string", "enum": ["clone", "rollback"], "default": "clone"},
-      "name": {"type": "string", "description": "when present, must equal the URL's name"},
-      "description": {"type": "string"}}
   },
   "TemplatePutResult": {
     "type": "object", "required": ["name", "hash", "state", "database", "built", "files"],
@@ -86,20 +67,6 @@ constexpr const char* kSchemas = R"json({
     "type": "object", "required": ["name", "dropped"],
     "properties": {"name": {"type": "string"}, "dropped": {"type": "array", "items": {"type": "string"}}}
   },
-  "LeaseRequest": {
-    "type": "object", "additionalProperties": false,
-    "properties": {"ttl_s": {"type": "integer", "minimum": 1, "default": 600},
-                   "wait_s": {"type": "integer", "minimum": 0, "default": 30,
-                              "description": "how long to wait for a free slot before 503 pool_exhausted"},
-                   "holder": {"type": "string", "maxLength": 200, "default": "",
-                              "description": "free text naming who holds the lease (a CI worker)"}}
-  },
-  "RenewRequest": {
-    "type": "object", "additionalProperties": false,
-    "properties": {"ttl_s": {"type": "integer", "minimum": 1, "default": 600,
-                             "description": "the lease then expires ttl_s seconds from now"}}
-  },
-  "ResetRequest": {"type": "object", "additionalProperties": false, "properties": {}},
   "Lease": {
     "type": "object",
     "required": ["id", "dsn", "host", "port", "user", "password", "database", "token", "expires_at", "created_at",
@@ -115,25 +82,6 @@ constexpr const char* kSchemas = R"json({
       "holder": {"type": "string"}, "template": {"type": "string"}, "hash": {"type": "string"},
       "slot": {"type": "string"}, "state": {"type": "string", "enum": ["active", "released", "expired"]},
       "wait_ms": {"type": "number"}}
-  },
-  "MatchValues": {
-    "type": "object", "additionalProperties": {"oneOf": [{"type": "string"}, {"type": "number"}, {"type": "boolean"}]},
-    "description": "column: value; a row matches when each column equals its value (compared as the column's type)",
-    "example": {"tier": "premium", "active": true}
-  },
-  "RecordPoolDefinition": {
-    "type": "object", "required": ["table", "key"], "additionalProperties": false,
-    "description": "exactly one of dsn and lease",
-    "properties": {
-      "dsn": {"type": "string", "description": "the target database (keyword form or postgresql:// URI)"},
-      "lease": {"type": "string", "pattern": "^[a-z2-7]{1,64}$",
-                "description": "a lease whose database holds the table; the pool is dropped when the lease ends"},
-      "schema": {"type": "string", "default": "public"},
-      "table": {"type": "string", "example": "users"},
-      "key": {"type": "string", "description": "a unique column (primary key or single-column unique index)",
-              "example": "id"},
-      "match": {"$ref": "#/components/schemas/MatchValues"},
-      "name": {"type": "string", "description": "when present, must equal the URL's name"}}
   },
   "RecordPool": {
     "type": "object", "required": ["name", "schema", "table", "key", "match", "rows", "claimed", "expired", "free"],
@@ -152,22 +100,6 @@ constexpr const char* kSchemas = R"json({
   "RecordPoolList": {
     "type": "object", "required": ["record_pools"],
     "properties": {"record_pools": {"type": "array", "items": {"$ref": "#/components/schemas/RecordPool"}}}
-  },
-  "ClaimRequest": {
-    "type": "object", "additionalProperties": false,
-    "properties": {
-      "match": {"$ref": "#/components/schemas/MatchValues"},
-      "ttl_s": {"type": "integer", "minimum": 1, "maximum": 86400, "default": 300},
-      "wait_s": {"type": "integer", "minimum": 0, "maximum": 600, "default": 0,
-                 "description": "how long to wait for a free matching row before 503 pool_exhausted"},
-      "holder": {"type": "string", "maxLength": 200, "default": ""},
-      "lease": {"type": "string", "pattern": "^[a-z2-7]{1,64}$",
-                "description": "the claim ends when this lease ends"}}
-  },
-  "ClaimRenewRequest": {
-    "type": "object", "additionalProperties": false,
-    "properties": {"ttl_s": {"type": "integer", "minimum": 1, "maximum": 86400, "default": 300,
-                             "description": "the claim then expires ttl_s seconds from now"}}
   },
   "Claim": {
     "type": "object", "required": ["id", "pool", "key", "token", "expires_at", "holder", "state"],
@@ -215,38 +147,8 @@ constexpr const char* kSchemas = R"json({
   }
 })json";
 
-// The builders' bodies, merged into kSchemas by Schemas().
+// The builders' answers, merged into kSchemas by Schemas().
 constexpr const char* kBuilderSchemas = R"json({
-  "BuildOverrides": {
-    "type": "object", "additionalProperties": {"oneOf": [{"type": "string"}, {"type": "number"}, {"type": "boolean"}]},
-    "description": "column: value set on every row of the recipe built (a ref column given here builds no referenced row)",
-    "example": {"status": "paid"}
-  },
-  "LeaseBuildRequest": {
-    "type": "object", "required": ["recipe"], "additionalProperties": false,
-    "properties": {
-      "recipe": {"type": "string", "example": "order"},
-      "count": {"type": "integer", "minimum": 1, "maximum": 1000000, "default": 1},
-      "overrides": {"$ref": "#/components/schemas/BuildOverrides"},
-      "seed": {"type": "integer", "format": "int64", "minimum": 0, "default": 0,
-               "description": "replays the same values; 0 or absent: a random one (the answer carries it)"},
-      "namespace": {"type": "string", "pattern": "^[a-z0-9_-]{1,40}$",
-                    "description": "goes into unique ids and e-mails; default: the lease id"}}
-  },
-  "DsnBuildRequest": {
-    "type": "object", "required": ["dsn", "namespace", "recipe"], "additionalProperties": false,
-    "properties": {
-      "dsn": {"type": "string", "description": "the target database (keyword form or postgresql:// URI)"},
-      "namespace": {"type": "string", "pattern": "^[a-z0-9_-]{1,40}$",
-                    "description": "the rows are removed again with DELETE /v1/namespaces/{ns}"},
-      "lease": {"type": "string", "pattern": "^[a-z2-7]{1,64}$",
-                "description": "the rows are removed when this lease ends"},
-      "recipe": {"type": "string", "example": "order"},
-      "count": {"type": "integer", "minimum": 1, "maximum": 1000000, "default": 1},
-      "overrides": {"$ref": "#/components/schemas/BuildOverrides"},
-      "seed": {"type": "integer", "format": "int64", "minimum": 0, "default": 0,
-               "description": "replays the same values; 0 or absent: a random one (the answer carries it)"}}
-  },
   "BuildResult": {
     "type": "object", "required": ["recipe", "count", "namespace", "seed", "ms", "keys", "counts", "truncated"],
     "properties": {
@@ -305,6 +207,7 @@ json Op(const std::string& id, const std::string& tag, const std::string& summar
 json Schemas() {
   json s = json::parse(kSchemas);
   s.update(json::parse(kBuilderSchemas));
+  s.update(RequestSchemas());
   json codes = json::array();
   for (ErrorCode c : {ErrorCode::kInvalidArgument, ErrorCode::kInvalidName, ErrorCode::kNotFound, ErrorCode::kConflict,
                       ErrorCode::kMigrationFailed, ErrorCode::kPoolExhausted, ErrorCode::kLeaseExpired,
@@ -312,10 +215,6 @@ json Schemas() {
     codes.push_back(std::string(ErrorCodeName(c)));
   }
   s["Error"]["properties"]["error"]["properties"]["code"]["enum"] = codes;
-  const core::PoolOptions limits;
-  s["LeaseRequest"]["properties"]["ttl_s"]["maximum"] = limits.max_ttl.count();
-  s["LeaseRequest"]["properties"]["wait_s"]["maximum"] = limits.max_wait.count();
-  s["RenewRequest"]["properties"]["ttl_s"]["maximum"] = limits.max_ttl.count();
   return s;
 }
 

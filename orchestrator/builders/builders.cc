@@ -13,6 +13,7 @@
 #include "orchestrator/pg/connection.h"
 #include "orchestrator/util/crypto.h"
 #include "orchestrator/util/error.h"
+#include "orchestrator/util/json_field.h"
 #include "orchestrator/util/log.h"
 #include "orchestrator/util/names.h"
 
@@ -54,8 +55,7 @@ std::string StringField(const json& j, const char* key, const std::string& where
     if (required) throw Invalid(where + ": '" + key + "' is required");
     return fallback;
   }
-  if (!it->is_string() || it->get<std::string>().empty()) throw Invalid(where + ": '" + key + "' must be a non-empty string");
-  return it->get<std::string>();
+  return util::NonEmptyStringValue(*it, {where + ": '" + key + "'"});
 }
 
 Recipe ParseRecipe(const json& j, const std::string& where) {

@@ -1,8 +1,7 @@
 #include "orchestrator/builders/generator_spec.h"
 
-#include <limits>
-
 #include "orchestrator/util/error.h"
+#include "orchestrator/util/json_field.h"
 
 namespace testpool::builders {
 
@@ -34,8 +33,13 @@ void SpecReader::Fail(const std::string& problem) const {
   throw Error(ErrorCode::kInvalidArgument, "field '" + field_ + "': " + problem, {{"field", field_}});
 }
 
+// How util's getters name a parameter: "field '<field>': parameter '<key>'", showing the value.
+util::JsonWhat Param(const std::string& field, const std::string& key) {
+  return {"field '" + field + "': parameter '" + key + "'", true, {{"field", field}}};
+}
+
 void SpecReader::WrongType(const std::string& key, const std::string& wanted, const json& got) const {
-  Fail("parameter '" + key + "' must be " + wanted + ", got " + got.type_name() + " " + got.dump().substr(0, 40));
+  util::ThrowMustBe(Param(field_, key), wanted, got);
 }
 
 const json* SpecReader::Get(const std::string& key) {
@@ -47,25 +51,19 @@ const json* SpecReader::Get(const std::string& key) {
 std::optional<std::string> SpecReader::String(const std::string& key) {
   const json* v = Get(key);
   if (v == nullptr) return std::nullopt;
-  if (!v->is_string()) WrongType(key, "a string", *v);
-  return v->get<std::string>();
+  return util::StringValue(*v, Param(field_, key));
 }
 
 std::optional<int64_t> SpecReader::Int(const std::string& key) {
   const json* v = Get(key);
   if (v == nullptr) return std::nullopt;
-  if (!v->is_number_integer()) WrongType(key, "an integer", *v);
-  if (v->is_number_unsigned() && v->get<uint64_t>() > uint64_t{std::numeric_limits<int64_t>::max()}) {
-    Fail("parameter '" + key + "' is beyond the int64 range");
-  }
-  return v->get<int64_t>();
+  return util::Int64Value(*v, Param(field_, key));
 }
 
 std::optional<bool> SpecReader::Bool(const std::string& key) {
   const json* v = Get(key);
   if (v == nullptr) return std::nullopt;
-  if (!v->is_boolean()) WrongType(key, "true or false", *v);
-  return v->get<bool>();
+  return util::BoolValue(*v, Param(field_, key));
 }
 
 std::optional<double> SpecReader::Ratio(const std::string& key) {
@@ -80,13 +78,7 @@ std::optional<double> SpecReader::Ratio(const std::string& key) {
 std::optional<std::vector<std::string>> SpecReader::Strings(const std::string& key) {
   const json* v = Get(key);
   if (v == nullptr) return std::nullopt;
-  if (!v->is_array() || v->empty()) WrongType(key, "a non-empty array of strings", *v);
-  std::vector<std::string> out;
-  for (const json& e : *v) {
-    if (!e.is_string()) WrongType(key, "a non-empty array of strings", *v);
-    out.push_back(e.get<std::string>());
-  }
-  return out;
+  return util::StringsValue(*v, Param(field_, key));
 }
 
 std::optional<std::vector<std::string>> SpecReader::OneOrMany(const std::string& one, const std::string& many) {

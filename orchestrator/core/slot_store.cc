@@ -3,16 +3,17 @@
 #include <cstdio>
 
 #include "orchestrator/util/error.h"
+#include "orchestrator/util/time_format.h"
 
 namespace testpool::core {
 namespace {
 
 std::string EpochMs(util::WallTime t) {
-  return std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count());
+  return std::to_string(util::EpochMs(t));
 }
 
 util::WallTime FromEpochMs(std::string_view text) {
-  return util::WallTime(std::chrono::milliseconds(std::stoll(std::string(text))));
+  return util::FromEpochMs(std::stoll(std::string(text)));
 }
 
 constexpr const char* kTs = "to_timestamp($%d::double precision / 1000)";

@@ -15,6 +15,7 @@
 #include "orchestrator/util/error.h"
 #include "orchestrator/util/log.h"
 #include "orchestrator/util/names.h"
+#include "orchestrator/util/time_format.h"
 
 namespace testpool::records {
 
@@ -86,7 +87,7 @@ std::string MatchText(const std::map<std::string, std::string>& match) {
 }
 
 util::WallTime FromEpochMs(std::string_view text) {
-  return util::WallTime(std::chrono::milliseconds(std::stoll(std::string(text))));
+  return util::FromEpochMs(std::stoll(std::string(text)));
 }
 
 }  // namespace

@@ -5,7 +5,8 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
-#include <ctime>
+
+#include "orchestrator/util/time_format.h"
 
 namespace testpool::log {
 namespace {
@@ -71,17 +72,9 @@ bool ParseLevel(std::string_view text, Level* level) {
 
 void Write(Level level, std::string_view event, std::initializer_list<Field> fields) {
   if (static_cast<int>(level) < g_level.load(std::memory_order_relaxed)) return;
-  auto now = std::chrono::system_clock::now();
-  std::time_t secs = std::chrono::system_clock::to_time_t(now);
-  auto millis = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  char stamp[64];
-  std::snprintf(stamp, sizeof stamp, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(millis));
   std::string line;
   line.reserve(128);
-  line.append(stamp).push_back(' ');
+  line.append(util::IsoUtcMs(std::chrono::system_clock::now())).push_back(' ');
   line.append(LevelName(level)).push_back(' ');
   line.append(event);
   for (const auto& [key, value] : fields) {
