@@ -184,20 +184,7 @@ struct Builders::Impl {
   explicit Impl(const RecipeBook& r) : recipes(r) {}
   const RecipeBook& recipes;
 
-  static void EnsureSchema(pg::Connection& c) {
-    for (int attempt = 0;; ++attempt) {
-      try {
-        c.Exec(kCreatedSchema);
-        return;
-      } catch (const pg::PgError& e) {
-        // Two first builds racing on CREATE … IF NOT EXISTS: the loser sees a duplicate; once more.
-        if (attempt > 0 || (e.sqlstate() != pg::sqlstate::kUniqueViolation && e.sqlstate() != "42P06" &&
-                            e.sqlstate() != "42P07")) {
-          throw;
-        }
-      }
-    }
-  }
+  static void EnsureSchema(pg::Connection& c) { pg::ExecCreateIfNotExists(c, kCreatedSchema); }
 
   static std::set<std::string> Columns(pg::Connection& c, const Recipe& r) {
     pg::Result cols = c.Exec(

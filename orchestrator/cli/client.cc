@@ -9,6 +9,7 @@
 
 #include "orchestrator/cli/cli.h"
 #include "orchestrator/util/error.h"
+#include "orchestrator/util/url.h"
 
 namespace testpool::cli {
 
@@ -74,15 +75,13 @@ std::string DescribeError(const ApiReply& reply) {
 }
 
 std::string PathSegment(std::string_view text) {
-  static const char* kHex = "0123456789ABCDEF";
+  // '.' too, so that no name can make a "." or ".." segment.
   std::string out;
-  for (unsigned char c : text) {
-    if (std::isalnum(c) || c == '_' || c == '-' || c == '~') {
-      out.push_back(static_cast<char>(c));
+  for (char c : util::PercentEncode(text)) {
+    if (c == '.') {
+      out += "%2E";
     } else {
-      out.push_back('%');
-      out.push_back(kHex[c >> 4]);
-      out.push_back(kHex[c & 15]);
+      out.push_back(c);
     }
   }
   return out;

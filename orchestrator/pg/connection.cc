@@ -258,6 +258,20 @@ void Transaction::Commit() {
   done_ = true;
 }
 
+void ExecCreateIfNotExists(Connection& conn, const std::string& ddl) {
+  for (int attempt = 0;; ++attempt) {
+    try {
+      conn.Exec(ddl);
+      return;
+    } catch (const PgError& e) {
+      const std::string& st = e.sqlstate();
+      const bool lost_race = st == sqlstate::kUniqueViolation || st == sqlstate::kDuplicateSchema ||
+                             st == sqlstate::kDuplicateTable;
+      if (attempt > 0 || !lost_race) throw;
+    }
+  }
+}
+
 bool Ping(const ConnInfo& conninfo) {
   ConnInfo info = conninfo;
   if (!info.Has("connect_timeout")) info.Set("connect_timeout", "2");

@@ -135,6 +135,12 @@ class Transaction {
 // escaped; std::nullopt as \N.
 void AppendCopyText(std::string* line, const Param& value);
 
+// Runs `ddl`, a script of CREATE … IF NOT EXISTS statements, once more if it lost a race with a
+// concurrent creator of the same object (PostgreSQL's IF NOT EXISTS is not atomic against another
+// session's CREATE: the loser sees 23505, 42P06 or 42P07). Throws PgError as Exec otherwise, or
+// when the second attempt fails too.
+void ExecCreateIfNotExists(Connection& conn, const std::string& ddl);
+
 // True when a server at `conninfo` accepts connections (PQping; no authentication is done).
 bool Ping(const ConnInfo& conninfo);
 

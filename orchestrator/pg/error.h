@@ -44,6 +44,8 @@ namespace sqlstate {
 inline constexpr const char* kUniqueViolation = "23505";
 inline constexpr const char* kDuplicateDatabase = "42P04";
 inline constexpr const char* kDuplicateObject = "42710";
+inline constexpr const char* kDuplicateSchema = "42P06";
+inline constexpr const char* kDuplicateTable = "42P07";
 inline constexpr const char* kUndefinedObject = "42704";   // e.g. role does not exist
 inline constexpr const char* kInvalidCatalogName = "3D000";  // database does not exist
 inline constexpr const char* kObjectInUse = "55006";

@@ -350,18 +350,7 @@ RecordPoolInfo RecordPools::Define(const RecordPoolSpec& spec, bool* created) {
     }
     pg::Params params;
     c.Exec("SELECT count(*) FROM " + table + " t WHERE true" + Impl::Where(c, spec.match, &params), params);
-    for (int attempt = 0;; ++attempt) {
-      try {
-        c.Exec(kTargetSchema);
-        break;
-      } catch (const pg::PgError& e) {
-        // Two definitions racing on CREATE … IF NOT EXISTS: the loser sees a duplicate; once more.
-        if (attempt > 0 || (e.sqlstate() != pg::sqlstate::kUniqueViolation && e.sqlstate() != "42P06" &&
-                            e.sqlstate() != "42P07")) {
-          throw;
-        }
-      }
-    }
+    pg::ExecCreateIfNotExists(c, kTargetSchema);
     return 0;
   });
   json match = json::object();
