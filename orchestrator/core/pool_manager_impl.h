@@ -236,6 +236,14 @@ struct PoolManager::Impl {
   // After a lease: skip (nothing written: fresh role, same database), rollback (the pinned
   // transaction rolled back cleanly) or re-clone; then ready.
   void Recycle(Slot s);
+  // Recycle's steps. Hands the slot's database to a fresh role (the old one dropped, stray
+  // sessions ended): the skip and rollback paths. Throws as SlotOps.
+  void HandToFreshRole(Slot* s, SlotOps& ops, RecycleMode recycle);
+  // Drops the database and role and clones anew (pinning a session in rollback mode); false when
+  // the template stopped being current meanwhile (the slot is then discarded). Throws as SlotOps.
+  bool Reclone(Slot* s, SlotOps& ops, const std::string& template_db, RecycleMode recycle);
+  // Logs and counts the outcome, then makes the slot ready. Takes mu.
+  void FinishRecycle(const Slot& s, RecycleOutcome mode, double ms);
   // Drops a broken slot's database and role (servers: removes its server) and its row; frees its
   // place under the caps.
   void Destroy(Slot s);

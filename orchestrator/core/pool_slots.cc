@@ -270,13 +270,13 @@ void PoolManager::Impl::Recycle(Slot s) {
     template_db = p.template_db;
     recycle = p.config.recycle;
   }
-  RecycleOutcome mode = RecycleOutcome::kSkip;
   if (s.lost) {
     // Its server died under the lease: nothing to recycle; the slot is replaced.
     std::lock_guard<std::mutex> lock(mu);
     Discard(slots.at(s.id));
     return;
   }
+  RecycleOutcome mode = RecycleOutcome::kSkip;
   try {
     std::shared_ptr<SlotOps> ops = Ops(s);
     if (s.pinned && pinned != nullptr) {
@@ -291,42 +291,17 @@ void PoolManager::Impl::Recycle(Slot s) {
       return;
     }
     if (recycle == RecycleMode::kRollback && s.rolled_back) {
-      // Nothing the lease did was committed, and its sequences were restored: hand the database
-      // to a fresh role and pin a new session. The old role is dropped.
+      // Nothing the lease did was committed, and its sequences were restored.
       mode = RecycleOutcome::kRollback;
-      std::string old_role = s.role;
-      NewCredentials(&s);
-      ops->HandOver(s.database, old_role, s.role, ServerPassword(s, recycle));
-      ops->EndSessions(s.database);  // see the skip path below
+      HandToFreshRole(&s, *ops, recycle);
       PinSession(&s);
     } else if (recycle == RecycleMode::kClone && !s.rolled_back &&
                ops->Unchanged(s.database, WriteMarks::Decode(s.baseline))) {
-      // Fresh credentials under a fresh role name; the old role is dropped. The hand-over
-      // touches shared catalogs only, so the baseline still holds.
-      std::string old_role = s.role;
-      NewCredentials(&s);
-      ops->HandOver(s.database, old_role, s.role, s.password);
-      // A login of the old role that had passed its checks before the cut-off but was not yet
-      // visible to it can surface on this database only now, with a role that no longer exists:
-      // nobody but the next lease may have a session here, so end any that did.
-      ops->EndSessions(s.database);
+      // Nothing was written. The hand-over touches shared catalogs only, so the baseline holds.
+      HandToFreshRole(&s, *ops, recycle);
     } else {
       mode = RecycleOutcome::kClone;
-      ops->DropDatabase(s.database);
-      ops->DropRole(s.role);
-      {
-        // The template may have been dropped or replaced meanwhile: then there is nothing to
-        // clone from, and nothing to clone for.
-        std::lock_guard<std::mutex> lock(mu);
-        if (!pools.at(s.pool).current) {
-          s.role.clear();
-          Discard(slots.at(s.id));
-          return;
-        }
-      }
-      NewCredentials(&s);
-      CloneAndPrepare(&s, template_db, recycle);
-      if (recycle == RecycleMode::kRollback) PinSession(&s);
+      if (!Reclone(&s, *ops, template_db, recycle)) return;
     }
     rows.MarkReady(SlotRow{s.id, s.name, s.hash, s.database, "ready", s.role, s.password, "", s.baseline, s.token});
   } catch (const std::exception& e) {
@@ -339,7 +314,40 @@ void PoolManager::Impl::Recycle(Slot s) {
     Discard(live);
     return;
   }
-  double ms = took.ElapsedMs();
+  FinishRecycle(s, mode, took.ElapsedMs());
+}
+
+void PoolManager::Impl::HandToFreshRole(Slot* s, SlotOps& ops, RecycleMode recycle) {
+  // Fresh credentials under a fresh role name; the old role is dropped.
+  const std::string old_role = s->role;
+  NewCredentials(s);
+  ops.HandOver(s->database, old_role, s->role, ServerPassword(*s, recycle));
+  // A login of the old role that had passed its checks before the cut-off but was not yet
+  // visible to it can surface on this database only now, with a role that no longer exists:
+  // nobody but the next lease may have a session here, so end any that did.
+  ops.EndSessions(s->database);
+}
+
+bool PoolManager::Impl::Reclone(Slot* s, SlotOps& ops, const std::string& template_db, RecycleMode recycle) {
+  ops.DropDatabase(s->database);
+  ops.DropRole(s->role);
+  {
+    // The template may have been dropped or replaced meanwhile: then there is nothing to clone
+    // from, and nothing to clone for.
+    std::lock_guard<std::mutex> lock(mu);
+    if (!pools.at(s->pool).current) {
+      s->role.clear();
+      Discard(slots.at(s->id));
+      return false;
+    }
+  }
+  NewCredentials(s);
+  CloneAndPrepare(s, template_db, recycle);
+  if (recycle == RecycleMode::kRollback) PinSession(s);
+  return true;
+}
+
+void PoolManager::Impl::FinishRecycle(const Slot& s, RecycleOutcome mode, double ms) {
   log::Info("slot.recycled", {{"slot", s.id}, {"template", s.name}, {"mode", ToString(mode)}, {"ms", log::Ms(ms)}});
   std::lock_guard<std::mutex> lock(mu);
   switch (mode) {
