@@ -66,10 +66,10 @@ void Session::Handle(Client& c, const std::string& raw) {
         if (c.copy_in()) hooks_.to_server(raw);  // outside COPY a server ignores these too
         break;
       default:
-        CloseClient(c.id, "08P01", std::string("invalid frontend message type '") + m.type + "'");
+        DropClient(c.id, "08P01", std::string("invalid frontend message type '") + m.type + "'");
     }
   } catch (const ProtocolError& e) {
-    CloseClient(c.id, "08P01", e.what());
+    DropClient(c.id, "08P01", e.what());
   }
 }
 
@@ -337,11 +337,11 @@ void Session::HandleDiscarded(Client& c, const MessageView& m) {
       case 'f':
         return;
       default:
-        CloseClient(id, "08P01", std::string("invalid frontend message type '") + m.type + "'");
+        DropClient(id, "08P01", std::string("invalid frontend message type '") + m.type + "'");
         return;
     }
   } catch (const ProtocolError& e) {
-    CloseClient(id, "08P01", e.what());
+    DropClient(id, "08P01", e.what());
     return;
   }
   hooks_.to_client(id, aborted());
