@@ -353,13 +353,7 @@ void Session::OnClientMessage(ClientId id, const MessageView& m) {
     return;
   }
   if (c->skipping) {
-    // After an error the proxy raised itself in an extended unit: as a server does, drop
-    // everything up to Sync, then say ready.
-    if (m.type == 'S') {
-      c->skipping = false;
-      char status = c->tx == Tx::kIdle ? 'I' : c->tx == Tx::kBlock ? 'T' : 'E';
-      hooks_.to_client(id, EncodeReadyForQuery(status));
-    }
+    Skip(*c, m.type);
     return;
   }
   c->pending.emplace_back(m.raw);
@@ -386,6 +380,12 @@ void Session::OnClientMessage(ClientId id, const MessageView& m) {
     w.client = id;
     Enqueue(std::move(w));
   }
+}
+
+void Session::Skip(Client& c, char type) {
+  if (type != 'S') return;
+  c.skipping = false;
+  hooks_.to_client(c.id, EncodeReadyForQuery(c.tx == Tx::kIdle ? 'I' : c.tx == Tx::kBlock ? 'T' : 'E'));
 }
 
 void Session::Enqueue(Waiter w) {

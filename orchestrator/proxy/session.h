@@ -217,8 +217,9 @@ class Session {
     Tx predicted = Tx::kIdle;         // as of what was sent (decisions for what comes next)
     std::deque<std::string> pending;  // raw messages not yet processed
     // A filter on what the client sends next (drop up to Sync, then answer ReadyForQuery), set
-    // when the proxy itself raised an error in its extended unit. Beside `state`, not in it: it is
-    // set while messages already queued are still processed, which may start a unit.
+    // when the proxy itself raised an error in its extended unit; it applies to messages already
+    // queued as to those still to come (Skip). Beside `state`, not in it: it filters messages,
+    // whatever exchange with the server they would otherwise start.
     bool skipping = false;
     // False: the connection is gone (or being closed by DropClient), cleanup pending. Beside
     // `state`: a client leaves in any state, and a unit in flight still runs to its
@@ -271,6 +272,9 @@ class Session {
   bool Waiting(ClientId id) const;
 
   // ---- dispatch ----
+  // A message of a client that is `skipping`: dropped, as a server drops the rest of a failed
+  // extended unit; its Sync ends the skip and gets ReadyForQuery with the client's status.
+  void Skip(Client& c, char type);
   void Enqueue(Waiter w);
   void Dispatch();
   bool ServerFree() const { return entries_.empty(); }

@@ -10,6 +10,11 @@ using namespace session_internal;  // NOLINT(google-build-using-namespace): priv
 
 void Session::Handle(Client& c, const std::string& raw) {
   MessageView m{raw[0], std::string_view(raw).substr(5), raw};
+  if (c.skipping) {
+    // Queued before the error that started the skip (a pipelined unit): skipped the same way.
+    Skip(c, m.type);
+    return;
+  }
   if (c.tx == Tx::kDiscarded) {
     HandleDiscarded(c, m);
     return;
