@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <map>
+#include <set>
 #include <string>
 
 namespace testpool::proxy {
@@ -25,7 +26,10 @@ class SessionTest : public ::testing::Test {
     Session::Hooks h;
     h.to_server = [this](std::string_view bytes) { to_server_.append(bytes); };
     h.to_client = [this](ClientId id, std::string_view bytes) { to_client_[id].append(bytes); };
-    h.close_client = [this](ClientId id, std::string bytes) { to_client_[id] += bytes + "<closed>"; };
+    h.close_client = [this](ClientId id, std::string bytes) {
+      to_client_[id] += bytes;
+      closed_.insert(id);
+    };
     h.cancel_server = [] {};
     return h;
   }
@@ -89,6 +93,7 @@ class SessionTest : public ::testing::Test {
 
   std::string to_server_;
   std::map<ClientId, std::string> to_client_;
+  std::set<ClientId> closed_;  // by close_client
   Session session_;
 };
 
@@ -120,6 +125,41 @@ TEST_F(SessionTest, AQueuedExtendedUnitOfADiscardedBlockGetsOneErrorAndTheNextUn
   Client(1, EncodeQuery("ROLLBACK"));
   EXPECT_EQ(Got(1), "C(ROLLBACK)ZI");
   EXPECT_EQ(Sent(), "");  // all of it answered by the proxy
+}
+
+// A statement-only unit of client 2 runs inside client 1's idle block. Client 2 breaks the
+// protocol half-way: it alone is closed, its unit still ends on the server (the proxy sends its
+// Sync), the block's savepoint for it is released, client 1 has the server again, and client 2's
+// prepared statement is closed once the block ends.
+TEST_F(SessionTest, AClientDroppedInsideItsInterleavedUnitGivesTheServerBackToTheBlock) {
+  Pin();
+  session_.Attach(1, {});
+  session_.Attach(2, {});
+  Client(1, EncodeQuery("BEGIN"));
+  ASSERT_EQ(Sent(), "Q");
+  Server(Complete("SAVEPOINT") + Ready('T'));
+  ASSERT_EQ(Got(1), "C(BEGIN)ZT");
+  MessageBuilder truncated('P');  // ends after the statement name
+  truncated.CString("broken");
+  Client(2, EncodeParse("fine", "SELECT 1", {}) + truncated.Finish() + EncodeSync());
+  EXPECT_EQ(closed_.count(2), 1u);
+  EXPECT_EQ(Got(2), "E/08P01/");
+  ASSERT_EQ(Sent(), "BEPS");  // SAVEPOINT testpool_x, its Parse, the Sync it never sent
+  Server(EncodeBindComplete() + Complete("SAVEPOINT") + EncodeParseComplete() + Ready('T'));
+  EXPECT_EQ(Got(2), "");
+  ASSERT_EQ(Sent(), "BES");  // RELEASE SAVEPOINT testpool_x
+  Server(EncodeBindComplete() + Complete("RELEASE") + Ready('T'));
+  Client(1, EncodeQuery("SELECT 2"));
+  ASSERT_EQ(Sent(), "Q");
+  Server(Complete("SELECT 1") + Ready('T'));
+  EXPECT_EQ(Got(1), "C(SELECT 1)ZT");
+  Client(1, EncodeQuery("COMMIT"));
+  ASSERT_EQ(Sent(), "Q");
+  Server(Complete("RELEASE") + Ready('T'));
+  EXPECT_EQ(Got(1), "C(COMMIT)ZI");
+  EXPECT_EQ(Sent(), "CS");  // client 2's statement closed
+  Server(EncodeCloseComplete() + Ready('T'));
+  EXPECT_EQ(session_.clients(), 1u);
 }
 
 }  // namespace
