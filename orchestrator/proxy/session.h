@@ -334,8 +334,10 @@ class Session {
   };
   // A client's simple query, with its transaction control turned into savepoints.
   Rewritten RewriteQuery(Client& c, std::string_view text);
-  // One statement's replacement (and the CommandCompletes it produces).
-  void RewriteStatement(Client& c, std::string_view stmt, Rewritten* out);
+  // One statement's replacement (and the CommandCompletes it produces), from its class as the
+  // caller already computed it (ClassifyTokens of its tokens, or ClassifyStatement of its text):
+  // the statement is lexed once. `out` is left unchanged when the statement stays as it is.
+  void RewriteStatement(Client& c, const StatementClass& cls, Rewritten* out);
   // A DO block that raises `message` with `sqlstate` on the server (and its one CommandComplete).
   static std::string RaiseSql(std::string_view severity, std::string_view sqlstate, std::string_view message,
                               std::string_view hint = {});

@@ -127,7 +127,7 @@ void Session::HandleParse(Client& c, const Parse& p) {
     return;
   }
   Rewritten rw;
-  RewriteStatement(c, p.query, &rw);
+  RewriteStatement(c, cls, &rw);
   std::string msg = EncodeParse(ServerName(c, name), rw.changed ? std::string_view(rw.sql) : p.query, p.param_types);
   if (name.empty()) {
     c.unnamed_parse = msg;
