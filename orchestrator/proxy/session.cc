@@ -248,9 +248,11 @@ std::string Session::Attach(ClientId id, std::vector<std::pair<std::string, std:
   return out;
 }
 
-void Session::Detach(ClientId id) {
+void Session::Detach(ClientId id) { Leave(id, true); }
+
+void Session::Leave(ClientId id, bool cancel) {
   Client* c = Find(id);
-  if (c == nullptr) return;
+  if (c == nullptr || !c->attached) return;
   c->attached = false;
   c->pending.clear();
   waiters_.erase(std::remove_if(waiters_.begin(), waiters_.end(), [id](const Waiter& w) { return w.client == id; }),
@@ -274,8 +276,8 @@ void Session::Detach(ClientId id) {
     UnitSent(*c);
   }
   if (c->in_flight()) {
-    hooks_.cancel_server();  // nobody waits for that result any more
-    return;                  // FinishUnit cleans up when the unit's ReadyForQuery arrives
+    if (cancel) hooks_.cancel_server();  // nobody waits for that result any more
+    return;                              // FinishUnit cleans up when the unit's ReadyForQuery arrives
   }
   if (owner_ == id) {
     owner_ = 0;
@@ -329,6 +331,15 @@ void Session::CloseClient(ClientId id, std::string_view sqlstate, const std::str
   hooks_.close_client(id, EncodeErrorResponse(MakeFields("FATAL", sqlstate, message)));
 }
 
+void Session::DropClient(ClientId id, std::string_view sqlstate, const std::string& message) {
+  Client* c = Find(id);
+  if (c == nullptr || !c->attached) return;
+  hooks_.close_client(id, EncodeErrorResponse(MakeFields("FATAL", sqlstate, message)));
+  // No cancel: what it sent before the error is valid and short of a unit's end, and a cancel
+  // that lands late would stop whichever statement runs then, perhaps another client's.
+  Leave(id, false);
+}
+
 bool Session::Running(ClientId id) const {
   auto it = clients_.find(id);
   return it != clients_.end() && owner_ == id && it->second.in_flight();
@@ -336,19 +347,13 @@ bool Session::Running(ClientId id) const {
 
 void Session::OnClientMessage(ClientId id, const MessageView& m) {
   Client* c = Find(id);
-  if (c == nullptr || broken_) return;
+  if (c == nullptr || !c->attached || broken_) return;
   if (m.type == 'X') {
     Detach(id);
     return;
   }
   if (c->skipping) {
-    // After an error the proxy raised itself in an extended unit: as a server does, drop
-    // everything up to Sync, then say ready.
-    if (m.type == 'S') {
-      c->skipping = false;
-      char status = c->tx == Tx::kIdle ? 'I' : c->tx == Tx::kBlock ? 'T' : 'E';
-      hooks_.to_client(id, EncodeReadyForQuery(status));
-    }
+    Skip(*c, m.type);
     return;
   }
   c->pending.emplace_back(m.raw);
@@ -375,6 +380,12 @@ void Session::OnClientMessage(ClientId id, const MessageView& m) {
     w.client = id;
     Enqueue(std::move(w));
   }
+}
+
+void Session::Skip(Client& c, char type) {
+  if (type != 'S') return;
+  c.skipping = false;
+  hooks_.to_client(c.id, EncodeReadyForQuery(c.tx == Tx::kIdle ? 'I' : c.tx == Tx::kBlock ? 'T' : 'E'));
 }
 
 void Session::Enqueue(Waiter w) {
@@ -470,10 +481,23 @@ bool Session::TryInterleave(Client& c) {
   owner_ = c.id;
   InjectExecute(c.id, kSavepointX, CcStep{true, "", Effect::kNone});
   SetState(c, ClientState::kInterleaved);
-  while (!c.pending.empty()) {
-    std::string raw = std::move(c.pending.front());
-    c.pending.pop_front();
-    Handle(c, raw);
+  // A message may drop the client (a protocol error): looked up again after each one, and the
+  // loop stops there, its remaining messages cleared.
+  bool synced = false;
+  for (Client* cp = &c; cp != nullptr && cp->attached && !cp->pending.empty(); cp = Find(id)) {
+    std::string raw = std::move(cp->pending.front());
+    cp->pending.pop_front();
+    synced = raw[0] == 'S';
+    Handle(*cp, raw);
+  }
+  if (!synced && !broken_) {
+    // Dropped before its Sync: the unit still ends, so the server answers it and EndInterleave
+    // gives the block back to its holder (FinishUnit then cleans the dropped client up).
+    Entry sync;
+    sync.kind = Entry::Kind::kSync;
+    sync.client = id;
+    skip_to_sync_ = false;
+    SendEntry(EncodeSync(), std::move(sync));
   }
   return true;
 }
@@ -519,7 +543,7 @@ bool Session::StartUnit(Client& c, bool extended) {
                   SetState(*cl, ClientState::kReady);
                   if (!r.ok) {
                     params_key_.clear();
-                    CloseClient(id, r.error.Get('C').empty() ? "22023" : r.error.Get('C'),
+                    DropClient(id, r.error.Get('C').empty() ? "22023" : r.error.Get('C'),
                                 std::string(r.error.Get('M')));
                     return;
                   }

@@ -114,7 +114,9 @@ class Session {
     // Bytes for one client connection.
     std::function<void(ClientId client, std::string_view bytes)> to_client;
     // Sends `bytes` (a FATAL ErrorResponse) to the client, then closes its connection. The
-    // session has already forgotten the client.
+    // session sends that client nothing more: it has forgotten it, or (a client closed for a
+    // protocol error) keeps it detached only until its work on the server is undone, ignoring
+    // whatever else arrives from it; a later Detach of it is harmless.
     std::function<void(ClientId client, std::string bytes)> close_client;
     // Ask the server to cancel what it is running (a CancelRequest on a new connection).
     std::function<void()> cancel_server;
@@ -152,8 +154,9 @@ class Session {
   // the server last served a client with other parameters); a value the server refuses closes
   // the client with the server's error, as a real server refuses it at start-up.
   std::string Attach(ClientId client, std::vector<std::pair<std::string, std::string>> params);
-  // The client's connection is gone: its unit in flight is drained, its block rolled back, its
-  // prepared statements and portals closed.
+  // The client's connection is gone: its unit in flight is drained (and the server asked to
+  // cancel it), its block rolled back, its prepared statements and portals closed. Calling it
+  // again, or for a client the session already closed, does nothing.
   void Detach(ClientId client);
   // One typed message from a client (after start-up).
   void OnClientMessage(ClientId client, const MessageView& m);
@@ -214,11 +217,13 @@ class Session {
     Tx predicted = Tx::kIdle;         // as of what was sent (decisions for what comes next)
     std::deque<std::string> pending;  // raw messages not yet processed
     // A filter on what the client sends next (drop up to Sync, then answer ReadyForQuery), set
-    // when the proxy itself raised an error in its extended unit. Beside `state`, not in it: it is
-    // set while messages already queued are still processed, which may start a unit.
+    // when the proxy itself raised an error in its extended unit; it applies to messages already
+    // queued as to those still to come (Skip). Beside `state`, not in it: it filters messages,
+    // whatever exchange with the server they would otherwise start.
     bool skipping = false;
-    // False: the connection is gone, cleanup pending. Beside `state`: a client leaves in any
-    // state, and a unit in flight still runs to its ReadyForQuery before the cleanup.
+    // False: the connection is gone (or being closed by DropClient), cleanup pending. Beside
+    // `state`: a client leaves in any state, and a unit in flight still runs to its
+    // ReadyForQuery before the cleanup.
     bool attached = true;
     Clock::time_point wait_deadline;  // while it has an entry in waiters_
     std::string discard_reason;  // kDiscarded: why
@@ -267,6 +272,9 @@ class Session {
   bool Waiting(ClientId id) const;
 
   // ---- dispatch ----
+  // A message of a client that is `skipping`: dropped, as a server drops the rest of a failed
+  // extended unit; its Sync ends the skip and gets ReadyForQuery with the client's status.
+  void Skip(Client& c, char type);
   void Enqueue(Waiter w);
   void Dispatch();
   bool ServerFree() const { return entries_.empty(); }
@@ -298,7 +306,16 @@ class Session {
   void FinishUnit(Client& c, char server_status);
   void ReleaseOwner();
   void Cleanup(ClientId id);
+  // The whole session ends (Release, Break): tells the client why and forgets it at once; the
+  // server's transaction ends with the session, nothing is undone client by client.
   void CloseClient(ClientId id, std::string_view sqlstate, const std::string& message);
+  // One client must go (a protocol error, a refused parameter) while the session goes on: tells
+  // it why and closes its connection, then it leaves as if it had hung up (Leave, no cancel).
+  // Its record stays, detached, until its unit on the server has ended and its work is undone,
+  // so a caller holding `Client&` may go on reading it; it must not send for it any more.
+  void DropClient(ClientId id, std::string_view sqlstate, const std::string& message);
+  // Detach's work: `cancel` asks the server to stop the client's unit in flight.
+  void Leave(ClientId id, bool cancel);
   void ApplyEffect(Client& c, Effect e);
 
   // ---- server responses ----
@@ -317,8 +334,10 @@ class Session {
   };
   // A client's simple query, with its transaction control turned into savepoints.
   Rewritten RewriteQuery(Client& c, std::string_view text);
-  // One statement's replacement (and the CommandCompletes it produces).
-  void RewriteStatement(Client& c, std::string_view stmt, Rewritten* out);
+  // One statement's replacement (and the CommandCompletes it produces), from its class as the
+  // caller already computed it (ClassifyTokens of its tokens, or ClassifyStatement of its text):
+  // the statement is lexed once. `out` is left unchanged when the statement stays as it is.
+  void RewriteStatement(Client& c, const StatementClass& cls, Rewritten* out);
   // A DO block that raises `message` with `sqlstate` on the server (and its one CommandComplete).
   static std::string RaiseSql(std::string_view severity, std::string_view sqlstate, std::string_view message,
                               std::string_view hint = {});

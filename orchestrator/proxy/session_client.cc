@@ -10,6 +10,11 @@ using namespace session_internal;  // NOLINT(google-build-using-namespace): priv
 
 void Session::Handle(Client& c, const std::string& raw) {
   MessageView m{raw[0], std::string_view(raw).substr(5), raw};
+  if (c.skipping) {
+    // Queued before the error that started the skip (a pipelined unit): skipped the same way.
+    Skip(c, m.type);
+    return;
+  }
   if (c.tx == Tx::kDiscarded) {
     HandleDiscarded(c, m);
     return;
@@ -66,10 +71,10 @@ void Session::Handle(Client& c, const std::string& raw) {
         if (c.copy_in()) hooks_.to_server(raw);  // outside COPY a server ignores these too
         break;
       default:
-        CloseClient(c.id, "08P01", std::string("invalid frontend message type '") + m.type + "'");
+        DropClient(c.id, "08P01", std::string("invalid frontend message type '") + m.type + "'");
     }
   } catch (const ProtocolError& e) {
-    CloseClient(c.id, "08P01", e.what());
+    DropClient(c.id, "08P01", e.what());
   }
 }
 
@@ -122,7 +127,7 @@ void Session::HandleParse(Client& c, const Parse& p) {
     return;
   }
   Rewritten rw;
-  RewriteStatement(c, p.query, &rw);
+  RewriteStatement(c, cls, &rw);
   std::string msg = EncodeParse(ServerName(c, name), rw.changed ? std::string_view(rw.sql) : p.query, p.param_types);
   if (name.empty()) {
     c.unnamed_parse = msg;
@@ -337,11 +342,11 @@ void Session::HandleDiscarded(Client& c, const MessageView& m) {
       case 'f':
         return;
       default:
-        CloseClient(id, "08P01", std::string("invalid frontend message type '") + m.type + "'");
+        DropClient(id, "08P01", std::string("invalid frontend message type '") + m.type + "'");
         return;
     }
   } catch (const ProtocolError& e) {
-    CloseClient(id, "08P01", e.what());
+    DropClient(id, "08P01", e.what());
     return;
   }
   hooks_.to_client(id, aborted());

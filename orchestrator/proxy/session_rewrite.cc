@@ -73,17 +73,20 @@ Session::Rewritten Session::RewriteQuery(Client& c, std::string_view text) {
   } catch (const std::exception&) {
     return out;  // unterminated quote and the like: the server reports it as is
   }
+  // Each statement classified once, from the tokens the split already made.
+  std::vector<StatementClass> classes;
+  classes.reserve(lexed.size());
   bool any = false;
   for (const core::LexedSqlStatement& l : lexed) {
-    StatementClass cls = ClassifyTokens(l.tokens);
-    any = any || cls.command != TxCommand::kNone;
+    classes.push_back(ClassifyTokens(l.tokens));
+    any = any || classes.back().command != TxCommand::kNone;
   }
   if (!any) return out;  // sent byte for byte, replies relayed as they come
-  for (const core::LexedSqlStatement& l : lexed) {
-    const core::SqlStatement& s = l.statement;
+  for (size_t i = 0; i < lexed.size(); ++i) {
+    const core::SqlStatement& s = lexed[i].statement;
     if (!out.sql.empty()) out.sql += ";\n";
     Rewritten one;
-    RewriteStatement(c, s.text, &one);
+    RewriteStatement(c, classes[i], &one);
     out.sql += one.changed ? one.sql : s.text;
     if (one.steps.empty()) one.steps.push_back(CcStep{});
     for (CcStep& step : one.steps) out.steps.push_back(std::move(step));
@@ -92,8 +95,7 @@ Session::Rewritten Session::RewriteQuery(Client& c, std::string_view text) {
   return out;
 }
 
-void Session::RewriteStatement(Client& c, std::string_view stmt, Rewritten* out) {
-  StatementClass cls = ClassifyStatement(stmt);
+void Session::RewriteStatement(Client& c, const StatementClass& cls, Rewritten* out) {
   const Tx t = c.predicted;
   auto replace = [&](std::string sql, std::deque<CcStep> steps) {
     out->sql = std::move(sql);

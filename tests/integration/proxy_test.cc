@@ -6,11 +6,18 @@
 #include "orchestrator/proxy/proxy.h"
 
 #include <gtest/gtest.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <functional>
+#include <cstring>
+#include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -21,6 +28,8 @@
 #include "orchestrator/core/template_service.h"
 #include "orchestrator/pg/connection.h"
 #include "orchestrator/pg/error.h"
+#include "orchestrator/proxy/codec.h"
+#include "orchestrator/proxy/scram.h"
 #include "orchestrator/util/clock.h"
 #include "orchestrator/util/crypto.h"
 #include "orchestrator/util/error.h"
@@ -53,6 +62,132 @@ std::string SqlStateOf(pg::Connection& c, const std::string& sql) {
   } catch (const pg::PgError& e) {
     return e.sqlstate();
   }
+}
+
+// One backend message as a RawClient received it.
+struct RawMessage {
+  char type = 0;
+  std::string body;
+};
+
+// A frontend that speaks the wire protocol by hand over the proxy's unix socket, so a test can
+// send what libpq never would (a malformed message, a pipeline cut where it likes). Every read
+// waits for the proxy's bytes up to a deadline: a proxy that never answers fails the test
+// instead of hanging it.
+class RawClient {
+ public:
+  // Connects and logs in with SCRAM-SHA-256 as the lease's role, up to the first ReadyForQuery.
+  RawClient(const std::filesystem::path& socket_dir, int port, const LeaseInfo& l) {
+    fd_ = ::socket(AF_UNIX, SOCK_STREAM, 0);
+    if (fd_ < 0) throw std::runtime_error("socket: " + std::string(std::strerror(errno)));
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    const std::string path = (socket_dir / (".s.PGSQL." + std::to_string(port))).string();
+    if (path.size() >= sizeof(addr.sun_path)) throw std::runtime_error("socket path too long: " + path);
+    std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+    if (::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+      throw std::runtime_error("connect " + path + ": " + std::strerror(errno));
+    }
+    StartupMessage startup;
+    startup.protocol = kProtocolV3;
+    startup.params = {{"user", l.user}, {"database", l.database}};
+    Send(EncodeStartupMessage(startup));
+    ScramClient scram(l.password, MakeScramNonce());
+    for (;;) {
+      std::optional<RawMessage> m = Next();
+      if (!m) throw std::runtime_error("the proxy did not finish the login");
+      if (m->type == 'E') throw std::runtime_error("login refused: " + std::string(ParseFields(m->body).Get('M')));
+      if (m->type == 'Z') return;
+      if (m->type != 'R') continue;
+      Authentication a = ParseAuthentication(m->body);
+      if (a.code == 10) Send(EncodeSaslInitialResponse("SCRAM-SHA-256", scram.ClientFirst()));
+      if (a.code == 11) Send(EncodeSaslResponse(scram.HandleServerFirst(a.data)));
+      if (a.code == 12) scram.VerifyServerFinal(a.data);
+    }
+  }
+  RawClient(const RawClient&) = delete;
+  RawClient& operator=(const RawClient&) = delete;
+  ~RawClient() { ::close(fd_); }
+
+  void Send(std::string_view bytes) {
+    while (!bytes.empty()) {
+      ssize_t n = ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) throw std::runtime_error("send: " + std::string(std::strerror(errno)));
+      bytes.remove_prefix(static_cast<size_t>(n));
+    }
+  }
+
+  // The next message; nullopt when the proxy closed the connection (then eof() is true) or sent
+  // nothing whole within `deadline`.
+  std::optional<RawMessage> Next(std::chrono::milliseconds deadline = 30s) {
+    const auto until = std::chrono::steady_clock::now() + deadline;
+    for (;;) {
+      if (std::optional<MessageView> m = reader_.Next()) return RawMessage{m->type, std::string(m->body)};
+      if (eof_) return std::nullopt;
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
+      if (left.count() <= 0) return std::nullopt;
+      pollfd p{fd_, POLLIN, 0};
+      int r = ::poll(&p, 1, static_cast<int>(left.count()));
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0) return std::nullopt;
+      char buf[8192];
+      ssize_t n = ::recv(fd_, buf, sizeof(buf), 0);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        eof_ = true;
+        continue;
+      }
+      reader_.Feed(std::string_view(buf, static_cast<size_t>(n)));
+    }
+  }
+
+  // Messages up to and including ReadyForQuery; what came so far when it does not come (the test
+  // then sees no 'Z' last).
+  std::vector<RawMessage> UntilReady(std::chrono::milliseconds deadline = 30s) {
+    std::vector<RawMessage> out;
+    while (std::optional<RawMessage> m = Next(deadline)) {
+      out.push_back(std::move(*m));
+      if (out.back().type == 'Z') break;
+    }
+    return out;
+  }
+
+  // A simple query's answer, up to ReadyForQuery.
+  std::vector<RawMessage> Query(std::string_view sql) {
+    Send(EncodeQuery(sql));
+    return UntilReady();
+  }
+
+  bool eof() const { return eof_; }
+
+ private:
+  int fd_ = -1;
+  FrameReader reader_{false};
+  bool eof_ = false;
+};
+
+// The message types of `ms`, in order ("CZ"), and the SQLSTATE of each ErrorResponse after a '/'.
+std::string Types(const std::vector<RawMessage>& ms) {
+  std::string out;
+  for (const RawMessage& m : ms) {
+    out += m.type;
+    if (m.type == 'E') out += "/" + std::string(ParseFields(m.body).Get('C')) + "/";
+    if (m.type == 'Z') out += m.body;
+  }
+  return out;
+}
+
+// The first column of the first DataRow in `ms`, or "(no row)".
+std::string FirstValue(const std::vector<RawMessage>& ms) {
+  for (const RawMessage& m : ms) {
+    if (m.type != 'D') continue;
+    BodyReader r(m.body);
+    r.Int16();
+    int32_t len = r.Int32();
+    return len < 0 ? "NULL" : std::string(r.Bytes(static_cast<size_t>(len)));
+  }
+  return "(no row)";
 }
 
 // A template with an identity column, a plain sequence and seed rows: enough to see that data
@@ -343,6 +478,29 @@ TEST_F(ProxyTest, AClientWaitsForAnotherClientsBlockThenGetsAClearError) {
   EXPECT_EQ(SqlStateOf(b, "SELECT 1"), "55P03");  // client_wait is 2 s here
   a.Exec("COMMIT");
   EXPECT_EQ(One(b, "SELECT count(*) FROM items"), "3");
+}
+
+// A statement-only unit (PQprepare's Parse … Sync) of one client runs inside another client's
+// idle block. When it breaks the protocol half-way, that client alone is closed (FATAL 08P01);
+// the block's holder gets the server back for its next statement, and the closed client's
+// prepared statement is closed on the server once the block ends.
+TEST_F(ProxyTest, AProtocolErrorInsideAnInterleavedUnitClosesThatClientAndTheBlockGoesOn) {
+  LeaseInfo l = Lease();
+  RawClient a(dir_.path(), proxy_->port(), l), b(dir_.path(), proxy_->port(), l);
+  EXPECT_EQ(Types(a.Query("BEGIN")), "CZT");
+  EXPECT_EQ(Types(a.Query("INSERT INTO items (label) VALUES ('held')")), "CZT");
+  MessageBuilder truncated('P');  // a Parse whose body ends after the statement name
+  truncated.CString("broken");
+  b.Send(EncodeParse("fine", "SELECT 1", {}) + truncated.Finish() + EncodeSync());
+  std::vector<RawMessage> got = b.UntilReady();
+  ASSERT_FALSE(got.empty());
+  EXPECT_EQ(Types({got.back()}), "E/08P01/");
+  EXPECT_FALSE(b.Next());
+  EXPECT_TRUE(b.eof());
+  ASSERT_EQ(Types(a.Query("INSERT INTO items (label) VALUES ('after')")), "CZT");  // the server came back
+  EXPECT_EQ(Types(a.Query("COMMIT")), "CZI");
+  EXPECT_EQ(FirstValue(a.Query("SELECT count(*) FROM items WHERE label IN ('held', 'after')")), "2");
+  EXPECT_EQ(FirstValue(a.Query("SELECT count(*) FROM pg_prepared_statements WHERE name LIKE 'c%\\_fine'")), "0");
 }
 
 TEST_F(ProxyTest, ABlockOpenAcrossAResetIsDiscarded) {
