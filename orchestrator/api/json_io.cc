@@ -264,7 +264,7 @@ json RecordPoolJson(const records::RecordPoolInfo& p) {
   json out = {{"name", p.spec.name},   {"schema", p.spec.schema},   {"table", p.spec.table},
               {"key", p.spec.key},     {"match", MatchJson(p.spec.match)},
               {"rows", p.rows},        {"claimed", p.claimed},      {"expired", p.expired},
-              {"free", p.free()}};
+              {"free", p.free()},      {"waiting", p.waiting}};
   if (!p.spec.lease_id.empty()) out["lease"] = p.spec.lease_id;
   if (!p.spec.dsn.empty()) out["dsn"] = p.spec.dsn;  // RecordPools removed its password
   return out;

@@ -84,7 +84,7 @@ constexpr const char* kSchemas = R"json({
       "wait_ms": {"type": "number"}}
   },
   "RecordPool": {
-    "type": "object", "required": ["name", "schema", "table", "key", "match", "rows", "claimed", "expired", "free"],
+    "type": "object", "required": ["name", "schema", "table", "key", "match", "rows", "claimed", "expired", "free", "waiting"],
     "properties": {
       "name": {"type": "string"}, "schema": {"type": "string"}, "table": {"type": "string"},
       "key": {"type": "string"},
@@ -95,7 +95,8 @@ constexpr const char* kSchemas = R"json({
       "claimed": {"type": "integer", "format": "int64", "description": "live claims"},
       "expired": {"type": "integer", "format": "int64",
                   "description": "claims whose TTL ran out without a release (reclaimable)"},
-      "free": {"type": "integer", "format": "int64", "description": "rows - claimed"}}
+      "free": {"type": "integer", "format": "int64", "description": "rows - claimed"},
+      "waiting": {"type": "integer", "description": "claims waiting in this daemon for a row of the pool"}}
   },
   "RecordPoolList": {
     "type": "object", "required": ["record_pools"],

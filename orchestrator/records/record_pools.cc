@@ -102,6 +102,7 @@ struct RecordPools::Impl {
   std::mutex mu;
   std::condition_variable released;  // a claim was released through this daemon
   uint64_t releases = 0;             // guarded by mu; counts them, for waiters
+  std::map<std::string, int> waiting;  // guarded by mu: Claim calls waiting, by pool (none: absent)
   // Connection pools by target (conninfo in keyword form); guarded by mu, never erased.
   std::map<std::string, std::unique_ptr<pg::ConnectionPool>> targets;
   // The quoted table and its columns, by pool name, so a claim does not ask the catalog each
@@ -257,6 +258,9 @@ struct RecordPools::Impl {
       info.expired = std::stoll(std::string(r.Get(0, 2)));
       return 0;
     });
+    std::lock_guard<std::mutex> lock(mu);
+    auto it = waiting.find(s.name);
+    info.waiting = it == waiting.end() ? 0 : it->second;
     return info;
   }
 
@@ -430,6 +434,17 @@ ClaimInfo RecordPools::Claim(const ClaimRequest& req) {
   const util::MonoTime start = util::RealMonoNow();  // a real wait (util/clock.h): outside the seam
   const util::MonoTime deadline = start + req.wait;
   auto poll = kFirstPoll;
+  bool counted = false;  // in impl_->waiting: from the first miss to the end of this call
+  struct Uncount {
+    Impl& impl;
+    const std::string& pool;
+    const bool& counted;
+    ~Uncount() {
+      if (!counted) return;
+      std::lock_guard<std::mutex> lock(impl.mu);
+      if (--impl.waiting[pool] == 0) impl.waiting.erase(pool);
+    }
+  } uncount{*impl_, spec.name, counted};
   for (;;) {
     uint64_t seen;
     {
@@ -451,6 +466,10 @@ ClaimInfo RecordPools::Claim(const ClaimRequest& req) {
       throw Error(ErrorCode::kUnavailable, "the client went away while waiting for a record of pool '" + spec.name + "'");
     }
     std::unique_lock<std::mutex> lock(impl_->mu);
+    if (!counted) {
+      ++impl_->waiting[spec.name];
+      counted = true;
+    }
     impl_->released.wait_for(lock, std::min<std::chrono::steady_clock::duration>(poll, deadline - now),
                              [&] { return impl_->releases != seen; });
     poll = std::min(poll * 2, kMaxPoll);

@@ -60,6 +60,7 @@ struct RecordPoolInfo {
   int64_t rows = 0;     // rows of the table that match the pool's filter
   int64_t claimed = 0;  // live claims
   int64_t expired = 0;  // claims whose TTL ran out (reclaimable) and were never released
+  int waiting = 0;      // Claim calls in this daemon waiting for a row of the pool
   int64_t free() const { return rows - claimed; }
 };
 

@@ -1,7 +1,11 @@
 // Record pools and claims over real HTTP, in front of real RecordPools on a real PostgreSQL: the
 // target is a scratch database of this test's own (and, for the lease cases, a leased database).
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <httplib.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <future>
@@ -77,6 +81,41 @@ class ClaimsApiTest : public ::testing::Test {
   static httplib::Result Release(const std::string& id) { return Client().Delete(("/v1/claims/" + id).c_str()); }
   static httplib::Result Renew(const std::string& id, int ttl_s) {
     return Client().Post(("/v1/claims/" + id + "/renew").c_str(), json{{"ttl_s", ttl_s}}.dump(), "application/json");
+  }
+
+  // Claims the daemon has waiting for a row of `pool` (-1 when it cannot say).
+  static int Waiting(const std::string& pool) {
+    auto r = Client().Get(("/v1/record-pools/" + pool).c_str());
+    json b = r && r->status == 200 ? Body(r) : json();
+    return b.is_object() && b["waiting"].is_number_integer() ? b["waiting"].get<int>() : -1;
+  }
+  // Polls until `pool` has `count` claims waiting (bounded); false if it never does.
+  static bool WaitForWaiting(const std::string& pool, int count) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while (std::chrono::steady_clock::now() < deadline) {
+      if (Waiting(pool) == count) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return false;
+  }
+
+  // Sends a POST of `body` to `path` on a socket of its own and returns the socket (-1 on
+  // failure) without reading the answer: closing it is a client that went away.
+  static int SendPost(const std::string& path, const std::string& body) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) return -1;
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(api_->port()));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    const std::string request = "POST " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n" +
+                                "Content-Length: " + std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body;
+    if (::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0 ||
+        ::send(fd, request.data(), request.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(request.size())) {
+      ::close(fd);
+      return -1;
+    }
+    return fd;
   }
 
   // Defines a pool on `users` (with `match`) and returns its name; the test fails if it cannot.
@@ -256,7 +295,7 @@ TEST_F(ClaimsApiTest, DefineReplaceListShowDrop) {
   ASSERT_TRUE(created);
   ASSERT_EQ(created->status, 201) << created->body;
   json pool = Body(created);
-  for (const char* field : {"name", "schema", "table", "key", "match", "dsn", "rows", "claimed", "expired", "free"}) {
+  for (const char* field : {"name", "schema", "table", "key", "match", "dsn", "rows", "claimed", "expired", "free", "waiting"}) {
     EXPECT_TRUE(pool.contains(field)) << field << " missing from " << pool;
   }
   EXPECT_FALSE(pool.contains("lease"));
@@ -268,6 +307,7 @@ TEST_F(ClaimsApiTest, DefineReplaceListShowDrop) {
   EXPECT_EQ(pool["rows"], 3);
   EXPECT_EQ(pool["claimed"], 0);
   EXPECT_EQ(pool["free"], 3);
+  EXPECT_EQ(pool["waiting"], 0);
   const std::string password = testing::Admin(target_db_).Get("password");
   ASSERT_FALSE(password.empty());
   EXPECT_EQ(pool["dsn"].get<std::string>().find(password), std::string::npos) << "the password is shown: " << pool;
@@ -470,7 +510,7 @@ TEST_F(ClaimsApiTest, AWaitingClaimGetsTheRowReleasedMeanwhile) {
   auto held = PostClaim(pool, json::object());
   ASSERT_EQ(held->status, 201) << held->body;
   auto waiter = std::async(std::launch::async, [&] { return PostClaim(pool, {{"wait_s", 20}, {"holder", "waiter"}}); });
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_TRUE(WaitForWaiting(pool, 1)) << "the claim never showed as waiting";
   const auto t0 = std::chrono::steady_clock::now();
   ASSERT_EQ(Release(Body(held)["id"])->status, 204);
   auto got = waiter.get();
@@ -490,13 +530,17 @@ TEST_F(ClaimsApiTest, AWaiterWhoseClientLeftNeverTakesTheRow) {
   auto held = PostClaim(pool, json::object());
   ASSERT_EQ(held->status, 201) << held->body;
   {
-    httplib::Client ghost("127.0.0.1", api_->port());
-    ghost.set_read_timeout(0, 300000);  // gives up after 0.3 s; its socket closes with it
-    auto r = ghost.Post(("/v1/record-pools/" + pool + "/claims").c_str(),
-                        json{{"wait_s", 30}, {"holder", "ghost"}}.dump(), "application/json");
-    EXPECT_FALSE(r) << "nothing is free: the ghost's request must still be waiting";
+    const int ghost = SendPost("/v1/record-pools/" + pool + "/claims", json{{"wait_s", 30}, {"holder", "ghost"}}.dump());
+    ASSERT_GE(ghost, 0) << "could not send the ghost's claim";
+    const bool waited = WaitForWaiting(pool, 1);
+    char byte;
+    const ssize_t answered = ::recv(ghost, &byte, 1, MSG_DONTWAIT);
+    ::close(ghost);  // the ghost goes away while its claim waits
+    ASSERT_TRUE(waited) << "the ghost's claim never showed as waiting";
+    EXPECT_LT(answered, 0) << "nothing is free: the ghost's claim must still be waiting, not answered";
   }
-  std::this_thread::sleep_for(std::chrono::seconds(1));  // the daemon polls the waiter's client
+  // The daemon polls the waiter's client and drops the claim once it sees it gone.
+  ASSERT_TRUE(WaitForWaiting(pool, 0)) << "the daemon kept waiting for a client that left";
   ASSERT_EQ(Release(Body(held)["id"])->status, 204);
   auto live = PostClaim(pool, {{"wait_s", 5}, {"holder", "live"}});
   ASSERT_TRUE(live);

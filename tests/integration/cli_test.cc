@@ -230,6 +230,28 @@ class CliLeaseTest : public CliTest {
     return r ? json::parse(r->body, nullptr, false) : json();
   }
 
+  // Requests queued for a slot of template `name`, from the daemon's status (-1 when unreadable).
+  int Waiting(const std::string& name) {
+    httplib::Client c("127.0.0.1", daemon_->port());
+    auto r = c.Get("/v1/status");
+    json status = r ? json::parse(r->body, nullptr, false) : json();
+    if (!status.is_object() || !status["pools"].is_array()) return -1;
+    int waiting = 0;
+    for (const json& p : status["pools"]) {
+      if (p.value("template", "") == name) waiting += p.value("waiting", 0);
+    }
+    return waiting;
+  }
+  // Polls the status until `name`'s pool has `count` requests waiting (bounded); false if never.
+  bool WaitForWaiting(const std::string& name, int count, std::chrono::seconds timeout = std::chrono::seconds(60)) {
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (std::chrono::steady_clock::now() < deadline) {
+      if (Waiting(name) == count) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return false;
+  }
+
   // `testpool args…` in the background, its stdout and stderr in files under dir_.
   bp::child Start(const std::vector<std::string>& args) {
     bp::environment env = boost::this_process::environment();
@@ -371,12 +393,18 @@ TEST_F(CliLeaseTest, RunInterruptedWhileWaitingForALeaseExitsPromptly) {
   std::string name = Template("cliwait", 1);
   CliResult held = RunCli({"lease", name, "--wait", "60", "--json"}, Env());
   ASSERT_EQ(held.exit_code, 0) << held.err;
-  auto started = std::chrono::steady_clock::now();
   bp::child run = Start({"run", "--template", name, "--wait", "60", "--", "true"});
-  std::this_thread::sleep_for(std::chrono::seconds(1));  // it is waiting for the only slot
+  // Its request is queued for the only slot: so it has sent it, after taking over SIGTERM.
+  if (!WaitForWaiting(name, 1)) {
+    ::kill(run.id(), SIGKILL);
+    run.wait();
+    FAIL() << "the run's lease request never showed as waiting; " << BackgroundErr();
+  }
+  auto signalled = std::chrono::steady_clock::now();
   ASSERT_EQ(::kill(run.id(), SIGTERM), 0);
   EXPECT_EQ(WaitExit(run), 128 + SIGTERM) << BackgroundErr();
-  EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(20)) << "it waited out --wait";
+  EXPECT_LT(std::chrono::steady_clock::now() - signalled, std::chrono::seconds(20)) << "it waited out --wait";
+  EXPECT_TRUE(WaitForWaiting(name, 0)) << "the daemon still queues the interrupted run's request";
   EXPECT_EQ(RunCli({"release", json::parse(held.out)["id"]}, Env()).exit_code, 0);
 }
 

@@ -439,16 +439,19 @@ TEST_F(PoolTest, OldCredentialsRacingTheRecycleLeaveNoSessionInTheRecycledSlot) 
   for (int round = 0; round < 20 && leaked == 0; ++round) {
     LeaseInfo l = Lease(name);
     std::atomic<bool> stop{false};
+    std::atomic<int> opened{0};
     std::vector<pg::Connection> got_in;  // touched by the hammer thread until joined
     std::thread hammer([&] {
       while (!stop) {
         try {
           got_in.push_back(pg::Connection::Open(l.dsn, 5s));
+          ++opened;
         } catch (const std::exception&) {
         }
       }
     });
-    std::this_thread::sleep_for(50ms);
+    // The holder is in and reconnecting before its lease ends (else the round races nothing).
+    EXPECT_TRUE(WaitFor([&] { return opened > 0; })) << "round " << round << ": the hammer never connected";
     pools_->Release(l.id);
     EXPECT_TRUE(WaitReady(name, 1));
     stop = true;
@@ -466,9 +469,10 @@ TEST_F(PoolTest, OldCredentialsRacingTheRecycleLeaveNoSessionInTheRecycledSlot) 
 
 TEST_F(PoolTest, RenewMovesExpiresAtAndKeepsTheLeasePastItsFirstExpiry) {
   StartPools();
-  std::string name = Build("renew", 1, 1);
+  std::string name = Build("renew", 1, 2);
   ASSERT_TRUE(WaitReady(name, 1));
   LeaseInfo l = Lease(name, 5s);
+  LeaseInfo canary = Lease(name, 5s);  // never renewed: its expiry shows a reaper round saw the new time
   EXPECT_LE(std::chrono::abs(l.expires_at - (clock_.WallNow() + 5s)), 1s);
 
   clock_.Advance(3s);
@@ -480,7 +484,12 @@ TEST_F(PoolTest, RenewMovesExpiresAtAndKeepsTheLeasePastItsFirstExpiry) {
   EXPECT_LE(std::chrono::abs(pools_->GetLease(l.id).expires_at - renewed.expires_at), 1s);
 
   clock_.Advance(10s);  // past the first expires_at, well before the renewed one
-  std::this_thread::sleep_for(1500ms);  // several reaper rounds (100 ms each)
+  // One reaper round looks at every lease against one clock reading: the round that expired the
+  // canary also looked at `l`.
+  std::string canary_state;
+  EXPECT_TRUE(WaitFor([&] { return (canary_state = ToString(pools_->GetLease(canary.id).state)) == "expired"; }))
+      << "no reaper round ended the canary: " << canary_state;
+  EXPECT_EQ(pools_->Status().counters.leases_expired, 1u) << "only the canary expired";
   EXPECT_EQ(pools_->GetLease(l.id).state, LeaseState::kActive);
   EXPECT_TRUE(CanConnect(LeaseConn(l)));
 }
@@ -727,11 +736,32 @@ TEST_F(PoolTest, GlobalCapBoundsSlotsAcrossPoolsAndAStarvedPoolBorrows) {
     }
   });
 
-  std::this_thread::sleep_for(3s);  // let both pools try to warm to min_ready against the cap
+  // b warms what the cap leaves it (one slot); the Rebalance that runs when that slot becomes
+  // ready (under the same lock as the figures read here) wants a second one and meets the cap.
+  std::optional<PoolStatus> pa, pb;
+  int databases = 0;
+  EXPECT_TRUE(WaitFor([&] {
+    ManagerStatus s = pools_->Status();
+    pa = PoolOf(s, a);
+    pb = PoolOf(s, b);
+    databases = s.databases;
+    return pa && pb && pa->ready == 2 && pb->ready == 1 && pb->warming == 0 && databases == 3;
+  })) << "b never warmed its one slot under the cap: " << (pa ? Figures(*pa) : "no pool a") << "; "
+      << (pb ? Figures(*pb) : "no pool b") << "; databases=" << databases;
   std::string why;
   EXPECT_EQ(CodeOf([&] { Lease(b, 60s, 60s); }, &why), "no error") << why;
   EXPECT_EQ(CodeOf([&] { Lease(b, 60s, 60s); }, &why), "no error") << "the starved pool did not borrow: " << why;
-  std::this_thread::sleep_for(1s);
+  // Settled: the lent slots are gone (each removal rebalanced every pool, which refilled against
+  // the cap: together they want more than it leaves), nothing is warming, and the cap is full.
+  auto busy = [](const PoolStatus& p) { return p.warming + p.recycling + p.broken; };
+  EXPECT_TRUE(WaitFor([&] {
+    ManagerStatus s = pools_->Status();
+    pa = PoolOf(s, a);
+    pb = PoolOf(s, b);
+    databases = s.databases;
+    return pa && pb && busy(*pa) == 0 && busy(*pb) == 0 && pb->leased == 2 && databases == 3;
+  })) << "never settled after the borrow: " << (pa ? Figures(*pa) : "no pool a") << "; "
+      << (pb ? Figures(*pb) : "no pool b") << "; databases=" << databases;
   stop = true;
   monitor.join();
 
