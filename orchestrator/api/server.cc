@@ -65,6 +65,18 @@ struct ApiServer::Impl {
       else if (route.method == "DELETE") http.Delete(pattern, Wrap(route));
     }
 
+    // A request with neither Content-Length nor Transfer-Encoding has no body (RFC 9112 §6.3), which
+    // is what `curl -X POST URL` sends. Debian's cpp-httplib (0.11) instead reads such a POST, PUT or
+    // DELETE until the client closes, so it would answer only after the 60 s read timeout. This hook
+    // runs before the body is read: it states the empty body explicitly. (The Request object is not
+    // const; httplib only hands it to the hook as const.)
+    http.set_pre_routing_handler([](const httplib::Request& req, httplib::Response&) {
+      if (!req.has_header("Content-Length") && !req.has_header("Transfer-Encoding")) {
+        const_cast<httplib::Request&>(req).set_header("Content-Length", "0");
+      }
+      return httplib::Server::HandlerResponse::Unhandled;
+    });
+
     // Unknown routes and methods, and bodies over the server-wide limit, answer in the API's error
     // shape too.
     http.set_error_handler([](const httplib::Request& req, httplib::Response& res) {

@@ -1,6 +1,10 @@
 // The HTTP API over real HTTP, in front of a real PostgreSQL.
 #include <gtest/gtest.h>
 #include <httplib.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
 
 #include <nlohmann/json.hpp>
 #include <thread>
@@ -175,6 +179,35 @@ TEST_F(ApiTest, UnknownEndpointIs404InTheErrorShape) {
   auto r = Client().Get("/v1/nothing/here");
   EXPECT_EQ(r->status, 404);
   EXPECT_EQ(ErrorCodeOf(r), "not_found");
+}
+
+// What `curl -X POST URL` sends: no body, no Content-Length. RFC 9112 §6.3: no body. The answer
+// must come at once, not after the server's 60 s read timeout; the socket's own 30 s receive
+// timeout only bounds a failure.
+TEST_F(ApiTest, APostWithNoContentLengthHasNoBodyAndIsAnsweredAtOnce) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(fd, 0);
+  timeval tv{30, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(api_->port()));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  const std::string request =
+      "POST /v1/leases/nosuchlease/reset HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: curl/7.88.1\r\nAccept: */*\r\n\r\n";
+  ASSERT_EQ(::send(fd, request.data(), request.size(), 0), static_cast<ssize_t>(request.size()));
+  std::string answer;
+  char buf[4096];
+  while (answer.find("\r\n\r\n") == std::string::npos) {
+    ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    if (n <= 0) break;  // closed, or the 30 s bound passed
+    answer.append(buf, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  ASSERT_FALSE(answer.empty()) << "no answer: the server waited for a body that no header announced";
+  // The route ran with an empty body: the unknown lease is a 404, not a 400 for a bad body.
+  EXPECT_EQ(answer.substr(0, 12), "HTTP/1.1 404") << answer;
 }
 
 TEST_F(ApiTest, BadQueryParameterIs400) {
