@@ -20,6 +20,7 @@
 #include "orchestrator/cli/command.h"
 #include "orchestrator/builders/builders.h"
 #include "orchestrator/core/control_store.h"
+#include "orchestrator/core/fault_points.h"
 #include "orchestrator/core/pool_manager.h"
 #include "orchestrator/records/record_pools.h"
 #include "orchestrator/core/template_builder.h"
@@ -239,7 +240,14 @@ int Serve(int argc, char** argv) {
     proxy_options.server_port = std::stoi(admin.Get("port", "5432"));
     proxy::Proxy wire_proxy(proxy_options);
     wire_proxy.Start();
-    core::PoolManager pools(*store, *server, util::RealClock(), pool_options);
+    // TESTPOOL_FAULTS (crash tests only, core/fault_points.h): the pool's doors fail or stop the
+    // process at the named points. Parsed before anything starts, so a typo stops the daemon.
+    core::PoolIo pool_io = core::RealPoolIo(*store, *server);
+    if (const char* faults = std::getenv("TESTPOOL_FAULTS"); faults != nullptr && *faults != '\0') {
+      pool_io = core::WithFaults(std::move(pool_io), core::FaultPlan::Parse(faults));
+      log::Warn("daemon.faults_armed", {{"daemon", daemon_id}, {"faults", faults}});
+    }
+    core::PoolManager pools(std::move(pool_io), *server, util::RealClock(), pool_options);
     pools.SetPinnedSessions(&wire_proxy);
     templates->SetListener(&pools);
     // The pools tell the record pools and the builders of every lease that ends (its claims end,

@@ -172,7 +172,7 @@ LeaseInfo PoolManager::Impl::MakeLease(const Slot& s, const std::string& holder,
 
 void PoolManager::Impl::RecordGrant(const LeaseInfo& lease) {
   try {
-    rows.Grant(LeaseRow{lease.id, lease.slot_id, lease.template_name, lease.hash, lease.holder, LeaseState::kActive,
+    rows->Grant(LeaseRow{lease.id, lease.slot_id, lease.template_name, lease.hash, lease.holder, LeaseState::kActive,
                         lease.token, lease.created_at, lease.expires_at});
   } catch (const Error& e) {
     UndoGrant(lease);
@@ -242,7 +242,7 @@ LeaseInfo PoolManager::Renew(const std::string& lease_id, std::chrono::seconds t
     l.expires_at = now + ttl;
     out = l;
   }
-  impl_->rows.Renew(lease_id, out.expires_at);
+  impl_->rows->Renew(lease_id, out.expires_at);
   log::Info("lease.renewed", {{"lease", lease_id}, {"slot", out.slot_id}, {"ttl_s", std::to_string(ttl.count())}});
   return out;
 }
@@ -275,7 +275,7 @@ LeaseInfo PoolManager::Reset(const std::string& lease_id) {
     impl_->pinned->Reset(snapshot.id);
   } else {
     std::lock_guard<std::mutex> io(*snapshot.io);
-    std::shared_ptr<SlotOps> ops = impl_->Ops(snapshot);
+    std::shared_ptr<SlotWork> ops = impl_->Ops(snapshot);
     ops->CutOff(snapshot.role);
     ops->DropDatabase(snapshot.database);
     impl_->CloneAndPrepare(&snapshot, template_db, mode_of_pool);  // same credentials
@@ -296,7 +296,7 @@ LeaseInfo PoolManager::GetLease(const std::string& lease_id) {
     auto it = impl_->leases.find(lease_id);
     if (it != impl_->leases.end()) return it->second;
   }
-  auto row = impl_->rows.FindLease(lease_id);
+  auto row = impl_->rows->FindLease(lease_id);
   if (!row) throw Error(ErrorCode::kNotFound, "no lease " + lease_id);
   LeaseInfo l;
   l.id = row->id;
@@ -312,7 +312,7 @@ LeaseInfo PoolManager::GetLease(const std::string& lease_id) {
 }
 
 Error PoolManager::Impl::UnknownLease(const std::string& lease_id) {
-  if (rows.FindLease(lease_id)) return Error(ErrorCode::kLeaseExpired, "lease " + lease_id + " has ended");
+  if (rows->FindLease(lease_id)) return Error(ErrorCode::kLeaseExpired, "lease " + lease_id + " has ended");
   return Error(ErrorCode::kNotFound, "no lease " + lease_id);
 }
 
@@ -327,7 +327,7 @@ void PoolManager::Impl::ReleaseLease(const std::string& lease_id) {
     auto it = leases.find(lease_id);
     if (it == leases.end()) {
       lock.unlock();
-      if (rows.FindLease(lease_id)) return;  // ended long ago: releasing again is fine
+      if (rows->FindLease(lease_id)) return;  // ended long ago: releasing again is fine
       throw Error(ErrorCode::kNotFound, "no lease " + lease_id);
     }
     if (it->second.state != LeaseState::kActive || !ending.insert(lease_id).second) return;  // ended, or ending
@@ -343,7 +343,7 @@ void PoolManager::Impl::Finish(const std::string& lease_id, const std::string& r
   // back first; then the server-side role is cut off like any other.
   std::optional<bool> rolled_back;
   std::string pinned_slot;
-  std::shared_ptr<SlotOps> ops;
+  std::shared_ptr<SlotWork> ops;
   {
     std::lock_guard<std::mutex> lock(mu);
     auto it = leases.find(lease_id);
@@ -386,7 +386,7 @@ void PoolManager::Impl::Finish(const std::string& lease_id, const std::string& r
     EndLease(it->second, how, cut_off);
   }
   try {
-    rows.End(lease_id, slot_id, how);
+    rows->End(lease_id, slot_id, how);
   } catch (const std::exception& e) {
     log::Error("lease.persist_failed", {{"lease", lease_id}, {"error", e.what()}});
   }

@@ -4,14 +4,32 @@
 // reload and reconcile: pool_reconcile.cc. The shared model: pool_manager_impl.h.
 #include "orchestrator/core/pool_manager.h"
 
-#include "orchestrator/core/advisory_locks.h"
 #include "orchestrator/core/pool_manager_impl.h"
+#include "orchestrator/core/slot_ops.h"
+#include "orchestrator/core/slot_store.h"
 #include "orchestrator/util/log.h"
 
 namespace testpool::core {
 
+PoolIo RealPoolIo(ControlStore& store, backend::Backend& backend) {
+  PoolIo io;
+  io.rows = std::make_shared<SlotStore>(store);
+  if (backend.slot_servers() == nullptr) {
+    io.shared = std::make_shared<SlotOps>(store.AdminConnInfo(""), [&backend](int pid) { backend.Deprioritize(pid); });
+  }
+  // Few connections per slot server: one slot's work is serialised (Slot::io), the reaper's
+  // cut-offs aside.
+  io.work_for = [](const pg::ConnInfo& server) {
+    return std::make_shared<SlotOps>(server, [](int) {}, /*max_idle=*/2);
+  };
+  return io;
+}
+
 PoolManager::PoolManager(ControlStore& store, backend::Backend& backend, const util::Clock& clock, PoolOptions options)
-    : impl_(std::make_unique<Impl>(store, backend, clock, options)) {}
+    : PoolManager(RealPoolIo(store, backend), backend, clock, options) {}
+
+PoolManager::PoolManager(PoolIo io, backend::Backend& backend, const util::Clock& clock, PoolOptions options)
+    : impl_(std::make_unique<Impl>(std::move(io), backend, clock, options)) {}
 
 PoolManager::~PoolManager() { Stop(); }
 
@@ -19,17 +37,13 @@ void PoolManager::Start() {
   std::unique_lock<std::mutex> lock(impl_->mu);  // held across reconcile: nothing else runs yet
   if (!impl_->threads.empty() || impl_->passive) return;
   impl_->stopping = false;
-  if (!impl_->owner_lock) {
-    pg::Connection conn = pg::Connection::Open(impl_->store.AdminConnInfo(kControlDatabase));
-    // The one lock that makes a daemon the pool manager of this server (advisory_locks.h).
-    if (conn.Exec("SELECT pg_try_advisory_lock($1::int, $2::int)",
-                  {std::to_string(kPoolsLockClass), std::to_string(kPoolsLockKey)})
-            .Get(0, 0) != "t") {
+  if (!impl_->owner) {
+    if (!impl_->rows->TakeOwnership()) {
       impl_->passive = true;
       log::Warn("pools.passive", {{"reason", "another testpool daemon manages the pools on this server"}});
       return;
     }
-    impl_->owner_lock.emplace(std::move(conn));
+    impl_->owner = true;
   }
   impl_->Reconcile();
   for (int i = 0; i < impl_->options.recycler_threads; ++i) impl_->threads.emplace_back([this] { impl_->Worker(); });
@@ -57,8 +71,9 @@ void PoolManager::Stop() {
   impl_->threads.clear();
   // Servers per slot (docker): removed now unless the backend keeps them for the next start —
   // before the lock goes, so a daemon taking over never adopts a server being removed.
-  if (impl_->owner_lock && impl_->servers != nullptr) impl_->servers->Shutdown();
-  impl_->owner_lock.reset();  // another daemon may manage the pools now
+  if (impl_->owner && impl_->servers != nullptr) impl_->servers->Shutdown();
+  if (impl_->owner) impl_->rows->ReleaseOwnership();  // another daemon may manage the pools now
+  impl_->owner = false;
 }
 
 void PoolManager::TemplateReady(const std::string& name, const std::string& hash, const std::string& template_db,

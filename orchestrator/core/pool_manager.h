@@ -51,6 +51,10 @@
 // until Stop(). A second daemon on the same server finds it taken and stays passive: it builds
 // templates, but Acquire() answers kUnavailable naming the reason.
 //
+// Doors: every slot operation on a server and every control row goes through the two interfaces
+// of pool_io.h (SlotWork, PoolRows), so a test can fail any of them or stop the process at a
+// named point (fault_points.h), or run the manager with no server at all.
+//
 // Thread safety: all public methods are thread-safe. One mutex guards the in-memory state; it is
 // never held across server or control-database I/O, with one exception: Start() holds it across
 // the reload and reconcile, so that no call sees a half-rebuilt model (calls made meanwhile wait
@@ -69,6 +73,7 @@
 #include "orchestrator/core/control_store.h"
 #include "orchestrator/core/lease.h"
 #include "orchestrator/core/pinned_sessions.h"
+#include "orchestrator/core/pool_io.h"
 #include "orchestrator/core/template_service.h"
 #include "orchestrator/core/template_spec.h"
 #include "orchestrator/util/clock.h"
@@ -139,10 +144,19 @@ struct ManagerStatus {
   PinnedSessions::Stats proxy;  // zeros when the daemon runs without a proxy
 };
 
+// The real doors: SlotStore on `store`, SlotOps on the backend's shared server (its sessions
+// deprioritised through `backend`) or on each slot's server. Both must outlive what uses them.
+PoolIo RealPoolIo(ControlStore& store, backend::Backend& backend);
+
 class PoolManager final : public TemplateService::Listener, public LeaseLookup {
  public:
-  // `store` and `backend` must outlive the manager; `backend` must be started.
+  // `store` and `backend` must outlive the manager; `backend` must be started. The manager reaches
+  // the server and the control database through RealPoolIo(store, backend).
   PoolManager(ControlStore& store, backend::Backend& backend, const util::Clock& clock, PoolOptions options);
+  // The same, through the doors `io` (pool_io.h): the real ones wrapped by fault_points.h, or
+  // in-memory ones in the pool's unit tests. `io.shared` must be set unless `backend` has servers
+  // per slot; `io.work_for` must be set if it has.
+  PoolManager(PoolIo io, backend::Backend& backend, const util::Clock& clock, PoolOptions options);
   ~PoolManager() override;  // Stop()
   PoolManager(const PoolManager&) = delete;
   PoolManager& operator=(const PoolManager&) = delete;

@@ -3,12 +3,12 @@
 //   pool_manager.cc    construction, Start/Stop, the template service's notifications, Status
 //   pool_leases.cc     lease lifecycle: acquire, renew, reset, release, expiry (the reaper), lookup
 //   pool_slots.cc      slot lifecycle: state, capacity, recycler threads, warm, recycle, destroy
-//   pool_servers.cc    servers per slot (docker): start, SlotOps per server, checks
+//   pool_servers.cc    servers per slot (docker): start, SlotWork per server, checks
 //   pool_reconcile.cc  Start(): reload rows and reconcile them with the server(s)
 // Nothing else includes it. See pool_manager.h for the behaviour.
 //
 // Locking: one mutex `mu` guards the model; a function's comment says whether it runs under mu.
-// Server and control-database I/O (SlotOps, SlotStore, the backend, the proxy) never runs under
+// Server and control-database I/O (SlotWork, PoolRows, the backend, the proxy) never runs under
 // it, except in Start() (see pool_manager.h).
 #pragma once
 
@@ -25,8 +25,7 @@
 
 #include "orchestrator/core/pinned_sessions.h"
 #include "orchestrator/core/pool_manager.h"
-#include "orchestrator/core/slot_ops.h"
-#include "orchestrator/core/slot_store.h"
+#include "orchestrator/core/pool_io.h"
 #include "orchestrator/pg/connection.h"
 #include "orchestrator/util/clock.h"
 #include "orchestrator/util/error.h"
@@ -155,30 +154,28 @@ inline void Observe(PoolCounters::Histogram* h, double ms) {
 using namespace pool_internal;  // NOLINT(google-build-using-namespace)
 
 struct PoolManager::Impl {
-  Impl(ControlStore& s, backend::Backend& b, const util::Clock& c, PoolOptions o)
-      : store(s),
-        backend(b),
+  Impl(PoolIo io, backend::Backend& b, const util::Clock& c, PoolOptions o)
+      : backend(b),
         clock(c),
         options(o),
-        rows(s),
+        rows(std::move(io.rows)),
         servers(b.slot_servers()),
-        shared_ops(servers != nullptr ? nullptr
-                                      : std::make_shared<SlotOps>(s.AdminConnInfo(""),
-                                                                  [&b](int pid) { b.Deprioritize(pid); })) {
+        shared_ops(servers != nullptr ? nullptr : std::move(io.shared)),
+        work_for(std::move(io.work_for)) {
     counters.wait = MakeHistogram({0.5, 1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000});
     counters.recycle = MakeHistogram({5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000});
     counters.reset = MakeHistogram({0.5, 1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 5000});
   }
 
-  ControlStore& store;
   backend::Backend& backend;
   const util::Clock& clock;
   const PoolOptions options;
-  SlotStore rows;
+  const std::shared_ptr<PoolRows> rows;  // the control rows (pool_io.h)
   // Where slots live: one shared server (servers == nullptr; every slot uses shared_ops), or a
-  // server per slot (docker), each with its SlotOps in slot_ops.
+  // server per slot (docker), each with its SlotWork (made by work_for) in slot_ops.
   backend::SlotServers* const servers;
-  const std::shared_ptr<SlotOps> shared_ops;
+  const std::shared_ptr<SlotWork> shared_ops;
+  const std::function<std::shared_ptr<SlotWork>(const pg::ConnInfo&)> work_for;
 
   mutable std::mutex mu;
   std::condition_variable jobs_cv;                        // recycler threads: jobs or stopping changed
@@ -196,14 +193,14 @@ struct PoolManager::Impl {
   PoolCounters counters;                                  // guarded by mu
   int total_slots = 0;                                    // guarded by mu
   std::vector<std::thread> threads;                       // touched by Start/Stop only
-  // One pool manager per control database: it holds this session's advisory lock for its
-  // lifetime. A second daemon on the same server builds templates but hands out no leases.
-  std::optional<pg::Connection> owner_lock;               // touched by Start/Stop only
+  // One pool manager per control database: it holds the ownership (PoolRows::TakeOwnership)
+  // for its lifetime. A second daemon on the same server builds templates but hands out no leases.
+  bool owner = false;                                     // touched by Start/Stop only
   bool passive = false;                                   // guarded by mu
   std::function<void(const std::string&)> lease_ended;    // set before Start, then read-only
   PinnedSessions* pinned = nullptr;                       // set before Start, then read-only
   std::vector<std::string> ended_while_down;              // Reconcile → Start, for lease_ended
-  std::map<std::string, std::shared_ptr<SlotOps>> slot_ops;  // by slot id (servers only); guarded by mu
+  std::map<std::string, std::shared_ptr<SlotWork>> slot_ops;  // by slot id (servers only); guarded by mu
   util::MonoTime next_server_check;                       // real time; the reaper's; servers only
   util::MonoTime next_orphan_sweep;                       // real time; the reaper's; servers only
 
@@ -237,11 +234,11 @@ struct PoolManager::Impl {
   // transaction rolled back cleanly) or re-clone; then ready.
   void Recycle(Slot s);
   // Recycle's steps. Hands the slot's database to a fresh role (the old one dropped, stray
-  // sessions ended): the skip and rollback paths. Throws as SlotOps.
-  void HandToFreshRole(Slot* s, SlotOps& ops, RecycleMode recycle);
+  // sessions ended): the skip and rollback paths. Throws as SlotWork.
+  void HandToFreshRole(Slot* s, SlotWork& ops, RecycleMode recycle);
   // Drops the database and role and clones anew (pinning a session in rollback mode); false when
-  // the template stopped being current meanwhile (the slot is then discarded). Throws as SlotOps.
-  bool Reclone(Slot* s, SlotOps& ops, const std::string& template_db, RecycleMode recycle);
+  // the template stopped being current meanwhile (the slot is then discarded). Throws as SlotWork.
+  bool Reclone(Slot* s, SlotWork& ops, const std::string& template_db, RecycleMode recycle);
   // Logs and counts the outcome, then makes the slot ready. Takes mu.
   void FinishRecycle(const Slot& s, RecycleOutcome mode, double ms);
   // Drops a broken slot's database and role (servers: removes its server) and its row; frees its
@@ -261,11 +258,11 @@ struct PoolManager::Impl {
 
   // ---- servers per slot (pool_servers.cc) ------------------------------------------------------
 
-  // The SlotOps for slot `s`'s server: shared_ops, or (servers) the slot's own, made on first use
+  // The SlotWork for slot `s`'s server: shared_ops, or (servers) the slot's own, made on first use
   // (no I/O: connections open on first call). OpsLocked: under mu; Ops: not under mu.
   // Throws Error(kInternal) when a server-per-slot slot has no server yet.
-  std::shared_ptr<SlotOps> OpsLocked(const Slot& s);
-  std::shared_ptr<SlotOps> Ops(const Slot& s) {
+  std::shared_ptr<SlotWork> OpsLocked(const Slot& s);
+  std::shared_ptr<SlotWork> Ops(const Slot& s) {
     std::lock_guard<std::mutex> lock(mu);
     return OpsLocked(s);
   }

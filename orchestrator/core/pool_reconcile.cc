@@ -19,17 +19,15 @@ Pool& PoolManager::Impl::EnsurePool(const std::string& name, const std::string& 
 }
 
 void PoolManager::Impl::Reconcile() {
-  for (const TemplateRow& t : store.ListTemplates()) {
-    auto build = store.FindBuild(t.name, t.current_hash);
-    if (!build || build->state != "ready") continue;
-    if (build->format != kTemplateFormatVersion) {
+  for (const PooledTemplate& t : rows->PooledTemplates()) {
+    if (t.format != kTemplateFormatVersion) {
       // Built by an older testpool: its objects are not owned the way leases need. A PUT of the
       // same files builds it again (the format is part of the hash).
-      log::Warn("pool.template_outdated", {{"template", t.name}, {"hash", t.current_hash.substr(0, 12)},
-                                           {"format", std::to_string(build->format)}});
+      log::Warn("pool.template_outdated", {{"template", t.name}, {"hash", t.hash.substr(0, 12)},
+                                           {"format", std::to_string(t.format)}});
       continue;
     }
-    Pool& p = EnsurePool(t.name, t.current_hash, true);
+    Pool& p = EnsurePool(t.name, t.hash, true);
     p.config = t.pool;
     current[t.name] = p.template_db;
   }
@@ -48,11 +46,11 @@ void PoolManager::Impl::Reconcile() {
     }
   }
   std::map<std::string, LeaseRow> active;
-  for (LeaseRow& l : rows.LoadActiveLeases()) active[l.id] = l;
+  for (LeaseRow& l : rows->LoadActiveLeases()) active[l.id] = l;
   util::WallTime now = clock.WallNow();
   std::set<std::string> owned_dbs, owned_roles;
   std::vector<std::string> recycle, destroy;
-  for (const SlotRow& r : rows.LoadSlots()) {
+  for (const SlotRow& r : rows->LoadSlots()) {
     const std::string key = TemplateDatabaseName(r.template_name, r.hash);
     Pool& p = EnsurePool(r.template_name, r.hash, current.count(r.template_name) && current[r.template_name] == key);
     Slot s;
@@ -73,7 +71,7 @@ void PoolManager::Impl::Reconcile() {
       s.host = server->second.client.Get("host");
       s.port = std::stoi(server->second.client.Get("port"));
       try {
-        std::shared_ptr<SlotOps> ops = OpsLocked(s);
+        std::shared_ptr<SlotWork> ops = OpsLocked(s);
         for (const std::string& d : ops->ListDatabases("tp_s_")) dbs.insert(d);
         for (const std::string& role : ops->ListRoles("tp_r_")) roles.insert(role);
       } catch (const std::exception& e) {
@@ -100,7 +98,7 @@ void PoolManager::Impl::Reconcile() {
       s.state = SlotState::kRecycling;
       recycle.push_back(s.id);
       ++counters.leases_expired;
-      if (lease != active.end()) rows.End(lease->first, s.id, LeaseState::kExpired);
+      if (lease != active.end()) rows->End(lease->first, s.id, LeaseState::kExpired);
       if (!r.lease_id.empty()) ended_while_down.push_back(r.lease_id);
       log::Info("lease.expired", {{"lease", r.lease_id}, {"slot", s.id}, {"while", "daemon down"},
                                   {"reason", "rollback mode: its transaction ended with the previous daemon"}});
@@ -119,7 +117,7 @@ void PoolManager::Impl::Reconcile() {
       s.state = SlotState::kRecycling;
       recycle.push_back(s.id);
       ++counters.leases_expired;
-      if (lease != active.end()) rows.End(lease->first, s.id, LeaseState::kExpired);
+      if (lease != active.end()) rows->End(lease->first, s.id, LeaseState::kExpired);
       if (!r.lease_id.empty()) ended_while_down.push_back(r.lease_id);
       log::Info("lease.expired", {{"lease", r.lease_id}, {"slot", s.id}, {"while", "daemon down"}});
     } else {
@@ -131,7 +129,7 @@ void PoolManager::Impl::Reconcile() {
     slots.emplace(s.id, s);
     if (s.state == SlotState::kReady) OfferReady(slots.at(s.id));
   }
-  rows.ExpireStrayLeases();
+  rows->ExpireStrayLeases();
   // Orphans are removed on a best-effort basis: one that cannot go now must not stop the daemon.
   for (const backend::SlotServer& server : listed) {
     if (slots.count(server.slot_id)) continue;

@@ -1,5 +1,5 @@
 // Servers per slot (a backend with SlotServers, i.e. docker): each slot's database lives in a
-// server of its own. Starting a slot's server, the SlotOps that reach it, and the reaper's checks
+// server of its own. Starting a slot's server, the SlotWork that reaches it, and the reaper's checks
 // for servers that died or that no slot owns. With a shared server none of this runs.
 #include <algorithm>
 
@@ -16,15 +16,14 @@ constexpr auto kOrphanSweepInterval = std::chrono::seconds(30);
 
 }  // namespace
 
-std::shared_ptr<SlotOps> PoolManager::Impl::OpsLocked(const Slot& s) {
+std::shared_ptr<SlotWork> PoolManager::Impl::OpsLocked(const Slot& s) {
   if (servers == nullptr) return shared_ops;
   auto it = slot_ops.find(s.id);
   if (it != slot_ops.end()) return it->second;
   if (s.server.params().empty()) {
     throw Error(ErrorCode::kInternal, "slot " + s.id + " has no server yet");
   }
-  // Few connections: one slot's work is serialised (Slot::io), the reaper's cut-offs aside.
-  auto ops = std::make_shared<SlotOps>(s.server, [](int) {}, /*max_idle=*/2);
+  auto ops = work_for(s.server);
   slot_ops.emplace(s.id, ops);
   return ops;
 }

@@ -177,11 +177,11 @@ void PoolManager::Impl::Warm(Slot s) {
   const util::Stopwatch took;
   try {
     NewCredentials(&s);
-    rows.InsertWarming(SlotRow{s.id, s.name, s.hash, s.database, "warming", "", "", "", "", s.token});
+    rows->InsertWarming(SlotRow{s.id, s.name, s.hash, s.database, "warming", "", "", "", "", s.token});
     if (servers != nullptr) StartServer(&s);
     CloneAndPrepare(&s, template_db, mode);
     if (mode == RecycleMode::kRollback) PinSession(&s);
-    rows.MarkReady(SlotRow{s.id, s.name, s.hash, s.database, "ready", s.role, s.password, "", s.baseline, s.token});
+    rows->MarkReady(SlotRow{s.id, s.name, s.hash, s.database, "ready", s.role, s.password, "", s.baseline, s.token});
   } catch (const std::exception& e) {
     log::Error("slot.warm_failed", {{"slot", s.id}, {"template", s.name}, {"error", e.what()}});
     std::lock_guard<std::mutex> lock(mu);
@@ -207,7 +207,7 @@ void PoolManager::Impl::Warm(Slot s) {
 // The write marks of a database cloned from its pool's template a moment ago (nobody else has
 // connected to it): its counters, and the template's sequences. Not under mu.
 void PoolManager::Impl::CloneAndPrepare(Slot* s, const std::string& template_db, RecycleMode mode) {
-  std::shared_ptr<SlotOps> ops = Ops(*s);
+  std::shared_ptr<SlotWork> ops = Ops(*s);
   ops->CloneDatabase(s->database, template_db);
   ops->PrepareRole(s->database, s->role, ServerPassword(*s, mode));
   s->baseline = FreshCloneMarks(*s);
@@ -278,7 +278,7 @@ void PoolManager::Impl::Recycle(Slot s) {
   }
   RecycleOutcome mode = RecycleOutcome::kSkip;
   try {
-    std::shared_ptr<SlotOps> ops = Ops(s);
+    std::shared_ptr<SlotWork> ops = Ops(s);
     if (s.pinned && pinned != nullptr) {
       // Normally done when the lease ended (Finish); here when that never ran (a restart).
       s.rolled_back = pinned->Release(s.id);
@@ -303,7 +303,7 @@ void PoolManager::Impl::Recycle(Slot s) {
       mode = RecycleOutcome::kClone;
       if (!Reclone(&s, *ops, template_db, recycle)) return;
     }
-    rows.MarkReady(SlotRow{s.id, s.name, s.hash, s.database, "ready", s.role, s.password, "", s.baseline, s.token});
+    rows->MarkReady(SlotRow{s.id, s.name, s.hash, s.database, "ready", s.role, s.password, "", s.baseline, s.token});
   } catch (const std::exception& e) {
     log::Error("slot.recycle_failed", {{"slot", s.id}, {"template", s.name}, {"error", e.what()}});
     std::lock_guard<std::mutex> lock(mu);
@@ -317,7 +317,7 @@ void PoolManager::Impl::Recycle(Slot s) {
   FinishRecycle(s, mode, took.ElapsedMs());
 }
 
-void PoolManager::Impl::HandToFreshRole(Slot* s, SlotOps& ops, RecycleMode recycle) {
+void PoolManager::Impl::HandToFreshRole(Slot* s, SlotWork& ops, RecycleMode recycle) {
   // Fresh credentials under a fresh role name; the old role is dropped.
   const std::string old_role = s->role;
   NewCredentials(s);
@@ -328,7 +328,7 @@ void PoolManager::Impl::HandToFreshRole(Slot* s, SlotOps& ops, RecycleMode recyc
   ops.EndSessions(s->database);
 }
 
-bool PoolManager::Impl::Reclone(Slot* s, SlotOps& ops, const std::string& template_db, RecycleMode recycle) {
+bool PoolManager::Impl::Reclone(Slot* s, SlotWork& ops, const std::string& template_db, RecycleMode recycle) {
   ops.DropDatabase(s->database);
   ops.DropRole(s->role);
   {
@@ -374,7 +374,7 @@ void PoolManager::Impl::Destroy(Slot s) {
       shared_ops->DropDatabase(s.database);
       if (!s.role.empty()) shared_ops->DropRole(s.role);
     }
-    rows.Delete(s.id);
+    rows->Delete(s.id);
     log::Info("slot.destroyed", {{"slot", s.id}, {"template", s.name}, {"database", s.database}});
   } catch (const std::exception& e) {
     // Left for the next start's reconcile, which removes what no row owns.

@@ -23,22 +23,12 @@
 #include <vector>
 
 #include "orchestrator/core/control_store.h"
+#include "orchestrator/core/pool_io.h"
+#include "orchestrator/pg/pool.h"
 
 namespace testpool::core {
 
-// What dirty tracking compares: a database's pg_stat_database tuple counters (inserted, updated,
-// deleted — catalog rows included, so DDL counts) and a digest of every sequence's state.
-// Stored in the slot's control row as "tup=<i>:<u>:<d>;seq=<digest>".
-struct WriteMarks {
-  std::string counters;   // "<inserted>:<updated>:<deleted>"
-  std::string sequences;  // 16 hex digits
-  std::string Encode() const;
-  // The marks Encode() wrote; empty marks (never equal to real ones) for anything else.
-  static WriteMarks Decode(const std::string& text);
-  bool empty() const { return counters.empty() || sequences.empty(); }
-};
-
-class SlotOps {
+class SlotOps final : public SlotWork {
  public:
   // Works on the server at `server` (superuser conninfo; its dbname is ignored): the shared server
   // of the local and external backends, or one slot's own server (docker). `background` is told
@@ -48,46 +38,46 @@ class SlotOps {
 
   // CREATE DATABASE `db` TEMPLATE `template_db` STRATEGY FILE_COPY, with PUBLIC's rights revoked.
   // `db` existing already, or `template_db` missing or in use: PgError kInternal.
-  void CloneDatabase(const std::string& db, const std::string& template_db);
+  void CloneDatabase(const std::string& db, const std::string& template_db) override;
   // Makes `role` a LOGIN member of kSlotOwnerRole with `password` (created, or updated when it
   // exists) and gives it CONNECT and TEMP on `db`. After this the role's DSN connects on the
   // first try. The password's SCRAM secret is computed here (few iterations: the password is a
   // random token), not by the server. `db` missing: PgError kInternal.
-  void PrepareRole(const std::string& db, const std::string& role, const std::string& password);
+  void PrepareRole(const std::string& db, const std::string& role, const std::string& password) override;
   // Gives `db` to a new `role` with `password` and drops `old_role` (cut off, owning nothing),
   // in one transaction. Roles are never reused across leases: a handshake that began with the
   // old credentials before the cut-off can never complete into the next lease. `old_role`
   // missing or `role` existing: PgError kInternal, and nothing changed.
   void HandOver(const std::string& db, const std::string& old_role, const std::string& role,
-                const std::string& password);
+                const std::string& password) override;
   // Stops `role` from logging in, terminates its sessions and waits (bounded) until they are
   // gone. A role that does not exist is fine. Error(kTimeout) as above.
-  void CutOff(const std::string& role);
+  void CutOff(const std::string& role) override;
 
   // Terminates every session on `db`, waits until they are gone (each has then flushed its
   // statistics: a backend reports them as it exits), and returns the tuple counters ("0:0:0"
   // for a database that does not exist). Error(kTimeout) as above.
-  std::string Counters(const std::string& db);
+  std::string Counters(const std::string& db) override;
   // Terminates every session on `db` (but the caller's own) and waits until they are gone.
   // Error(kTimeout) as above.
-  void EndSessions(const std::string& db);
+  void EndSessions(const std::string& db) override;
   // Connects to `db` and digests every sequence's state. Reading writes nothing: the counters
   // stay as they were. `db` missing or refusing the connection: PgError.
-  std::string SequenceDigest(const std::string& db);
+  std::string SequenceDigest(const std::string& db) override;
   // True when nothing was written to `db` since `baseline` was taken: counters first (no
   // connection to `db` needed when they differ), then the sequences. Errors as Counters and
   // SequenceDigest.
-  bool Unchanged(const std::string& db, const WriteMarks& baseline);
+  bool Unchanged(const std::string& db, const WriteMarks& baseline) override;
 
   // DROP DATABASE … WITH (FORCE) if it exists (a missing one is fine).
-  void DropDatabase(const std::string& db);
+  void DropDatabase(const std::string& db) override;
   // Terminates the role's sessions and drops it if it exists (a missing one is fine). A role that
   // still owns something or holds rights: PgError kInternal.
-  void DropRole(const std::string& role);
+  void DropRole(const std::string& role) override;
 
   // Databases / roles on the server whose names start with `prefix`, sorted.
-  std::vector<std::string> ListDatabases(const std::string& prefix);
-  std::vector<std::string> ListRoles(const std::string& prefix);
+  std::vector<std::string> ListDatabases(const std::string& prefix) override;
+  std::vector<std::string> ListRoles(const std::string& prefix) override;
 
  private:
   void WaitNoSessions(const char* column, const std::string& value);

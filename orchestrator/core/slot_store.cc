@@ -2,6 +2,7 @@
 
 #include <cstdio>
 
+#include "orchestrator/core/advisory_locks.h"
 #include "orchestrator/util/error.h"
 #include "orchestrator/util/time_format.h"
 
@@ -138,6 +139,35 @@ void SlotStore::ExpireStrayLeases() {
   auto conn = store_.Connect();
   conn->Exec("UPDATE leases l SET state = 'expired', ended_at = now() WHERE l.state = 'active' AND NOT EXISTS "
              "(SELECT 1 FROM slots s WHERE s.id = l.slot_id AND s.state = 'leased' AND s.lease_id = l.id)");
+}
+
+std::vector<PooledTemplate> SlotStore::PooledTemplates() {
+  std::vector<PooledTemplate> out;
+  for (const TemplateRow& t : store_.ListTemplates()) {
+    auto build = store_.FindBuild(t.name, t.current_hash);
+    if (!build || build->state != "ready") continue;
+    out.push_back(PooledTemplate{t.name, t.current_hash, t.pool, build->format});
+  }
+  return out;
+}
+
+bool SlotStore::TakeOwnership() {
+  std::lock_guard<std::mutex> lock(owner_mu_);
+  if (owner_) return true;
+  pg::Connection conn = pg::Connection::Open(store_.AdminConnInfo(kControlDatabase));
+  // The one lock that makes a daemon the pool manager of this server (advisory_locks.h).
+  if (conn.Exec("SELECT pg_try_advisory_lock($1::int, $2::int)",
+                {std::to_string(kPoolsLockClass), std::to_string(kPoolsLockKey)})
+          .Get(0, 0) != "t") {
+    return false;
+  }
+  owner_.emplace(std::move(conn));
+  return true;
+}
+
+void SlotStore::ReleaseOwnership() {
+  std::lock_guard<std::mutex> lock(owner_mu_);
+  owner_.reset();  // closing the session frees its advisory lock
 }
 
 }  // namespace testpool::core
