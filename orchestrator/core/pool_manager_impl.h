@@ -128,6 +128,9 @@ inline const char* ToString(RecycleOutcome o) {
   return "clone";
 }
 
+// Every lease role of slot `slot_id` is named "<this><generation>".
+inline std::string SlotRolePrefix(const std::string& slot_id) { return "tp_r_" + slot_id + "_"; }
+
 // Recycler threads and the reaper yield to the lease path on a busy machine (their server
 // sessions are deprioritised likewise, through Backend::Deprioritize).
 constexpr int kBackgroundNice = 10;

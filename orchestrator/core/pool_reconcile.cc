@@ -153,8 +153,14 @@ void PoolManager::Impl::Reconcile() {
       log::Warn("reconcile.orphan_kept", {{"database", d}, {"error", e.what()}});
     }
   }
+  const auto destroyed_slot_role = [&](const std::string& role) {
+    for (const std::string& id : destroy) {
+      if (role.rfind(SlotRolePrefix(id), 0) == 0) return true;  // its Destroy drops it, after the database
+    }
+    return false;
+  };
   for (const std::string& r : roles) {
-    if (owned_roles.count(r)) continue;
+    if (owned_roles.count(r) || destroyed_slot_role(r)) continue;
     log::Info("reconcile.orphan_role", {{"role", r}});
     try {
       shared_ops->DropRole(r);

@@ -20,7 +20,7 @@ namespace {
 // reused across leases.
 void NewCredentials(Slot* s) {
   ++s->generation;
-  s->role = "tp_r_" + s->id + "_" + std::to_string(s->generation);
+  s->role = SlotRolePrefix(s->id) + std::to_string(s->generation);
   s->password = util::RandomToken(32);
   s->server_password = util::RandomToken(32);
 }
@@ -372,7 +372,10 @@ void PoolManager::Impl::Destroy(Slot s) {
     } else {
       if (!s.role.empty()) shared_ops->CutOff(s.role);
       shared_ops->DropDatabase(s.database);
-      if (!s.role.empty()) shared_ops->DropRole(s.role);
+      // Every role of this slot, not only the one its row names: a daemon that died between
+      // preparing a role and recording it (a warm, a hand-over) left one no row knows. Role names
+      // carry the slot id; each holds rights on the database, so they go after it.
+      for (const std::string& role : shared_ops->ListRoles(SlotRolePrefix(s.id))) shared_ops->DropRole(role);
     }
     rows->Delete(s.id);
     log::Info("slot.destroyed", {{"slot", s.id}, {"template", s.name}, {"database", s.database}});

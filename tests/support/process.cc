@@ -88,7 +88,8 @@ struct Daemon::Impl {
   bp::child child;
 };
 
-Daemon::Daemon(const std::vector<std::string>& args, std::chrono::seconds ready_timeout)
+Daemon::Daemon(const std::vector<std::string>& args, std::chrono::seconds ready_timeout,
+               const std::map<std::string, std::string>& env)
     : impl_(std::make_unique<Impl>()), port_(FreePort()) {
   std::vector<std::string> full = {"serve", "--listen", "127.0.0.1:" + std::to_string(port_)};
   // The wire proxy on any free port: several daemons run side by side in tests.
@@ -97,7 +98,7 @@ Daemon::Daemon(const std::vector<std::string>& args, std::chrono::seconds ready_
   }
   full.insert(full.end(), args.begin(), args.end());
   impl_->child = bp::child(TestpoolBinary().string(), bp::args(full), bp::std_out > impl_->log.string(),
-                           bp::std_err > impl_->log.string(), bp::std_in < bp::null);
+                           bp::std_err > impl_->log.string(), bp::std_in < bp::null, EnvWith(env));
   httplib::Client http("127.0.0.1", port_);
   http.set_connection_timeout(std::chrono::seconds(1));
   auto deadline = std::chrono::steady_clock::now() + ready_timeout;
@@ -134,6 +135,15 @@ int Daemon::Terminate(std::chrono::seconds timeout) {
   }
   impl_->child.wait();
   return impl_->child.exit_code();
+}
+
+bool Daemon::WaitForExit(std::chrono::seconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (impl_->child.running()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return true;
 }
 
 std::string Daemon::Log() const { return Slurp(impl_->log); }

@@ -32,9 +32,10 @@ int FreePort();
 // answers; a daemon that exits or never answers fails the test with its log.
 class Daemon {
  public:
-  // `args` after `serve`; --listen is added.
+  // `args` after `serve`; --listen is added. `env`: extra environment (e.g. TESTPOOL_FAULTS).
   explicit Daemon(const std::vector<std::string>& args,
-                  std::chrono::seconds ready_timeout = std::chrono::seconds(120));
+                  std::chrono::seconds ready_timeout = std::chrono::seconds(120),
+                  const std::map<std::string, std::string>& env = {});
   ~Daemon();  // SIGKILLs it if still running
   Daemon(const Daemon&) = delete;
   Daemon& operator=(const Daemon&) = delete;
@@ -45,6 +46,8 @@ class Daemon {
   int pid() const;
   // SIGTERM, then waits (bounded); returns the exit code (-1 if it had to be killed).
   int Terminate(std::chrono::seconds timeout = std::chrono::seconds(60));
+  // Waits (bounded) until the daemon exits by itself; false if it is still running.
+  bool WaitForExit(std::chrono::seconds timeout = std::chrono::seconds(60));
   // The daemon's log so far (its stderr).
   std::string Log() const;
 
