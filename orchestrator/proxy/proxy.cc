@@ -54,7 +54,12 @@ void Conn::CloseAfterWrite() {
   if (!writing_) Flush();
 }
 
+void Conn::Unhold() {
+  if (held_ > 0 && --held_ == 0 && !writing_) Flush();
+}
+
 void Conn::Flush() {
+  if (held_ > 0) return;  // Unhold writes it
   if (out_.empty()) {
     if (closing_) Close();
     return;
@@ -130,10 +135,7 @@ asio::awaitable<void> Proxy::Impl::Open(core::PinnedSessions::Target target, std
       it->second.conn->CloseAfterWrite();
     };
     hooks.cancel_server = [this, weak] {
-      if (auto q = weak.lock()) {
-        ServerAddress address = q->address;
-        asio::co_spawn(io, SendCancel(address, q->hello.pid, q->hello.key), asio::detached);
-      }
+      if (auto q = weak.lock()) CancelServer(q);
     };
     Session::Options so;
     so.lease_id = "(slot " + target.slot_id + ")";
@@ -208,6 +210,20 @@ void Proxy::Impl::ClosePinned(const std::shared_ptr<Pinned>& p) {
   auto it = pinned.find(p->slot_id);
   if (it != pinned.end() && it->second == p) pinned.erase(it);
   --sessions_open;
+}
+
+void Proxy::Impl::CancelServer(const std::shared_ptr<Pinned>& p) {
+  p->server->Hold();
+  // The fence opens when the timer completes: expired, or cancelled once the request is taken.
+  auto fence = std::make_shared<asio::steady_timer>(io, kCancelFence);
+  fence->async_wait([server = p->server](boost::system::error_code) { server->Unhold(); });
+  asio::co_spawn(
+      io,
+      [address = p->address, pid = p->hello.pid, key = p->hello.key, fence]() -> asio::awaitable<void> {
+        co_await SendCancel(address, pid, key);
+        fence->cancel();
+      },
+      asio::detached);
 }
 
 void Proxy::Impl::ArmTick() {

@@ -259,8 +259,7 @@ asio::awaitable<void> Proxy::Impl::Talk(std::shared_ptr<Conn> conn) {
           auto q = it->second.pinned.lock();
           if (q && q->session->Running(it->first)) {
             log::Info("proxy.cancel", {{"slot", q->slot_id}, {"client", std::to_string(it->first)}});
-            ServerAddress address = q->address;
-            asio::co_spawn(io, SendCancel(address, q->hello.pid, q->hello.key), asio::detached);
+            CancelServer(q);
           }
         }
         conn->Close();

@@ -42,6 +42,10 @@ inline constexpr size_t kClientReadAhead = 4u << 20;
 // A FATAL sent just before a close gets this long to go out: a client that does not read it
 // by then is closed anyway, so nothing waits on a client that stopped reading.
 inline constexpr std::chrono::seconds kCloseLinger{5};
+// How long the pinned session's writes wait for a CancelRequest to be delivered (CancelServer).
+// The server takes one at once (it only signals the backend); one it has not taken by then is
+// given up on, and the session goes on.
+inline constexpr std::chrono::seconds kCancelFence{5};
 // A connection's write buffer keeps at most this much capacity once written: a connection that
 // once got a large result does not hold on to its memory for the rest of its life.
 inline constexpr size_t kKeepCapacity = 64u << 10;
@@ -66,6 +70,9 @@ class Conn : public std::enable_shared_from_this<Conn> {
   void CloseAfterWrite();
   // Closes now, dropping what is queued, and wakes whoever waits on this connection.
   void Close();
+  // While held (Hold and Unhold counted), what is queued is not written: see CancelServer.
+  void Hold() { ++held_; }
+  void Unhold();
   // Wakes whoever waits on this connection (Backlog, Wait) to look again at what it waits for.
   void Nudge() { wake_.cancel(); }
   // Returns once the queue is below kHighWater or the socket is closed.
@@ -80,6 +87,7 @@ class Conn : public std::enable_shared_from_this<Conn> {
   std::string out_, sending_;
   bool writing_ = false;
   bool closing_ = false;
+  int held_ = 0;
   asio::steady_timer wake_;    // never expires: cancelled to wake its waiters
   asio::steady_timer linger_;  // CloseAfterWrite's bound
 };
@@ -165,6 +173,12 @@ struct Proxy::Impl {
   asio::awaitable<void> ReadServer(std::shared_ptr<Pinned> p, FrameReader reader);
   asio::awaitable<void> Open(core::PinnedSessions::Target target, std::shared_ptr<std::promise<void>> done);
   void ClosePinned(const std::shared_ptr<Pinned>& p);
+  // Asks the server to cancel what the pinned session runs, and writes nothing more to it until
+  // the server has taken the request (it closes the cancel connection once it has signalled the
+  // backend, which then ignores it if idle) or kCancelFence passed. Without this fence a cancel
+  // that lands late stops whatever was sent after it: another client's statement, or the
+  // proxy's own rollback of a client that left (which breaks the lease).
+  void CancelServer(const std::shared_ptr<Pinned>& p);
   // Every 100 ms: times out waiting clients and operations of every session.
   void ArmTick();
   asio::steady_timer tick{io};

@@ -118,7 +118,9 @@ class Session {
     // protocol error) keeps it detached only until its work on the server is undone, ignoring
     // whatever else arrives from it; a later Detach of it is harmless.
     std::function<void(ClientId client, std::string bytes)> close_client;
-    // Ask the server to cancel what it is running (a CancelRequest on a new connection).
+    // Ask the server to cancel what it is running (a CancelRequest on a new connection). What
+    // the session sends after it must not reach the server before the request has (the proxy
+    // holds it back), or a cancel that lands late stops that instead.
     std::function<void()> cancel_server;
   };
 
