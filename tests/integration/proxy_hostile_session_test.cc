@@ -158,6 +158,7 @@ TEST_F(StalledReaderTest, ReleasingALeaseWhoseClientStoppedReadingClosesIt) {
   RawSocket s = LoggedIn();
   ASSERT_TRUE(s.Send(proxy::EncodeQuery(kBigQuery)));
   ASSERT_TRUE(WaitFor([&] { return ServerBlockedWriting(); })) << "the proxy kept reading the server";
+  ExpectOthersServed();
   pools_->Release(hostile_.id);  // bounded by the proxy's op_timeout
   hostile_.id.clear();
   EXPECT_TRUE(EndsWith(s.UntilClosed(), "|closed"));
