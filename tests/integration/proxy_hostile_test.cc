@@ -188,8 +188,11 @@ TEST_F(HostileProxyTest, AThousandIdleConnectionsLeaveOtherLeasesServedAndGoAway
   const auto t0 = std::chrono::steady_clock::now();
   ExpectOthersServed();
   const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0);
-  std::fprintf(stderr, "%zu idle connections: RSS +%.1f MB (test and proxy), the other lease answered in %lld ms\n",
-               n, static_cast<double>(RssBytes() - rss_before) / (1 << 20), static_cast<long long>(took.count()));
+  std::fprintf(stderr,
+               "%zu idle connections: %zu descriptors open (%zu before; the test's ends and the proxy's), "
+               "RSS +%.1f MB (test and proxy), the other lease answered in %lld ms\n",
+               n, OpenFds(), baseline_fds_, static_cast<double>(RssBytes() - rss_before) / (1 << 20),
+               static_cast<long long>(took.count()));
   // (The new connection ExpectOthersServed opened may still be counted until the proxy sees it go.)
   EXPECT_TRUE(WaitFor([&] { return proxy_->stats().client_connections == logged_in_before + n / 2; }))
       << proxy_->stats().client_connections << " clients logged in";
@@ -198,6 +201,7 @@ TEST_F(HostileProxyTest, AThousandIdleConnectionsLeaveOtherLeasesServedAndGoAway
   EXPECT_EQ(Types(idle[1].UntilReady()), "TDCZI");
   idle.clear();
   ExpectFdsBackToBaseline();
+  std::fprintf(stderr, "closed: %zu descriptors open\n", OpenFds());
   EXPECT_TRUE(WaitFor([&] { return proxy_->stats().client_connections == logged_in_before; }));
   ExpectOthersServed();
   ExpectHostileLeaseServes();
