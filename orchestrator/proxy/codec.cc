@@ -126,6 +126,13 @@ std::optional<MessageView> FrameReader::Next() {
   return view;
 }
 
+std::optional<FrameReader::Header> FrameReader::Peek() const {
+  const size_t length_at = untyped_next_ ? 0 : 1;
+  if (buffered() < length_at + 4) return std::nullopt;
+  const char* frame = buffer_.data() + consumed_;
+  return Header{untyped_next_ ? '\0' : frame[0], GetU32(frame + length_at)};
+}
+
 // ---- BodyReader ----
 
 uint8_t BodyReader::Byte() { return static_cast<uint8_t>(Bytes(1)[0]); }

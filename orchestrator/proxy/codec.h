@@ -53,6 +53,14 @@ class FrameReader {
   // holds at least the int32 code, or above kMaxStartupBytes). The length is checked as soon as it
   // has arrived, before its body. Reading stays untyped until ExpectTyped() is called.
   std::optional<MessageView> Next();
+  // The next message's type (0 for an untyped packet) and length field, as soon as those bytes
+  // have arrived, before its body has: lets the caller refuse a message by its type or declared
+  // size without buffering it. nullopt while fewer bytes are buffered. The length is not checked.
+  struct Header {
+    char type = 0;
+    size_t length = 0;
+  };
+  std::optional<Header> Peek() const;
   // The next packet is untyped again (a client that got 'N' to its SSLRequest sends a
   // StartupMessage next).
   void ExpectUntyped() { untyped_next_ = true; }

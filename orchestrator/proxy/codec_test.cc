@@ -592,6 +592,26 @@ TEST(FrameReaderTest, BufferedCountsBytesNotYetReturned) {
   EXPECT_EQ(reader.buffered(), 0u);
 }
 
+TEST(FrameReaderTest, PeekShowsTheHeaderBeforeTheBody) {
+  FrameReader reader(/*startup=*/true);
+  const std::string startup = EncodeStartupMessage(SampleStartup());
+  reader.Feed(startup.substr(0, 3));
+  EXPECT_FALSE(reader.Peek().has_value());
+  reader.Feed(startup.substr(3, 1));
+  ASSERT_TRUE(reader.Peek().has_value());
+  EXPECT_EQ(reader.Peek()->type, 0);
+  EXPECT_EQ(reader.Peek()->length, startup.size());
+  reader.Feed(startup.substr(4));
+  ASSERT_TRUE(reader.Next().has_value());
+  reader.ExpectTyped();
+  EXPECT_FALSE(reader.Peek().has_value());
+  reader.Feed("Q\x7f\xff\xff\xff"s);  // a length far above the limit: Peek reports it as is
+  ASSERT_TRUE(reader.Peek().has_value());
+  EXPECT_EQ(reader.Peek()->type, 'Q');
+  EXPECT_EQ(reader.Peek()->length, 0x7fffffffu);
+  EXPECT_EQ(reader.buffered(), 5u);  // Peek consumes nothing
+}
+
 TEST(FrameReaderTest, ViewsSurviveSwitchingBetweenTypedAndUntyped) {
   FrameReader reader(/*startup=*/true);
   reader.Feed(EncodeStartupMessage(SampleStartup()) + EncodeQuery("SELECT 1"));

@@ -1,20 +1,16 @@
-// Proxy: listeners, client connections (start-up, SCRAM, relaying into their Session), pinned
-// server connections, and the PinnedSessions calls that other threads make.
+// Proxy: its life cycle (listeners, I/O thread), the pinned server connections, the
+// PinnedSessions calls that other threads make, and Conn. Client connections are in
+// proxy_client.cc.
 #include "orchestrator/proxy/proxy.h"
 
-#include <atomic>
-#include <future>
-#include <map>
-#include <mutex>
-#include <thread>
+#include <sys/resource.h>
 
-#include "orchestrator/proxy/asio.h"
+#include <algorithm>
+#include <vector>
+
 #include "orchestrator/proxy/codec.h"
-#include "orchestrator/proxy/scram.h"
-#include "orchestrator/proxy/server_link.h"
-#include "orchestrator/proxy/session.h"
+#include "orchestrator/proxy/proxy_internal.h"
 #include "orchestrator/util/crypto.h"
-#include "orchestrator/util/error.h"
 #include "orchestrator/util/log.h"
 
 namespace testpool::proxy {
@@ -22,149 +18,92 @@ namespace {
 
 using asio::use_awaitable;
 
-// Above this many unsent bytes toward one side, the other side is not read until it drains.
-constexpr size_t kHighWater = 4u << 20;
 // SCRAM iterations for lease passwords at the proxy: random 160-bit tokens gain nothing from
 // stretching (see util::ScramSha256Secret), and every connect pays it.
 constexpr int kClientScramIterations = 16;
-
-// One socket with an ordered write queue.
-struct Conn {
-  explicit Conn(Socket s) : sock(std::move(s)), drained(sock.get_executor()) {
-    drained.expires_at(asio::steady_timer::time_point::max());
-  }
-  Socket sock;
-  std::string out, sending;
-  bool writing = false;
-  bool closing = false;        // close once everything queued is written
-  asio::steady_timer drained;  // cancelled whenever the queue falls below kHighWater
-
-  void Write(std::string_view bytes, const std::shared_ptr<Conn>& self) {
-    if (!sock.is_open()) return;
-    out.append(bytes);
-    if (!writing) Flush(self);
-  }
-  void CloseAfterWrite(const std::shared_ptr<Conn>& self) {
-    closing = true;
-    if (!writing) Flush(self);
-  }
-  void Flush(const std::shared_ptr<Conn>& self) {
-    if (out.empty()) {
-      if (closing) Close();
-      return;
-    }
-    writing = true;
-    sending.swap(out);
-    out.clear();
-    asio::async_write(sock, asio::buffer(sending), [self](boost::system::error_code ec, size_t) {
-      self->writing = false;
-      self->sending.clear();
-      if (ec) {
-        self->Close();
-        return;
-      }
-      if (self->out.size() < kHighWater) self->drained.cancel();
-      self->Flush(self);
-    });
-  }
-  void Close() {
-    boost::system::error_code ignored;
-    if (sock.is_open()) {
-      sock.shutdown(asio::socket_base::shutdown_both, ignored);
-      sock.close(ignored);
-    }
-    drained.cancel();
-  }
-  // Waits until the write queue is below kHighWater.
-  asio::awaitable<void> Backlog() {
-    while (out.size() >= kHighWater && sock.is_open()) {
-      drained.expires_at(asio::steady_timer::time_point::max());
-      boost::system::error_code ec;
-      co_await drained.async_wait(asio::redirect_error(use_awaitable, ec));
-    }
-  }
-};
-
-struct Admission {
-  std::string slot_id, lease_id, database;
-  ScramSecret secret;
-};
+// With max_client_connections 0: the share of the process's open-file limit client connections
+// may take; the rest is left for the pinned server connections (one per rollback-mode slot), the
+// API's sockets and libpq, so a flood of clients cannot starve the daemon of descriptors.
+constexpr size_t kClientFdSharePercent = 75;
 
 }  // namespace
 
-struct Proxy::Impl {
-  explicit Impl(ProxyOptions o) : options(std::move(o)) {}
+// ---- Conn -------------------------------------------------------------------------------------
 
-  const ProxyOptions options;
-  asio::io_context io;
-  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work;
-  std::thread thread;
-  std::optional<asio::ip::tcp::acceptor> tcp;
-  std::optional<asio::local::stream_protocol::acceptor> local;
-  std::filesystem::path socket_path;
-  int bound_port = 0;
+Conn::Conn(Socket s) : sock_(std::move(s)), wake_(sock_.get_executor()), linger_(sock_.get_executor()) {
+  wake_.expires_at(asio::steady_timer::time_point::max());
+}
 
-  // A slot's pinned session and its server connection. I/O thread only.
-  struct Pinned {
-    std::string slot_id, lease_id;
-    std::shared_ptr<Conn> server;
-    ServerAddress address;  // where `server` connects (cancel requests go there too)
-    std::unique_ptr<Session> session;
-    ServerHello hello;
-    bool closed = false;
-  };
-  std::map<std::string, std::shared_ptr<Pinned>> pinned;  // by slot; I/O thread only
+void Conn::Write(std::string_view bytes) {
+  if (!sock_.is_open()) return;
+  out_.append(bytes);
+  if (!writing_) Flush();
+}
 
-  struct Client {
-    std::shared_ptr<Conn> conn;
-    std::weak_ptr<Pinned> pinned;
-    int32_t key = 0;
-  };
-  std::map<ClientId, Client> clients;  // I/O thread only
-  ClientId next_client = 1;            // I/O thread only
+void Conn::CloseAfterWrite() {
+  if (!sock_.is_open() || closing_) return;
+  if (out_.size() >= kHighWater) {
+    Close();
+    return;
+  }
+  closing_ = true;
+  linger_.expires_after(kCloseLinger);
+  linger_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
+    if (!ec) self->Close();
+  });
+  if (!writing_) Flush();
+}
 
-  mutable std::mutex admit_mu;
-  std::map<std::string, Admission> admitted;     // by role name; guarded by admit_mu
-  std::map<std::string, std::string> databases;  // slot → database; guarded by admit_mu
+void Conn::Unhold() {
+  if (held_ > 0 && --held_ == 0 && !writing_) Flush();
+}
 
-  std::atomic<uint64_t> connections_total{0}, connections_refused{0}, sessions_lost{0};
-  std::atomic<uint64_t> sessions_open{0}, clients_open{0};
-
-  // Runs `fn` on the I/O thread and waits for its result (or throws Error(kTimeout)).
-  template <typename T>
-  T OnIo(std::function<void(std::shared_ptr<std::promise<T>>)> fn, std::chrono::milliseconds timeout) {
-    auto p = std::make_shared<std::promise<T>>();
-    std::future<T> f = p->get_future();
-    asio::post(io, [fn, p] { fn(p); });
-    if (f.wait_for(timeout) != std::future_status::ready) {
-      throw Error(ErrorCode::kTimeout, "the proxy did not answer within " + std::to_string(timeout.count()) + " ms");
+void Conn::Flush() {
+  if (held_ > 0) return;  // Unhold writes it
+  if (out_.empty()) {
+    if (closing_) Close();
+    return;
+  }
+  writing_ = true;
+  sending_.swap(out_);
+  out_.clear();
+  asio::async_write(sock_, asio::buffer(sending_), [self = shared_from_this()](boost::system::error_code ec, size_t) {
+    self->writing_ = false;
+    if (self->sending_.capacity() > kKeepCapacity) {
+      std::string().swap(self->sending_);
+    } else {
+      self->sending_.clear();
     }
-    return f.get();
-  }
+    if (ec) {
+      self->Close();
+      return;
+    }
+    if (self->out_.size() < kHighWater) self->Nudge();
+    self->Flush();
+  });
+}
 
-  asio::awaitable<void> Accept(asio::ip::tcp::acceptor& acceptor);
-  asio::awaitable<void> AcceptLocal(asio::local::stream_protocol::acceptor& acceptor);
-  asio::awaitable<void> ServeClient(std::shared_ptr<Conn> conn);
-  asio::awaitable<void> ReadServer(std::shared_ptr<Pinned> p, FrameReader reader);
-  asio::awaitable<void> Open(core::PinnedSessions::Target target, std::shared_ptr<std::promise<void>> done);
-  void ClosePinned(const std::shared_ptr<Pinned>& p);
-  // Every 100 ms: times out waiting clients and operations of every session.
-  void ArmTick() {
-    tick.expires_after(std::chrono::milliseconds(100));
-    tick.async_wait([this](boost::system::error_code ec) {
-      if (ec) return;
-      const auto now = Clock::now();
-      for (auto& [slot, p] : pinned) p->session->Tick(now);
-      ArmTick();
-    });
+void Conn::Close() {
+  closing_ = true;
+  boost::system::error_code ignored;
+  if (sock_.is_open()) {
+    sock_.shutdown(asio::socket_base::shutdown_both, ignored);
+    sock_.close(ignored);
   }
-  asio::steady_timer tick{io};
-  // The target's own server (a slot with a server of its own), else the proxy's.
-  ServerAddress Server(const core::PinnedSessions::Target& target) const {
-    if (!target.host.empty() && target.port != 0) return ServerAddress{target.host, target.port};
-    return ServerAddress{options.server_host, options.server_port};
-  }
-};
+  linger_.cancel();
+  Nudge();
+}
+
+asio::awaitable<void> Conn::Backlog() {
+  auto self = shared_from_this();
+  while (out_.size() >= kHighWater && sock_.is_open()) co_await Wait();
+}
+
+asio::awaitable<void> Conn::Wait() {
+  auto self = shared_from_this();
+  boost::system::error_code ec;
+  co_await wake_.async_wait(asio::redirect_error(use_awaitable, ec));
+}
 
 // ---- pinned sessions ------------------------------------------------------------------------
 
@@ -183,23 +122,20 @@ asio::awaitable<void> Proxy::Impl::Open(core::PinnedSessions::Target target, std
     std::weak_ptr<Pinned> weak = p;
     Session::Hooks hooks;
     hooks.to_server = [weak](std::string_view bytes) {
-      if (auto q = weak.lock()) q->server->Write(bytes, q->server);
+      if (auto q = weak.lock()) q->server->Write(bytes);
     };
     hooks.to_client = [this](ClientId id, std::string_view bytes) {
       auto it = clients.find(id);
-      if (it != clients.end()) it->second.conn->Write(bytes, it->second.conn);
+      if (it != clients.end()) it->second.conn->Write(bytes);
     };
     hooks.close_client = [this](ClientId id, std::string bytes) {
       auto it = clients.find(id);
       if (it == clients.end()) return;
-      it->second.conn->Write(bytes, it->second.conn);
-      it->second.conn->CloseAfterWrite(it->second.conn);
+      it->second.conn->Write(bytes);
+      it->second.conn->CloseAfterWrite();
     };
     hooks.cancel_server = [this, weak] {
-      if (auto q = weak.lock()) {
-        ServerAddress address = q->address;
-        asio::co_spawn(io, SendCancel(address, q->hello.pid, q->hello.key), asio::detached);
-      }
+      if (auto q = weak.lock()) CancelServer(q);
     };
     Session::Options so;
     so.lease_id = "(slot " + target.slot_id + ")";
@@ -238,12 +174,17 @@ asio::awaitable<void> Proxy::Impl::ReadServer(std::shared_ptr<Pinned> p, FrameRe
         p->session->OnServerMessage(*m);
         if (p->session->broken()) break;
       }
+      WakeThrottled(*p);
       if (p->session->broken() || p->closed) break;
       // Toward a slow client: wait until its queue drains before reading more from the server.
-      for (auto& [id, c] : clients) {
-        if (c.pinned.lock() == p && c.conn->out.size() >= kHighWater) co_await c.conn->Backlog();
+      // Its lease's session waits (the server blocks writing); no other lease does. The
+      // connections are held here, as the clients may leave while we wait.
+      std::vector<std::shared_ptr<Conn>> slow;
+      for (const auto& [id, conn] : p->clients) {
+        if (conn->queued() >= kHighWater) slow.push_back(conn);
       }
-      size_t n = co_await p->server->sock.async_read_some(asio::buffer(buf), use_awaitable);
+      for (const auto& conn : slow) co_await conn->Backlog();
+      size_t n = co_await p->server->socket().async_read_some(asio::buffer(buf), use_awaitable);
       reader.Feed(std::string_view(buf, n));
     }
   } catch (const std::exception& e) {
@@ -264,221 +205,38 @@ asio::awaitable<void> Proxy::Impl::ReadServer(std::shared_ptr<Pinned> p, FrameRe
 void Proxy::Impl::ClosePinned(const std::shared_ptr<Pinned>& p) {
   if (p->closed) return;
   p->closed = true;
-  p->server->Write(EncodeTerminate(), p->server);
-  p->server->CloseAfterWrite(p->server);
+  p->server->Write(EncodeTerminate());
+  p->server->CloseAfterWrite();
   auto it = pinned.find(p->slot_id);
   if (it != pinned.end() && it->second == p) pinned.erase(it);
   --sessions_open;
 }
 
-// ---- clients --------------------------------------------------------------------------------
-
-asio::awaitable<void> Proxy::Impl::Accept(asio::ip::tcp::acceptor& acceptor) {
-  for (;;) {
-    boost::system::error_code ec;
-    asio::ip::tcp::socket s = co_await acceptor.async_accept(asio::redirect_error(use_awaitable, ec));
-    if (ec == asio::error::operation_aborted || !acceptor.is_open()) co_return;
-    if (ec) continue;
-    s.set_option(asio::ip::tcp::no_delay(true), ec);
-    auto conn = std::make_shared<Conn>(Socket(std::move(s)));
-    asio::co_spawn(io, ServeClient(conn), asio::detached);
-  }
+void Proxy::Impl::CancelServer(const std::shared_ptr<Pinned>& p) {
+  p->server->Hold();
+  // The fence opens when the timer completes: expired, or cancelled once the request is taken.
+  auto fence = std::make_shared<asio::steady_timer>(io, kCancelFence);
+  fence->async_wait([server = p->server](boost::system::error_code) { server->Unhold(); });
+  asio::co_spawn(
+      io,
+      [address = p->address, pid = p->hello.pid, key = p->hello.key, fence]() -> asio::awaitable<void> {
+        co_await SendCancel(address, pid, key);
+        fence->cancel();
+      },
+      asio::detached);
 }
 
-asio::awaitable<void> Proxy::Impl::AcceptLocal(asio::local::stream_protocol::acceptor& acceptor) {
-  for (;;) {
-    boost::system::error_code ec;
-    asio::local::stream_protocol::socket s = co_await acceptor.async_accept(asio::redirect_error(use_awaitable, ec));
-    if (ec == asio::error::operation_aborted || !acceptor.is_open()) co_return;
-    if (ec) continue;
-    auto conn = std::make_shared<Conn>(Socket(std::move(s)));
-    asio::co_spawn(io, ServeClient(conn), asio::detached);
-  }
-}
-
-asio::awaitable<void> Proxy::Impl::ServeClient(std::shared_ptr<Conn> conn) {
-  FrameReader reader(true);
-  char buf[65536];
-  auto next = [&]() -> asio::awaitable<MessageView> {
-    for (;;) {
-      if (auto m = reader.Next()) co_return *m;
-      size_t n = co_await conn->sock.async_read_some(asio::buffer(buf), use_awaitable);
-      reader.Feed(std::string_view(buf, n));
+void Proxy::Impl::ArmTick() {
+  tick.expires_after(std::chrono::milliseconds(100));
+  tick.async_wait([this](boost::system::error_code ec) {
+    if (ec) return;
+    const auto now = Clock::now();
+    for (auto& [slot, p] : pinned) {
+      p->session->Tick(now);
+      WakeThrottled(*p);
     }
-  };
-  auto refuse = [&](std::string_view sqlstate, const std::string& message) {
-    ++connections_refused;
-    log::Info("proxy.refused", {{"reason", message}});
-    conn->Write(EncodeErrorResponse(MakeFields("FATAL", sqlstate, message)), conn);
-    conn->CloseAfterWrite(conn);
-  };
-  ClientId id = 0;
-  std::shared_ptr<Pinned> p;
-  try {
-    StartupMessage startup;
-    for (;;) {
-      MessageView m = co_await next();
-      StartupPacket packet = ParseStartupPacket(m.body);
-      if (std::holds_alternative<SslRequest>(packet) || std::holds_alternative<GssEncRequest>(packet)) {
-        conn->Write("N", conn);  // no TLS (nor GSS encryption) on the proxy port
-        reader.ExpectUntyped();
-        continue;
-      }
-      if (auto* cancel = std::get_if<CancelRequest>(&packet)) {
-        auto it = clients.find(static_cast<ClientId>(cancel->pid));
-        if (it != clients.end() && it->second.key == cancel->key) {
-          auto q = it->second.pinned.lock();
-          if (q && q->session->Running(it->first)) {
-            log::Info("proxy.cancel", {{"slot", q->slot_id}, {"client", std::to_string(it->first)}});
-            ServerAddress address = q->address;
-            asio::co_spawn(io, SendCancel(address, q->hello.pid, q->hello.key), asio::detached);
-          }
-        }
-        conn->Close();
-        co_return;
-      }
-      startup = std::get<StartupMessage>(std::move(packet));
-      break;
-    }
-    if ((startup.protocol >> 16) != 3) {
-      refuse("0A000", "unsupported frontend protocol " + std::to_string(startup.protocol >> 16) + "." +
-                          std::to_string(startup.protocol & 0xffff) + ": the proxy speaks 3.0");
-      co_return;
-    }
-    reader.ExpectTyped();
-    if ((startup.protocol & 0xffff) != 0) {
-      // NegotiateProtocolVersion: 3.0, and none of the _pq_ options.
-      MessageBuilder b('v');
-      b.Int32(kProtocolV3);
-      std::vector<std::string> unknown;
-      for (const auto& [k, v] : startup.params) {
-        if (k.rfind("_pq_.", 0) == 0) unknown.push_back(k);
-      }
-      b.Int32(static_cast<int32_t>(unknown.size()));
-      for (const auto& u : unknown) b.CString(u);
-      conn->Write(b.Finish(), conn);
-    }
-    const std::string user = startup.Param("user").value_or("");
-    const std::string database = startup.Param("database").value_or(user);
-    if (startup.Param("replication")) {
-      refuse("0A000", "replication connections are not served by testpool's proxy");
-      co_return;
-    }
-    std::optional<Admission> found;
-    {
-      std::lock_guard<std::mutex> lock(admit_mu);
-      auto it = admitted.find(user);
-      if (it != admitted.end() && it->second.database == database) found = it->second;
-    }
-    if (!found) {
-      refuse("28000", "no testpool lease for role \"" + user + "\" on database \"" + database +
-                          "\" (it ended, or it is not a rollback-mode lease)");
-      co_return;
-    }
-    const Admission adm = std::move(*found);
-    // SCRAM-SHA-256 against the lease's secret.
-    conn->Write(EncodeAuthenticationSasl({"SCRAM-SHA-256"}), conn);
-    MessageView first = co_await next();
-    if (first.type != 'p') throw ProtocolError("expected a SASLInitialResponse");
-    SaslInitialResponse init = ParseSaslInitialResponse(first.body);
-    if (init.mechanism != "SCRAM-SHA-256") {
-      refuse("28000", "the proxy offers SCRAM-SHA-256 only, not " + std::string(init.mechanism));
-      co_return;
-    }
-    ScramServer scram(adm.secret, MakeScramNonce());
-    conn->Write(EncodeAuthentication(11, scram.HandleClientFirst(init.data)), conn);
-    MessageView final_msg = co_await next();
-    if (final_msg.type != 'p') throw ProtocolError("expected a SASLResponse");
-    std::optional<std::string> server_final = scram.HandleClientFinal(final_msg.body);
-    if (!server_final) {
-      refuse("28P01", "password authentication failed for user \"" + user + "\"");
-      co_return;
-    }
-    auto pit = pinned.find(adm.slot_id);
-    if (pit == pinned.end() || pit->second->session->broken()) {
-      refuse("08006",
-             pit == pinned.end() ? "the lease's pinned session is gone" : pit->second->session->broken_reason());
-      co_return;
-    }
-    p = pit->second;
-    p->lease_id = adm.lease_id;
-    id = next_client++;
-    if (id > 0x7fffffff) id = next_client = 1;  // BackendKeyData's pid is an int32
-    Client c;
-    c.conn = conn;
-    c.pinned = p;
-    c.key = static_cast<int32_t>(std::stoul(util::RandomHex(4), nullptr, 16) & 0x7fffffff);
-    clients[id] = c;
-    ++connections_total;
-    ++clients_open;
-    std::vector<std::pair<std::string, std::string>> params;
-    for (const auto& [k, v] : startup.params) {
-      if (k == "user" || k == "database" || k == "options" || k.rfind("_pq_.", 0) == 0) continue;
-      params.emplace_back(k, v);
-    }
-    if (auto options = startup.Param("options")) {
-      // "-c name=value" and "--name=value" settings, space-separated ("\ " escapes a space).
-      std::vector<std::string> words;
-      std::string w;
-      for (size_t i = 0; i < options->size(); ++i) {
-        char ch = (*options)[i];
-        if (ch == '\\' && i + 1 < options->size()) {
-          w += (*options)[++i];
-        } else if (ch == ' ' || ch == '\t') {
-          if (!w.empty()) words.push_back(std::move(w));
-          w.clear();
-        } else {
-          w += ch;
-        }
-      }
-      if (!w.empty()) words.push_back(w);
-      for (size_t i = 0; i < words.size(); ++i) {
-        std::string setting;
-        if (words[i] == "-c" && i + 1 < words.size()) {
-          setting = words[++i];
-        } else if (words[i].rfind("-c", 0) == 0 && words[i].size() > 2) {
-          setting = words[i].substr(2);
-        } else if (words[i].rfind("--", 0) == 0) {
-          setting = words[i].substr(2);
-        }
-        auto eq = setting.find('=');
-        if (eq == std::string::npos || eq == 0) continue;
-        std::string name = setting.substr(0, eq);
-        for (char& ch : name) {
-          if (ch == '-') ch = '_';
-        }
-        params.emplace_back(name, setting.substr(eq + 1));
-      }
-    }
-    std::string hello = EncodeAuthentication(12, *server_final) + EncodeAuthentication(0);
-    hello += p->session->Attach(id, std::move(params));
-    hello += EncodeBackendKeyData(static_cast<int32_t>(id), c.key) + EncodeReadyForQuery('I');
-    conn->Write(hello, conn);
-    log::Debug("proxy.client", {{"slot", p->slot_id}, {"lease", adm.lease_id}, {"client", std::to_string(id)}});
-    for (;;) {
-      MessageView m = co_await next();
-      p->session->OnClientMessage(id, m);
-      if (!clients.count(id) || !conn->sock.is_open()) break;
-      if (p->server->out.size() >= kHighWater) co_await p->server->Backlog();
-    }
-  } catch (const ProtocolError& e) {
-    if (id == 0) {
-      refuse("08P01", e.what());
-    } else {
-      conn->Write(EncodeErrorResponse(MakeFields("FATAL", "08P01", e.what())), conn);
-      conn->CloseAfterWrite(conn);
-    }
-  } catch (const ScramError& e) {
-    refuse("28P01", std::string("SCRAM authentication failed: ") + e.what());
-  } catch (const std::exception&) {
-    // The client went away (EOF, reset): nothing to tell it.
-  }
-  if (id != 0) {
-    clients.erase(id);
-    --clients_open;
-    if (p && !p->closed) p->session->Detach(id);
-  }
-  if (!conn->writing) conn->Close();
+    ArmTick();
+  });
 }
 
 // ---- Proxy ------------------------------------------------------------------------------------
@@ -514,6 +272,13 @@ void Proxy::Start() {
                   "the wire proxy cannot listen on " + m.socket_path.string() + ": " + e.what());
     }
   }
+  m.max_clients = m.options.max_client_connections;
+  if (m.max_clients == 0) {
+    rlimit files{};
+    const bool known = ::getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur != RLIM_INFINITY;
+    const size_t limit = known ? static_cast<size_t>(files.rlim_cur) : 1024;
+    m.max_clients = std::max<size_t>(1, limit * kClientFdSharePercent / 100);
+  }
   asio::co_spawn(m.io, m.Accept(*m.tcp), asio::detached);
   if (m.local) asio::co_spawn(m.io, m.AcceptLocal(*m.local), asio::detached);
   m.work.emplace(m.io.get_executor());
@@ -521,7 +286,10 @@ void Proxy::Start() {
   m.thread = std::thread([&m] { m.io.run(); });
   log::Info(
       "proxy.listening",
-      {{"host", m.options.listen_host}, {"port", std::to_string(m.bound_port)}, {"socket", m.socket_path.string()}});
+      {{"host", m.options.listen_host},
+       {"port", std::to_string(m.bound_port)},
+       {"socket", m.socket_path.string()},
+       {"max_clients", std::to_string(m.max_clients)}});
 }
 
 void Proxy::Stop() {

@@ -7,6 +7,15 @@
 // slot (session.h), whatever its language or driver. CancelRequests reach the server backend of
 // the pinned session when that client's statement runs there.
 //
+// A client cannot hold more than its own lease: every message is checked by its header before
+// its body is read (start-up packets up to 10000 bytes, SASL messages up to 65535, messages
+// without SQL or data up to 10000, the rest up to 1 GB: PostgreSQL's own limits; a type no
+// frontend sends is refused at once), logging in is bounded by auth_timeout, connections by
+// max_client_connections, and what the proxy buffers for a client is bounded both ways (a
+// client that stops reading, or pipelines without end, is held back by TCP and stops its own
+// lease's session only). A client that breaks the protocol gets FATAL 08P01 and is closed; its
+// lease's other connections go on. README, "Savepoint mode", lists the limits.
+//
 // Threading: one I/O thread runs every socket and every Session; the PinnedSessions methods may
 // be called from any thread and hand their work to it (Admit only takes a mutex).
 #pragma once
@@ -31,6 +40,15 @@ struct ProxyOptions {
   std::chrono::milliseconds client_wait{30000};
   // Upper bound for opening a pinned session and for a release.
   std::chrono::milliseconds op_timeout{30000};
+  // A client that has not logged in this long after connecting is closed (FATAL 57014):
+  // PostgreSQL's authentication_timeout default, so a connection that says nothing, or stops
+  // half-way through SCRAM, does not hold a socket for ever.
+  std::chrono::milliseconds auth_timeout{60000};
+  // Client connections served at once (logging in or logged in); one more is refused with FATAL
+  // 53300, as PostgreSQL refuses one past max_connections. 0: three quarters of the process's
+  // open-file limit (RLIMIT_NOFILE) at Start, the rest left for the pinned server connections,
+  // the API and libpq, so a flood of clients cannot starve the daemon of descriptors.
+  size_t max_client_connections = 0;
 };
 
 class Proxy final : public core::PinnedSessions {

@@ -41,7 +41,9 @@ struct ServerHello {
 asio::awaitable<Socket> ConnectServer(ServerLogin login, ServerHello* hello, FrameReader* reader,
                                       std::chrono::milliseconds timeout);
 
-// Asks the server to cancel what backend (pid, key) runs. Best effort: errors are logged only.
+// Asks the server to cancel what backend (pid, key) runs. Returns once the server has closed the
+// request's connection (it has then signalled the backend), or on an error. Best effort: errors
+// are logged only.
 asio::awaitable<void> SendCancel(ServerAddress address, int32_t pid, int32_t key);
 
 }  // namespace testpool::proxy

@@ -254,7 +254,7 @@ void Session::Leave(ClientId id, bool cancel) {
   Client* c = Find(id);
   if (c == nullptr || !c->attached) return;
   c->attached = false;
-  c->pending.clear();
+  c->pending.Clear();
   waiters_.erase(std::remove_if(waiters_.begin(), waiters_.end(), [id](const Waiter& w) { return w.client == id; }),
                  waiters_.end());
   if (broken_) {
@@ -266,10 +266,12 @@ void Session::Leave(ClientId id, bool cancel) {
     CopyEnded(*c);
   }
   if (c->unit_open()) {
-    // End its half-sent extended unit so the server answers and the cleanup can follow.
+    // End its half-sent extended unit so the server answers and the cleanup can follow; what
+    // the unit did is undone (a server undoes it when the connection ends before the Sync).
     Entry sync;
     sync.kind = Entry::Kind::kSync;
     sync.client = id;
+    sync.undo = true;
     hooks_.to_server(EncodeSync());
     entries_.push_back(std::move(sync));
     skip_to_sync_ = false;
@@ -340,6 +342,15 @@ void Session::DropClient(ClientId id, std::string_view sqlstate, const std::stri
   Leave(id, false);
 }
 
+size_t Session::PendingBytes(ClientId id) const {
+  auto it = clients_.find(id);
+  return it == clients_.end() ? 0 : it->second.pending.bytes();
+}
+
+void Session::Drop(ClientId id, std::string_view sqlstate, const std::string& message) {
+  DropClient(id, sqlstate, message);
+}
+
 bool Session::Running(ClientId id) const {
   auto it = clients_.find(id);
   return it != clients_.end() && owner_ == id && it->second.in_flight();
@@ -356,7 +367,7 @@ void Session::OnClientMessage(ClientId id, const MessageView& m) {
     Skip(*c, m.type);
     return;
   }
-  c->pending.emplace_back(m.raw);
+  c->pending.PushBack(m.raw);
   if (owner_ == id) {
     Pump(*c);
     return;
@@ -366,8 +377,7 @@ void Session::OnClientMessage(ClientId id, const MessageView& m) {
   if (c->tx == Tx::kDiscarded && !c->in_flight()) {
     // Its block was discarded by a reset: answered by the proxy alone, no server needed.
     while (!c->pending.empty() && Find(id) != nullptr) {
-      std::string raw = std::move(c->pending.front());
-      c->pending.pop_front();
+      std::string raw = c->pending.PopFront();
       Handle(*c, raw);
       c = Find(id);
       if (c == nullptr || c->tx != Tx::kDiscarded) break;
@@ -452,8 +462,7 @@ void Session::Pump(Client& c) {
       char t = cp->pending.front()[0];
       if (!(cp->copy_in() && (t == 'd' || t == 'c' || t == 'f'))) return;
     }
-    std::string raw = std::move(cp->pending.front());
-    cp->pending.pop_front();
+    std::string raw = cp->pending.PopFront();
     Handle(*cp, raw);
     cp = Find(id);
   }
@@ -485,8 +494,7 @@ bool Session::TryInterleave(Client& c) {
   // loop stops there, its remaining messages cleared.
   bool synced = false;
   for (Client* cp = &c; cp != nullptr && cp->attached && !cp->pending.empty(); cp = Find(id)) {
-    std::string raw = std::move(cp->pending.front());
-    cp->pending.pop_front();
+    std::string raw = cp->pending.PopFront();
     synced = raw[0] == 'S';
     Handle(*cp, raw);
   }

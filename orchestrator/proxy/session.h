@@ -118,7 +118,9 @@ class Session {
     // protocol error) keeps it detached only until its work on the server is undone, ignoring
     // whatever else arrives from it; a later Detach of it is harmless.
     std::function<void(ClientId client, std::string bytes)> close_client;
-    // Ask the server to cancel what it is running (a CancelRequest on a new connection).
+    // Ask the server to cancel what it is running (a CancelRequest on a new connection). What
+    // the session sends after it must not reach the server before the request has (the proxy
+    // holds it back), or a cancel that lands late stops that instead.
     std::function<void()> cancel_server;
   };
 
@@ -162,6 +164,16 @@ class Session {
   void OnClientMessage(ClientId client, const MessageView& m);
   // True while the client's unit is running on the server (what a CancelRequest may interrupt).
   bool Running(ClientId client) const;
+  // What the client's messages not yet processed hold in memory (they wait for the server, or
+  // for the client's own unit in flight to end); 0 for a client the session does not know. The
+  // proxy stops reading a client whose backlog is above its bound, as a server reads nothing
+  // while it runs a statement.
+  size_t PendingBytes(ClientId client) const;
+  // The proxy refused the client's stream where it reads it (a message type or length no
+  // frontend may send): as a protocol error inside a message, the client is told why (FATAL,
+  // `sqlstate`) and closed; its unit in flight runs to its end without a cancel, and its work is
+  // undone as when it hangs up. Does nothing for a client the session does not know.
+  void Drop(ClientId client, std::string_view sqlstate, const std::string& message);
 
   // ---- server ---------------------------------------------------------------------------------
   void OnServerMessage(const MessageView& m);
@@ -205,6 +217,46 @@ class Session {
     std::function<void(const InternalResult&)> done;  // internal kQuery/kSync: at ReadyForQuery
     std::string recovery;                             // internal: SQL that repairs the transaction if this one fails
     bool startup = false;  // a client's parameter set-up: its ParameterStatus goes to the client
+    // kSync the proxy sent for a client that left mid-unit: the unit is undone when it ends, as
+    // a server rolls back an implicit transaction whose Sync never came.
+    bool undo = false;
+  };
+
+  // A client's raw messages not yet processed, in order, and what they cost in memory (so the
+  // proxy can stop reading a client that runs too far ahead: PendingBytes).
+  class Pending {
+   public:
+    void PushBack(std::string_view raw) {
+      q_.emplace_back(raw);
+      bytes_ += Cost(raw.size());
+    }
+    void PushFront(std::string raw) {
+      bytes_ += Cost(raw.size());
+      q_.push_front(std::move(raw));
+    }
+    std::string PopFront() {
+      std::string raw = std::move(q_.front());
+      q_.pop_front();
+      bytes_ -= Cost(raw.size());
+      return raw;
+    }
+    void Clear() {
+      q_.clear();
+      bytes_ = 0;
+    }
+    const std::string& front() const { return q_.front(); }
+    const std::string& back() const { return q_.back(); }
+    bool empty() const { return q_.empty(); }
+    std::deque<std::string>::const_iterator begin() const { return q_.begin(); }
+    std::deque<std::string>::const_iterator end() const { return q_.end(); }
+    size_t bytes() const { return bytes_; }
+
+   private:
+    // A message's bytes and its bookkeeping: a flood of 15-byte queries costs about three times
+    // its wire size.
+    static size_t Cost(size_t n) { return n + sizeof(std::string); }
+    std::deque<std::string> q_;
+    size_t bytes_ = 0;
   };
 
   // One client. Members are touched only by the thread driving the session (see the top).
@@ -215,7 +267,7 @@ class Session {
     // these and moves it as its statements complete.
     Tx tx = Tx::kIdle;                // confirmed (by CommandCompletes and ReadyForQuery)
     Tx predicted = Tx::kIdle;         // as of what was sent (decisions for what comes next)
-    std::deque<std::string> pending;  // raw messages not yet processed
+    Pending pending;  // raw messages not yet processed
     // A filter on what the client sends next (drop up to Sync, then answer ReadyForQuery), set
     // when the proxy itself raised an error in its extended unit; it applies to messages already
     // queued as to those still to come (Skip). Beside `state`, not in it: it filters messages,

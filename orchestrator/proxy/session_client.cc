@@ -21,7 +21,7 @@ void Session::Handle(Client& c, const std::string& raw) {
   }
   if (!c.in_unit() && (m.type == 'Q' || m.type == 'F' || IsExtended(m.type))) {
     if (!StartUnit(c, m.type != 'Q' && m.type != 'F')) {
-      c.pending.push_front(raw);
+      c.pending.PushFront(raw);
       return;
     }
   }
@@ -359,9 +359,8 @@ void Session::FailWaiting(Client& c, const std::string& message) {
   // Drop the unit that could not run, as a server drops a failed unit.
   bool ended = false;
   while (!c.pending.empty() && !ended) {
-    char t = c.pending.front()[0];
+    char t = c.pending.PopFront()[0];
     ended = t == 'Q' || t == 'S' || t == 'F';
-    c.pending.pop_front();
   }
   std::string out = EncodeErrorResponse(f);
   if (ended) {

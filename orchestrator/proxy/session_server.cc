@@ -216,7 +216,8 @@ void Session::OnReady(char status) {
     if (entries_.empty()) Dispatch();
     return;
   }
-  FinishUnit(*c, status);
+  // A unit its client left before its Sync ends as a failed one: rolled back.
+  FinishUnit(*c, h.undo ? 'E' : status);
 }
 
 void Session::FinishUnit(Client& c, char server_status) {

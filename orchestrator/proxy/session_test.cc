@@ -162,5 +162,44 @@ TEST_F(SessionTest, AClientDroppedInsideItsInterleavedUnitGivesTheServerBackToTh
   EXPECT_EQ(session_.clients(), 1u);
 }
 
+// PostgreSQL runs an Execute at once but ends the implicit transaction only at Sync: a client
+// whose connection ends before its Sync leaves nothing behind. The proxy ends such a unit for
+// it, then rolls it back instead of keeping it for the lease.
+TEST_F(SessionTest, AUnitWhoseClientLeavesBeforeItsSyncIsRolledBack) {
+  Pin();
+  session_.Attach(1, {});
+  Client(1, EncodeParse("", "INSERT INTO t VALUES (1)", {}) + EncodeSimpleBind("", "") + EncodeExecute("", 0));
+  ASSERT_EQ(Sent(), "PBE");
+  session_.Detach(1);
+  ASSERT_EQ(Sent(), "S");  // the Sync it never sent
+  Server(EncodeParseComplete() + EncodeBindComplete() + Complete("INSERT 0 1") + Ready('T'));
+  EXPECT_NE(to_server_.find("ROLLBACK TO SAVEPOINT testpool_i"), std::string::npos);
+  ASSERT_EQ(Sent(), "Q");
+  Server(Complete("ROLLBACK") + Ready('T'));
+  EXPECT_EQ(session_.clients(), 0u);
+  EXPECT_EQ(Got(1), "");
+}
+
+// What a client sent while its unit runs waits in the session; PendingBytes says how much, so
+// the proxy can stop reading a client that runs ahead.
+TEST_F(SessionTest, PendingBytesCountWhatWaitsForTheServer) {
+  Pin();
+  session_.Attach(1, {});
+  EXPECT_EQ(session_.PendingBytes(1), 0u);
+  const std::string q = EncodeQuery("SELECT 1");
+  Client(1, q + q + q);
+  ASSERT_EQ(Sent(), "Q");
+  const size_t two = session_.PendingBytes(1);
+  EXPECT_GE(two, 2 * q.size());
+  Server(Complete("SELECT 1") + Ready('T'));
+  ASSERT_EQ(Sent(), "QQ");  // the implicit savepoint's refresh, then the next query
+  EXPECT_EQ(session_.PendingBytes(1), two / 2);
+  Server(Complete("RELEASE") + Complete("SAVEPOINT") + Ready('T') + Complete("SELECT 1") + Ready('T'));
+  Server(Complete("RELEASE") + Complete("SAVEPOINT") + Ready('T') + Complete("SELECT 1") + Ready('T'));
+  EXPECT_EQ(Got(1), "C(SELECT 1)ZIC(SELECT 1)ZIC(SELECT 1)ZI");
+  EXPECT_EQ(session_.PendingBytes(1), 0u);
+  EXPECT_EQ(session_.PendingBytes(42), 0u);  // a client it does not know
+}
+
 }  // namespace
 }  // namespace testpool::proxy
