@@ -57,15 +57,15 @@ run_target() {
 # The summary line of one finished target, from its log; returns 1 when it failed.
 report() {
   local t=$1 rc=$2 out=$runs/$1 log=$runs/$1/log
-  local executed per_sec ft0 ft1 files bytes
+  local executed per_sec ft0 ft1 corpus
   executed=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
   per_sec=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
   ft0=$(sed -n 's/.*INITED .* ft: \([0-9]*\).*/\1/p' "$log" | head -1)
   ft1=$(grep -o ' ft: [0-9]*' "$log" | tail -1 | grep -o '[0-9]*' || true)
-  files=$(find "$out/corpus" -type f | wc -l)
-  bytes=$(du -sb "$out/corpus" | cut -f1)
-  printf '%-14s runs %10s  %7s exec/s  corpus %5s files %8s bytes  new features %6s  %s\n' \
-    "$t" "${executed:-?}" "${per_sec:-?}" "$files" "$bytes" "$(( ${ft1:-0} - ${ft0:-0} ))" \
+  # libFuzzer's last "corp: <inputs>/<bytes>" (the inputs it keeps, seeds included).
+  corpus=$(grep -o ' corp: [0-9]*/[0-9]*[KMG]*b' "$log" | tail -1 | sed 's/ corp: //' || true)
+  printf '%-14s runs %10s  %6s exec/s  corpus %14s  new coverage features %6s  %s\n' \
+    "$t" "${executed:-?}" "${per_sec:-?}" "${corpus:-?}" "$(( ${ft1:-0} - ${ft0:-0} ))" \
     "$([ "$rc" -eq 0 ] && echo ok || echo FAILED)"
   if [ "$rc" -ne 0 ]; then
     grep -E 'ERROR:|contract broken|threw an undocumented|SUMMARY' "$log" | head -5 | sed 's/^/    /'
