@@ -50,8 +50,10 @@ run_target() {
   rm -rf "$out"
   mkdir -p "$out/corpus" "$out/artifacts"
   cp fuzz/corpus/"$t"/* "$out/corpus/"
+  local dict=()
+  if [[ $t == sql_* ]]; then dict=(-dict=fuzz/sql.dict); fi
   "$dir/fuzz/${t}_fuzz" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
-    -artifact_prefix="$out/artifacts/" "$out/corpus" >"$out/log" 2>&1
+    "${dict[@]}" -artifact_prefix="$out/artifacts/" "$out/corpus" >"$out/log" 2>&1
 }
 
 # The summary line of one finished target, from its log; returns 1 when it failed.
