@@ -78,7 +78,9 @@ void Route(char route, const json& body) {
     case 'p': {
       const records::RecordPoolSpec spec = RecordPoolSpecFromJson(kUrlName, body);
       CheckShape(body, bodies::kRecordPoolDefinition);
-      FUZZ_CHECK(spec.dsn.empty() != spec.lease_id.empty());
+      // Exactly one of the two members (an empty value is RecordPools' to refuse).
+      FUZZ_CHECK(body.contains("dsn") != body.contains("lease"));
+      FUZZ_CHECK(spec.dsn == body.value("dsn", "") && spec.lease_id == body.value("lease", ""));
       break;
     }
     case 'c': {
