@@ -8,6 +8,8 @@ packages=(
   libpq-dev libboost-dev libboost-program-options-dev libboost-filesystem-dev
   libcpp-httplib-dev nlohmann-json3-dev libssl-dev
   libgtest-dev libgmock-dev libbenchmark-dev
+  # scripts/fuzz.sh: clang and its libFuzzer + sanitizer runtimes (only recommended by clang-14)
+  clang libclang-rt-14-dev
   postgresql-15 postgresql-client-15 postgresql-contrib
   python3 python3-psycopg curl procps
   docker.io busybox-static debootstrap

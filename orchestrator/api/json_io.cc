@@ -64,6 +64,8 @@ json ParseBody(const std::string& body) {
     return json::parse(body);
   } catch (const json::parse_error& e) {
     throw Bad(std::string("request body is not valid JSON: ") + e.what());
+  } catch (const json::out_of_range& e) {  // a number past double's range, such as 1e999
+    throw Bad(std::string("request body holds a number out of range: ") + e.what());
   }
 }
 

@@ -129,7 +129,8 @@ void PoolManager::SetPinnedSessions(PinnedSessions* sessions) { impl_->pinned = 
 ManagerStatus PoolManager::Status() const {
   std::lock_guard<std::mutex> lock(impl_->mu);
   ManagerStatus st;
-  for (const auto& [key, p] : impl_->pools) {
+  for (const auto& entry : impl_->pools) {
+    const auto& p = entry.second;  // not a structured binding: clang 14 cannot capture one
     PoolStatus ps;
     ps.template_name = p.name;
     ps.hash = p.hash;

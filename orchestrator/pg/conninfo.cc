@@ -63,25 +63,62 @@ std::string ConnInfo::Redacted() const {
   return copy.ToKeywordString();
 }
 
+namespace {
+
+// How ToUri can write a host. libpq cuts the URI's authority at ',', ':', '/', '@' and '['
+// before it decodes %XX (so percent-encoding cannot protect those there), and cannot tell an
+// empty part from an absent one; so the authority holds only a host that reads back unchanged.
+enum class HostForm {
+  kQuery,  // anything else (a socket directory, a list of hosts, a zone id, ""): ?host=…
+  kName,   // a name or IPv4 address of RFC 3986's unreserved characters, written as is
+  kIpv6,   // hex digits, ':' and '.', at least one ':': written in brackets (RFC 3986 §3.2.2)
+};
+
+HostForm HostFormOf(const std::string& host) {
+  if (host.empty()) return HostForm::kQuery;
+  bool name = true, ipv6 = host.find(':') != std::string::npos;
+  for (char c : host) {
+    const bool alnum = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+    const bool hex = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+    name = name && (alnum || c == '-' || c == '.' || c == '_' || c == '~');
+    ipv6 = ipv6 && (hex || c == ':' || c == '.');
+  }
+  return name ? HostForm::kName : ipv6 ? HostForm::kIpv6 : HostForm::kQuery;
+}
+
+bool IsDigits(const std::string& s) {
+  return !s.empty() && s.find_first_not_of("0123456789") == std::string::npos;
+}
+
+}  // namespace
+
 std::string ConnInfo::ToUri() const {
   std::string out = "postgresql://";
-  std::string user = Get("user"), password = Get("password"), host = Get("host"), port = Get("port");
-  if (!user.empty()) {
+  const std::string user = Get("user"), password = Get("password"), host = Get("host"), port = Get("port");
+  // What the authority and path hold; every other parameter (an empty one too) goes in the query.
+  const bool user_in_authority = !user.empty();
+  const bool password_in_authority = user_in_authority && !password.empty();
+  const HostForm host_form = HostFormOf(host);
+  const bool port_in_authority = host_form != HostForm::kQuery && IsDigits(port);
+  const bool dbname_in_path = !Get("dbname").empty();
+  if (user_in_authority) {
     out += util::PercentEncode(user);
-    if (!password.empty()) out += ":" + util::PercentEncode(password);
+    if (password_in_authority) out += ":" + util::PercentEncode(password);
     out += "@";
   }
-  bool socket_host = !host.empty() && host[0] == '/';
-  // An IPv6 address is written in brackets (RFC 3986 §3.2.2), or its colons would read as the port's.
-  bool ipv6 = host.find(':') != std::string::npos && host.front() != '[';
-  if (!host.empty() && !socket_host) out += ipv6 ? "[" + host + "]" : host;
-  if (!port.empty() && !socket_host) out += ":" + port;
-  out += "/" + util::PercentEncode(Get("dbname"));
+  if (host_form == HostForm::kName) out += host;
+  if (host_form == HostForm::kIpv6) out += "[" + host + "]";
+  if (port_in_authority) out += ":" + port;
+  out += "/";
+  if (dbname_in_path) out += util::PercentEncode(Get("dbname"));
   std::string query;
   for (const auto& [key, value] : params_) {
-    if (key == "user" || key == "password" || key == "dbname") continue;
-    if ((key == "host" || key == "port") && !socket_host) continue;
-    query += (query.empty() ? "?" : "&") + key + "=" + util::PercentEncode(value);
+    if ((key == "user" && user_in_authority) || (key == "password" && password_in_authority) ||
+        (key == "host" && host_form != HostForm::kQuery) || (key == "port" && port_in_authority) ||
+        (key == "dbname" && dbname_in_path)) {
+      continue;
+    }
+    query += (query.empty() ? "?" : "&") + util::PercentEncode(key) + "=" + util::PercentEncode(value);
   }
   return out + query;
 }

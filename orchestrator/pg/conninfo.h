@@ -25,8 +25,11 @@ class ConnInfo {
 
   // "dbname='x' host='/run/…' …" — every value single-quoted and escaped.
   std::string ToKeywordString() const;
-  // "postgresql://user:password@host:port/dbname?…" with percent-encoding; a unix-socket host
-  // (a path) goes in the query string as host=…; an IPv6 host is bracketed ([::1]:5432).
+  // "postgresql://user:password@host:port/dbname?…" with percent-encoding, which Parse reads
+  // back to the same parameters. A host goes in the authority only when it is a plain name or
+  // IPv4 address, or an IPv6 address (bracketed: [::1]:5432), and the port only with such a host
+  // and when it is digits; anything else (a unix-socket directory, a list of hosts), and any
+  // empty value, goes in the query string (host=%2Ftmp).
   std::string ToUri() const;
   // The keyword form without the password, for logs.
   std::string Redacted() const;

@@ -138,11 +138,18 @@ size_t DollarTagLength(std::string_view s, size_t p) {
 }
 
 // Identifiers longer than NAMEDATALEN - 1 bytes are truncated by the server, at a character
-// boundary (UTF-8 continuation bytes are 10xxxxxx).
+// boundary: it steps over characters by the length their first byte announces (pg_mbcliplen with
+// pg_utf_mblen, where a byte that starts no UTF-8 sequence counts as one character), so the
+// result is never empty, whatever the bytes.
 void TruncateIdentifier(std::string& ident) {
   if (ident.size() <= kMaxIdentifierBytes) return;
-  size_t len = kMaxIdentifierBytes;
-  while (len > 0 && (static_cast<unsigned char>(ident[len]) & 0xC0) == 0x80) --len;
+  size_t len = 0;
+  while (true) {
+    const auto lead = static_cast<unsigned char>(ident[len]);
+    const size_t n = (lead & 0xE0) == 0xC0 ? 2 : (lead & 0xF0) == 0xE0 ? 3 : (lead & 0xF8) == 0xF0 ? 4 : 1;
+    if (len + n > kMaxIdentifierBytes) break;
+    len += n;
+  }
   ident.resize(len);
 }
 

@@ -185,6 +185,11 @@ TEST(ClassifyStatement, SavepointNamesAreTruncatedTo63Bytes) {
   // 62 bytes and a 2-byte character: the character does not fit and is not cut in half.
   const std::string accented = std::string(62, 'a') + "\xC3\xA9";
   EXPECT_EQ(ClassifyStatement("SAVEPOINT " + accented).savepoint, std::string(62, 'a'));
+  // Bytes that start no UTF-8 character count as one each: the name is never cut to nothing
+  // (found by fuzz/sql_classify_fuzz: a savepoint with an empty name).
+  const StatementClass odd = ClassifyStatement("SAVEPOINT \"" + std::string(70, '\x8B') + "\"");
+  EXPECT_EQ(odd.command, TxCommand::kSavepoint);
+  EXPECT_EQ(odd.savepoint, std::string(63, '\x8B'));
 }
 
 TEST(ClassifyStatement, ReleaseAndRollbackTo) {
