@@ -217,7 +217,8 @@ TEST_F(PoolStateTest, AnExpiredLeaseIsReapedAndCutOff) {
   clock_.Advance(std::chrono::seconds(6));
   ASSERT_TRUE(WaitFor([&] { return pools_->GetLease(lease.id).state == LeaseState::kExpired; }));
   EXPECT_FALSE(work_->CanLogIn(lease.user));
-  EXPECT_EQ(rows_->Leases().at(lease.id).state, LeaseState::kExpired);
+  // The row is written after the lease ends in memory (pool_leases.cc, Finish): wait for it.
+  EXPECT_TRUE(WaitFor([&] { return rows_->Leases().at(lease.id).state == LeaseState::kExpired; }));
   // It was written to: re-cloned, then ready again under a new role.
   ASSERT_TRUE(WaitFor([&] { return Pool("shop").ready == 1; }));
   EXPECT_EQ(pools_->Status().counters.recycles_cloned, 1u);
