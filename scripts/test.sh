@@ -3,7 +3,8 @@
 # with warnings as errors under AddressSanitizer + UBSan, and runs every test (unit tests, and
 # integration tests against real PostgreSQL servers the tests start themselves, and the Docker tests
 # against testpool's own dockerd, started by scripts/start-dockerd.sh, in the base image built by
-# scripts/build-base-image.sh, and docker-compose.yml end to end).
+# scripts/build-base-image.sh, and docker-compose.yml end to end), then runs the fuzz targets for a
+# bounded time (scripts/fuzz.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/install-deps.sh
@@ -41,3 +42,14 @@ echo "== tests"
 cd build-asan
 ctest --output-on-failure -j2 --timeout 900
 echo "== tests took $(( $(date +%s) - start )) s in all"
+cd ..
+
+# The parsers of untrusted input under libFuzzer (clang, ASan + UBSan), each target for a bounded
+# time over its seed corpus (fuzz/corpus/); about 4 minutes with the clang build. A crash fails
+# the run and names the input. TESTPOOL_FUZZ_SECONDS sets the time per target (0 skips the step).
+fuzz_seconds=${TESTPOOL_FUZZ_SECONDS:-20}
+if [ "$fuzz_seconds" != 0 ]; then
+  start=$(date +%s)
+  ./scripts/fuzz.sh "$fuzz_seconds"
+  echo "== fuzz step took $(( $(date +%s) - start )) s"
+fi
