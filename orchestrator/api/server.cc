@@ -3,6 +3,8 @@
 #include <httplib.h>
 
 #include <chrono>
+#include <regex>
+#include <vector>
 
 #include "orchestrator/api/errors.h"
 #include "orchestrator/api/handlers.h"
@@ -35,6 +37,7 @@ struct ApiServer::Impl {
   Impl(core::TemplateService& t, core::PoolManager& p, records::RecordPools& r, builders::BuildService& b, ServerInfo i,
        ApiServerOptions o)
       : services{t, p, r, b, std::move(i)},
+        access(std::move(o.access)),
         front(o.http, [this](httplib::Stream& s, bool close, bool& closed, const std::function<void(httplib::Request&)>& setup) {
           return http.Process(s, close, closed, setup);
         }) {}
@@ -74,7 +77,19 @@ struct ApiServer::Impl {
       else if (route.method == "DELETE") http.Delete(pattern, Wrap(route));
     }
 
-    http.set_pre_routing_handler([](const httplib::Request& req, httplib::Response& res) {
+    for (const Route& route : Routes()) {
+      scopes.emplace_back(&route, std::regex(std::string(route.pattern)));
+    }
+
+    http.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+      // Access first: a refused request is answered before its body is read (and its connection
+      // then closes), whatever it announced.
+      if (access && access->enabled() && !Allowed(req, res)) {
+        if (req.get_header_value<uint64_t>("Content-Length") > 0 || req.has_header("Transfer-Encoding")) {
+          res.set_header("Connection", "close");
+        }
+        return httplib::Server::HandlerResponse::Handled;
+      }
       // A request with neither Content-Length nor Transfer-Encoding has no body (RFC 9112 §6.3),
       // which is what `curl -X POST URL` sends. Debian's cpp-httplib (0.11) instead reads such a
       // POST, PUT or DELETE until the client closes. This hook runs before the body is read: it
@@ -106,7 +121,43 @@ struct ApiServer::Impl {
     });
   }
 
+  // The scope `req` needs: its route's (the first row whose method and pattern match, as the
+  // router picks it), or kWorker for a path no route matches (no token, no 404: unknown
+  // clients learn nothing about the routes).
+  Scope Needed(const httplib::Request& req) const {
+    const std::string_view method = req.method == "HEAD" ? std::string_view("GET") : std::string_view(req.method);
+    for (const auto& [route, pattern] : scopes) {
+      if (route->method == method && std::regex_match(req.path, pattern)) return route->scope;
+    }
+    return Scope::kWorker;
+  }
+
+  // Whether the request's token allows its route; if not, `res` is the 401 or 403 answer.
+  bool Allowed(const httplib::Request& req, httplib::Response& res) const {
+    const Scope needed = Needed(req);
+    if (needed == Scope::kOpen) return true;
+    const std::optional<Scope> granted = access->Grant(req.get_header_value("Authorization"));
+    if (granted && (needed != Scope::kAdmin || *granted == Scope::kAdmin)) return true;
+    if (!granted) {
+      ReplyError(res, Error(ErrorCode::kUnauthorized,
+                            req.has_header("Authorization")
+                                ? "the bearer token is not valid for this daemon (or not in the form 'Bearer <token>')"
+                                : "this daemon requires a bearer token (Authorization: Bearer <token>; the CLI reads "
+                                  "$TESTPOOL_TOKEN)"));
+      res.set_header("WWW-Authenticate", "Bearer realm=\"testpool\"");
+    } else {
+      ReplyError(res, Error(ErrorCode::kForbidden, req.method + " " + req.path +
+                                                       " needs an admin token (serve --admin-token-file): defining "
+                                                       "or dropping templates and record pools runs code as a superuser"));
+    }
+    log::Info("http.refused", {{"method", req.method}, {"path", req.path}, {"status", std::to_string(res.status)},
+                               {"remote", req.remote_addr}});
+    return false;
+  }
+
   const Services services;
+  const std::shared_ptr<const AccessControl> access;  // null: every route open
+  std::vector<std::pair<const Route*, std::regex>> scopes;  // Needed()'s table, filled by Register()
   Router http;       // parses and routes; never listens itself
   HttpFront front;   // sockets, deadlines, worker threads
 };

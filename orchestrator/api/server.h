@@ -2,6 +2,11 @@
 //
 // The routes are the rows of api/routes.h (the same table /openapi.json describes).
 //
+// Access: with tokens (ApiServerOptions::access), a request for any route but the open ones
+// without a valid `Authorization: Bearer` token is answered 401 `unauthorized` (with
+// `WWW-Authenticate: Bearer`), and a worker token on an admin route 403 `forbidden` — both before
+// the request's body is read, in one place (the server's pre-routing hook).
+//
 // Bind() then Run() (blocks) on one thread; Stop() from any thread makes Run() return, once the
 // requests in progress are answered. Connections are held by api/http_front.h: idle and half-sent
 // ones by one I/O thread, against deadlines; a request whose head has arrived is served by a
@@ -13,6 +18,7 @@
 #include <memory>
 #include <string>
 
+#include "orchestrator/api/auth.h"
 #include "orchestrator/api/http_front.h"
 #include "orchestrator/builders/builders.h"
 #include "orchestrator/core/pool_manager.h"
@@ -28,6 +34,9 @@ struct ServerInfo {
 
 struct ApiServerOptions {
   HttpLimits http;  // connections: timeouts, sizes, workers (api/http_front.h)
+  // The valid bearer tokens (api/auth.h); null, or one not enabled(): every route is open.
+  // Shared so that its owner may Replace() the tokens while the server runs.
+  std::shared_ptr<const AccessControl> access;
 };
 
 class ApiServer {
