@@ -354,7 +354,7 @@ int Serve(int argc, char** argv) {
     return kExitOk;
   } catch (const Error& e) {
     log::Error("daemon.failed", {{"error", e.what()}});
-    std::cerr << "testpool serve: " << e.what() << "\n";
+    std::cerr << "testpool serve: " << log::Redact(e.what()) << "\n";
     if (server) server->Stop();
     return kExitFailed;
   }

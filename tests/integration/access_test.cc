@@ -1,5 +1,6 @@
 // Access end to end with the real `testpool` binary: serve's token flags, the CLI's token, SIGHUP
-// rotation.
+// rotation, and the daemon's log after a representative flow holding none of the passwords it
+// handed out.
 #include <gtest/gtest.h>
 #include <httplib.h>
 #include <signal.h>
@@ -42,6 +43,13 @@ bool Eventually(F done, std::chrono::seconds bound = std::chrono::seconds(30)) {
   return false;
 }
 
+// `testpool serve args…`, expected to refuse and exit: one that starts after all is killed after
+// a minute (exit code -1) instead of hanging the test.
+CliResult Serve(std::vector<std::string> args) {
+  args.insert(args.begin(), {testing::TestpoolBinary().string(), "serve"});
+  return testing::RunCommand(args, {}, "", std::chrono::seconds(60));
+}
+
 // Occurrences of `needle` in `text`.
 int Count(const std::string& text, const std::string& needle) {
   int n = 0;
@@ -51,8 +59,8 @@ int Count(const std::string& text, const std::string& needle) {
 
 TEST(ServeAccess, ANonLoopbackListenWithoutATokenFileRefusesToStart) {
   for (const std::string host : {"0.0.0.0", "::", "192.0.2.10"}) {
-    CliResult r = RunCli({"serve", "--backend", "external", "--dsn", AdminDsn(), "--listen",
-                          host + ":" + std::to_string(testing::FreePort())});
+    CliResult r = Serve({"--backend", "external", "--dsn", AdminDsn(), "--listen",
+                         host + ":" + std::to_string(testing::FreePort())});
     EXPECT_EQ(r.exit_code, 2) << host << ": " << r.err;
     EXPECT_NE(r.err.find("not a loopback address"), std::string::npos) << r.err;
     EXPECT_NE(r.err.find("--token-file"), std::string::npos) << r.err;
@@ -63,11 +71,25 @@ TEST(ServeAccess, ATokenFileOthersMayReadRefusesToStart) {
   testing::TempDir dir;
   const std::string token = util::RandomHex(32);
   auto file = WriteTokenFile(dir.path() / "tokens", token + "\n", 0644);
-  CliResult r = RunCli({"serve", "--backend", "external", "--dsn", AdminDsn(), "--listen",
-                        "127.0.0.1:" + std::to_string(testing::FreePort()), "--token-file", file.string()});
+  CliResult r = Serve({"--backend", "external", "--dsn", AdminDsn(), "--listen",
+                       "127.0.0.1:" + std::to_string(testing::FreePort()), "--token-file", file.string()});
   EXPECT_EQ(r.exit_code, 1) << r.err;
   EXPECT_NE(r.err.find("chmod 600 " + file.string()), std::string::npos) << r.err;
   EXPECT_EQ(Count(r.out + r.err, token), 0) << "the token is shown";
+}
+
+// libpq quotes the piece of a connection string it cannot parse, which may be the password.
+TEST(ServeAccess, AMalformedDsnIsRefusedWithoutShowingItsPassword) {
+  const std::string secret = "pa%zz" + util::RandomHex(6);
+  const std::vector<std::string> dsns = {"postgresql://admin:" + secret + "@127.0.0.1:1/db",
+                                        "host=127.0.0.1 password=" + secret + " " + secret + "x"};
+  for (const std::string& dsn : dsns) {
+    CliResult r = Serve({"--backend", "external", "--dsn", dsn, "--listen",
+                         "127.0.0.1:" + std::to_string(testing::FreePort())});
+    EXPECT_NE(r.exit_code, 0) << r.err;
+    EXPECT_NE(r.err.find("invalid connection string"), std::string::npos) << r.err;
+    EXPECT_EQ(Count(r.out + r.err, secret), 0) << "its log and message show the password: " << r.err;
+  }
 }
 
 // One daemon with a worker and an admin token file, on the shared test server.
@@ -192,6 +214,60 @@ TEST_F(AccessTest, SighupRotatesTheTokensAndABadFileKeepsTheOldOnes) {
   WriteTokenFile(dir_->path() / "worker", worker_ + "\n");
   ASSERT_EQ(::kill(daemon_->pid(), SIGHUP), 0);
   EXPECT_TRUE(Eventually([&] { return Http(worker_).Get("/v1/status")->status == 200; }));
+}
+
+// Leases in both recycle modes, resets, a build, a record pool and a claim on a leased database,
+// releases, and a migration that fails while setting a password: the daemon's log (at debug
+// level) holds none of the passwords, tokens or DSNs.
+TEST_F(AccessTest, TheLogHoldsNoPasswordTokenOrDsn) {
+  const std::string clone = Fresh("logc");
+  CliResult created = RunCli({"template", "create", clone, "--migrations", (testing::SourceDir() / "migrations").string(),
+                              "--seed", (testing::SourceDir() / "templates" / "seed" / "app_seed.sql").string(),
+                              "--min-ready", "1", "--max", "2"},
+                             As(admin_));
+  ASSERT_EQ(created.exit_code, 0) << created.err;
+  const std::string rollback = MakeTemplate("logr", "rollback");
+  std::vector<std::string> secrets = {worker_, admin_};
+  std::vector<std::string> dsns;
+  std::vector<std::string> ids;
+  for (const std::string& name : {clone, rollback}) {
+    auto r = Http(worker_).Post(("/v1/templates/" + name + "/leases").c_str(), R"({"wait_s":60})", "application/json");
+    ASSERT_TRUE(r && r->status == 201) << (r ? r->body : "no answer");
+    json lease = json::parse(r->body);
+    secrets.push_back(lease["password"]);
+    dsns.push_back(lease["dsn"]);
+    ids.push_back(lease["id"]);
+    EXPECT_EQ(RunCli({"reset", ids.back()}, As(worker_)).exit_code, 0);
+  }
+  CliResult built = RunCli({"build", "customer", "--lease", ids[0], "--count", "3"}, As(worker_));
+  EXPECT_EQ(built.exit_code, 0) << built.err;
+  const std::string pool = Fresh("logp");
+  CliResult defined = RunCli({"record-pool", "define", pool, "--lease", ids[0], "--table", "customers", "--key", "id"},
+                             As(admin_));
+  EXPECT_EQ(defined.exit_code, 0) << defined.err;
+  CliResult claim = RunCli({"claim", pool, "--json"}, As(worker_));
+  EXPECT_EQ(claim.exit_code, 0) << claim.err;
+  if (claim.exit_code == 0) {
+    EXPECT_EQ(RunCli({"unclaim", json::parse(claim.out)["id"]}, As(worker_)).exit_code, 0);
+  }
+  // A template's migrations are code run as a superuser: this one sets a role's password, and fails.
+  const std::string literal = "mig-secret-" + util::RandomHex(8);
+  json bad = {{"migrations", {{{"name", "0001_role.sql"},
+                               {"sql", "ALTER ROLE tp_no_such_role_" + util::RandomToken(4) + " PASSWORD '" + literal +
+                                           "';\n"}}}}};
+  auto failed = Http(admin_).Put(("/v1/templates/" + Fresh("logf")).c_str(), bad.dump(), "application/json");
+  ASSERT_TRUE(failed);
+  EXPECT_EQ(failed->status, 422) << failed->body;
+  secrets.push_back(literal);
+  EXPECT_EQ(RunCli({"record-pool", "drop", pool}, As(admin_)).exit_code, 0);
+  for (const std::string& id : ids) EXPECT_EQ(RunCli({"release", id}, As(worker_)).exit_code, 0);
+  for (const std::string& name : {clone, rollback}) RunCli({"template", "drop", name}, As(admin_));
+
+  const std::string log = daemon_->Log();
+  EXPECT_GT(Count(log, "lease.granted"), 0) << "the flow did not run";
+  for (const std::string& secret : secrets) EXPECT_EQ(Count(log, secret), 0) << secret << " is in the log:\n" << log;
+  for (const std::string& dsn : dsns) EXPECT_EQ(Count(log, dsn), 0) << dsn << " is in the log";
+  EXPECT_EQ(Count(log, "postgresql://"), 0) << log;
 }
 
 }  // namespace
