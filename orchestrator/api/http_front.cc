@@ -294,9 +294,13 @@ struct HttpFront::Impl {
       c->since = Clock::now();
     }
     c->socket.async_read_some(asio::buffer(c->chunk), [this, c](boost::system::error_code ec, std::size_t n) {
-      if (!ec && !stopping.load()) {
+      if (!ec) {
         c->Compact();
         c->in.append(c->chunk.data(), n);
+      }
+      // `expired` also when the read completed just before the sweep cancelled it: the deadline
+      // passed all the same, and no later sweep would cancel the next read.
+      if (!ec && !stopping.load() && !c->expired) {
         Wait(c);
         return;
       }
@@ -322,7 +326,7 @@ struct HttpFront::Impl {
       c->expired = false;
     }
     c->socket.async_read_some(asio::buffer(c->chunk), [this, c](boost::system::error_code ec, std::size_t) {
-      if (!ec && !stopping.load()) {
+      if (!ec && !stopping.load() && !c->expired) {
         Drain(c);
         return;
       }
