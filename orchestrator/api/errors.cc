@@ -6,6 +6,8 @@ int HttpStatus(ErrorCode code) {
   switch (code) {
     case ErrorCode::kInvalidArgument: return 400;
     case ErrorCode::kInvalidName: return 400;
+    case ErrorCode::kUnauthorized: return 401;
+    case ErrorCode::kForbidden: return 403;
     case ErrorCode::kNotFound: return 404;
     case ErrorCode::kConflict: return 409;
     case ErrorCode::kLeaseExpired: return 410;

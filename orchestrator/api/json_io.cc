@@ -60,8 +60,18 @@ void CheckUrlName(const BodyReader& b, const std::string& name) {
 }  // namespace
 
 json ParseBody(const std::string& body) {
+  // nlohmann's parser keeps its stack on the heap, so depth does not overflow ours, but every
+  // level costs memory (a 96 MiB body of '[' would take gigabytes): refused as soon as the
+  // parser reaches the limit.
+  auto limit_depth = [](int depth, json::parse_event_t event, json&) {
+    if ((event == json::parse_event_t::object_start || event == json::parse_event_t::array_start) &&
+        depth >= kMaxJsonDepth) {
+      throw Bad("request body nests arrays and objects deeper than " + std::to_string(kMaxJsonDepth) + " levels");
+    }
+    return true;
+  };
   try {
-    return json::parse(body);
+    return json::parse(body, limit_depth);
   } catch (const json::parse_error& e) {
     throw Bad(std::string("request body is not valid JSON: ") + e.what());
   } catch (const json::out_of_range& e) {  // a number past double's range, such as 1e999

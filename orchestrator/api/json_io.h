@@ -20,7 +20,11 @@
 
 namespace testpool::api {
 
-// Parses text as JSON; throws Error(kInvalidArgument) with the parser's position on failure.
+// How deep arrays and objects may nest in a request body (every body the API takes is 3 deep).
+inline constexpr int kMaxJsonDepth = 64;
+
+// Parses text as JSON; throws Error(kInvalidArgument) with the parser's position on failure
+// (invalid UTF-8 in a string included), or naming kMaxJsonDepth when the body nests deeper.
 nlohmann::json ParseBody(const std::string& body);
 
 // The PUT /v1/templates/{name} body:

@@ -1,9 +1,11 @@
 #include "orchestrator/api/openapi.h"
 
+#include <cctype>
 #include <string>
 
 #include "orchestrator/api/handlers.h"
 #include "orchestrator/api/request_bodies.h"
+#include "orchestrator/api/routes.h"
 
 namespace testpool::api {
 namespace {
@@ -210,7 +212,8 @@ json Schemas() {
   s.update(json::parse(kBuilderSchemas));
   s.update(RequestSchemas());
   json codes = json::array();
-  for (ErrorCode c : {ErrorCode::kInvalidArgument, ErrorCode::kInvalidName, ErrorCode::kNotFound, ErrorCode::kConflict,
+  for (ErrorCode c : {ErrorCode::kInvalidArgument, ErrorCode::kInvalidName, ErrorCode::kUnauthorized,
+                      ErrorCode::kForbidden, ErrorCode::kNotFound, ErrorCode::kConflict,
                       ErrorCode::kMigrationFailed, ErrorCode::kPoolExhausted, ErrorCode::kLeaseExpired,
                       ErrorCode::kUnavailable, ErrorCode::kTimeout, ErrorCode::kBackend, ErrorCode::kInternal}) {
     codes.push_back(std::string(ErrorCodeName(c)));
@@ -225,7 +228,13 @@ json Responses() {
                          "or unavailable: the server cannot be reached");
   exhausted["headers"] = {{"Retry-After", {{"description", "seconds to wait before asking again (pool_exhausted)"},
                                            {"schema", {{"type", "integer"}}}}}};
+  json unauthorized = error("unauthorized: the daemon has tokens (serve --token-file) and the request carries no "
+                            "valid `Authorization: Bearer <token>`");
+  unauthorized["headers"] = {{"WWW-Authenticate", {{"description", "Bearer realm=\"testpool\""},
+                                                   {"schema", {{"type", "string"}}}}}};
   return {{"BadRequest", error("invalid_argument or invalid_name: the request is malformed (the message names the field)")},
+          {"Unauthorized", unauthorized},
+          {"Forbidden", error("forbidden: a worker token on a route that needs an admin token")},
           {"NotFound", error("not_found: no such template, lease, record pool, claim, recipe, namespace or endpoint")},
           {"Conflict", error("conflict: the request contradicts the current state")},
           {"Gone", error("lease_expired: the lease (or claim) already ended (released or expired)")},
@@ -385,7 +394,26 @@ json Paths() {
   return p;
 }
 
+// What each route's scope (the route table's column) means for its operation: the open ones
+// need no token; the others may answer 401, the admin ones 403. `x-testpool-scope` names it.
+void ApplyScopes(json& paths) {
+  for (const Route& route : Routes()) {
+    std::string method(route.method);
+    for (char& c : method) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    json& op = paths[std::string(route.path)][method];
+    op["x-testpool-scope"] = std::string(ScopeName(route.scope));
+    if (route.scope == Scope::kOpen) {
+      op["security"] = json::array();  // overrides the document's default
+      continue;
+    }
+    op["responses"]["401"] = Err("Unauthorized");
+    if (route.scope == Scope::kAdmin) op["responses"]["403"] = Err("Forbidden");
+  }
+}
+
 json Build() {
+  json paths = Paths();
+  ApplyScopes(paths);
   return {{"openapi", "3.0.3"},
           {"info", {{"title", "testpool"},
                     {"version", TESTPOOL_VERSION},
@@ -393,10 +421,20 @@ json Build() {
                                     "built from migrations, warm pools, leases with TTL and per-lease roles; "
                                     "record pools: rows of a shared database claimed one at a time; builders: fresh, "
                                     "domain-valid rows from recipes, removed again by namespace or lease. "
-                                    "Every error answers {\"error\":{\"code\",\"message\",\"details\"}}."}}},
+                                    "Every error answers {\"error\":{\"code\",\"message\",\"details\"}}. "
+                                    "A daemon started with token files needs `Authorization: Bearer <token>` on "
+                                    "every route but /healthz; `x-testpool-scope` says which token: a worker "
+                                    "token or an admin token (templates and record pools: defining one runs code "
+                                    "as a superuser); an admin token may call every route. Without token files "
+                                    "(loopback only) every route is open."}}},
           {"servers", json::array({{{"url", "http://127.0.0.1:7432"}}})},
-          {"paths", Paths()},
-          {"components", {{"schemas", Schemas()}, {"responses", Responses()}}}};
+          {"security", json::array({{{"bearer", json::array()}}})},
+          {"paths", paths},
+          {"components", {{"schemas", Schemas()},
+                          {"responses", Responses()},
+                          {"securitySchemes", {{"bearer", {{"type", "http"}, {"scheme", "bearer"},
+                                                           {"description", "a token from the daemon's --token-file "
+                                                                           "(worker) or --admin-token-file (admin)"}}}}}}}};
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 // The HTTP API's one route table.
 //
-// Every route the server answers is one row here: its method, the OpenAPI path template it is
+// Every route the server answers is one row here: its method, the scope a bearer token needs to
+// call it (api/auth.h; only when the daemon has tokens), the OpenAPI path template it is
 // documented under, the cpp-httplib regex that matches it (one capture group per path parameter,
 // in order), the largest body it accepts, and its handler. ApiServer registers exactly these rows
 // and nothing else; /openapi.json (api/openapi.h) must describe exactly these rows, and a test
@@ -15,6 +16,7 @@
 #include <string_view>
 #include <vector>
 
+#include "orchestrator/api/auth.h"
 #include "orchestrator/api/server.h"
 
 namespace httplib {
@@ -37,6 +39,7 @@ using Handler = void (*)(const Services& services, const httplib::Request& req, 
 
 struct Route {
   std::string_view method;       // "GET", "PUT", "POST" or "DELETE"
+  Scope scope;                   // kOpen: no token needed; kWorker; kAdmin (defines code run as superuser)
   std::string_view path;         // OpenAPI path template, e.g. "/v1/leases/{id}"
   std::string_view pattern;      // the regex cpp-httplib matches against the decoded path
   std::size_t max_body_bytes;    // a larger body is refused with 413 before the handler runs

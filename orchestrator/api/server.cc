@@ -1,12 +1,14 @@
 #include "orchestrator/api/server.h"
 
 #include <httplib.h>
-#include <sys/socket.h>
 
 #include <chrono>
+#include <regex>
+#include <vector>
 
 #include "orchestrator/api/errors.h"
 #include "orchestrator/api/handlers.h"
+#include "orchestrator/api/http_front.h"
 #include "orchestrator/api/routes.h"
 #include "orchestrator/util/log.h"
 
@@ -15,20 +17,30 @@ namespace {
 
 using nlohmann::json;
 
-// Each request, and each idle keep-alive connection, holds a worker; leases may wait up to
-// max_wait for a slot. Sized for a few hundred concurrent clients (idle threads cost little).
-constexpr size_t kWorkerThreads = 256;
-constexpr int kListenBacklog = 1024;  // the kernel caps it at net.core.somaxconn
-
 std::string Size(size_t bytes) {
   return bytes >= (1u << 20) ? std::to_string(bytes >> 20) + " MiB" : std::to_string(bytes >> 10) + " KiB";
 }
 
+// cpp-httplib's parser and router, driven by HttpFront: process_request is what its own
+// connection loop calls for each request.
+class Router : public httplib::Server {
+ public:
+  bool Process(httplib::Stream& stream, bool close_connection, bool& connection_closed,
+               const std::function<void(httplib::Request&)>& setup) {
+    return process_request(stream, close_connection, connection_closed, setup);
+  }
+};
+
 }  // namespace
 
 struct ApiServer::Impl {
-  Impl(core::TemplateService& t, core::PoolManager& p, records::RecordPools& r, builders::BuildService& b, ServerInfo i)
-      : services{t, p, r, b, std::move(i)} {}
+  Impl(core::TemplateService& t, core::PoolManager& p, records::RecordPools& r, builders::BuildService& b, ServerInfo i,
+       ApiServerOptions o)
+      : services{t, p, r, b, std::move(i)},
+        access(std::move(o.access)),
+        front(o.http, [this](httplib::Stream& s, bool close, bool& closed, const std::function<void(httplib::Request&)>& setup) {
+          return http.Process(s, close, closed, setup);
+        }) {}
 
   // Wraps a route: enforces its body limit; every Error becomes its JSON answer, anything else a 500.
   httplib::Server::Handler Wrap(const Route& route) {
@@ -65,14 +77,34 @@ struct ApiServer::Impl {
       else if (route.method == "DELETE") http.Delete(pattern, Wrap(route));
     }
 
-    // A request with neither Content-Length nor Transfer-Encoding has no body (RFC 9112 §6.3), which
-    // is what `curl -X POST URL` sends. Debian's cpp-httplib (0.11) instead reads such a POST, PUT or
-    // DELETE until the client closes, so it would answer only after the 60 s read timeout. This hook
-    // runs before the body is read: it states the empty body explicitly. (The Request object is not
-    // const; httplib only hands it to the hook as const.)
-    http.set_pre_routing_handler([](const httplib::Request& req, httplib::Response&) {
+    for (const Route& route : Routes()) {
+      scopes.emplace_back(&route, std::regex(std::string(route.pattern)));
+    }
+
+    http.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+      // Access first: a refused request is answered before its body is read (and its connection
+      // then closes), whatever it announced.
+      if (access && access->enabled() && !Allowed(req, res)) {
+        if (req.get_header_value<uint64_t>("Content-Length") > 0 || req.has_header("Transfer-Encoding")) {
+          res.set_header("Connection", "close");
+        }
+        return httplib::Server::HandlerResponse::Handled;
+      }
+      // A request with neither Content-Length nor Transfer-Encoding has no body (RFC 9112 §6.3),
+      // which is what `curl -X POST URL` sends. Debian's cpp-httplib (0.11) instead reads such a
+      // POST, PUT or DELETE until the client closes. This hook runs before the body is read: it
+      // states the empty body explicitly. (The Request object is not const; httplib only hands it
+      // to the hook as const.)
       if (!req.has_header("Content-Length") && !req.has_header("Transfer-Encoding")) {
         const_cast<httplib::Request&>(req).set_header("Content-Length", "0");
+      }
+      // A body announced larger than any route takes is refused before a byte of it is read
+      // (cpp-httplib would read and discard all of it first). The connection then closes.
+      if (req.get_header_value<uint64_t>("Content-Length") > kMaxTemplateBodyBytes) {
+        Reply(res, kHttpPayloadTooLarge,
+              ErrorBody(Error(ErrorCode::kInvalidArgument, "request body larger than " + Size(kMaxTemplateBodyBytes))));
+        res.set_header("Connection", "close");
+        return httplib::Server::HandlerResponse::Handled;
       }
       return httplib::Server::HandlerResponse::Unhandled;
     });
@@ -89,54 +121,63 @@ struct ApiServer::Impl {
     });
   }
 
+  // The scope `req` needs: its route's (the first row whose method and pattern match, as the
+  // router picks it), or kWorker for a path no route matches (no token, no 404: unknown
+  // clients learn nothing about the routes).
+  Scope Needed(const httplib::Request& req) const {
+    const std::string_view method = req.method == "HEAD" ? std::string_view("GET") : std::string_view(req.method);
+    for (const auto& [route, pattern] : scopes) {
+      if (route->method == method && std::regex_match(req.path, pattern)) return route->scope;
+    }
+    return Scope::kWorker;
+  }
+
+  // Whether the request's token allows its route; if not, `res` is the 401 or 403 answer.
+  bool Allowed(const httplib::Request& req, httplib::Response& res) const {
+    const Scope needed = Needed(req);
+    if (needed == Scope::kOpen) return true;
+    const std::optional<Scope> granted = access->Grant(req.get_header_value("Authorization"));
+    if (granted && (needed != Scope::kAdmin || *granted == Scope::kAdmin)) return true;
+    if (!granted) {
+      ReplyError(res, Error(ErrorCode::kUnauthorized,
+                            req.has_header("Authorization")
+                                ? "the bearer token is not valid for this daemon (or not in the form 'Bearer <token>')"
+                                : "this daemon requires a bearer token (Authorization: Bearer <token>; the CLI reads "
+                                  "$TESTPOOL_TOKEN)"));
+      res.set_header("WWW-Authenticate", "Bearer realm=\"testpool\"");
+    } else {
+      ReplyError(res, Error(ErrorCode::kForbidden, req.method + " " + req.path +
+                                                       " needs an admin token (serve --admin-token-file): defining "
+                                                       "or dropping templates and record pools runs code as a superuser"));
+    }
+    log::Info("http.refused", {{"method", req.method}, {"path", req.path}, {"status", std::to_string(res.status)},
+                               {"remote", req.remote_addr}});
+    return false;
+  }
+
   const Services services;
-  httplib::Server http;
-  int listen_fd = -1;  // the listening socket, once created (set by the socket-options hook)
+  const std::shared_ptr<const AccessControl> access;  // null: every route open
+  std::vector<std::pair<const Route*, std::regex>> scopes;  // Needed()'s table, filled by Register()
+  Router http;       // parses and routes; never listens itself
+  HttpFront front;   // sockets, deadlines, worker threads
 };
 
 ApiServer::ApiServer(core::TemplateService& templates, core::PoolManager& pools, records::RecordPools& records,
-                     builders::BuildService& builds, ServerInfo info)
-    : impl_(std::make_unique<Impl>(templates, pools, records, builds, std::move(info))) {
-  impl_->http.new_task_queue = [] { return new httplib::ThreadPool(kWorkerThreads); };
+                     builders::BuildService& builds, ServerInfo info, ApiServerOptions options)
+    : impl_(std::make_unique<Impl>(templates, pools, records, builds, std::move(info), std::move(options))) {
   impl_->http.set_payload_max_length(kMaxTemplateBodyBytes);  // the largest any route accepts
-  impl_->http.set_read_timeout(std::chrono::seconds(60));
-  impl_->http.set_write_timeout(std::chrono::seconds(60));
-  impl_->http.set_keep_alive_timeout(5);
-  // A keep-alive client (a CI worker's session) keeps its connection: no reconnect every 5 requests.
+  // Only for the Keep-Alive header cpp-httplib writes: the front closes idle connections.
+  impl_->http.set_keep_alive_timeout(impl_->front.limits().idle_timeout.count());
   impl_->http.set_keep_alive_max_count(1000000);
-  // Small JSON answers must not wait for Nagle and the peer's delayed ACK (~40 ms per exchange).
-  impl_->http.set_tcp_nodelay(true);
-  // Debian's cpp-httplib is a compiled library that listens with a backlog of 5: when 20 CI
-  // workers connect at the same moment, the SYNs past the fifth are dropped and each of those
-  // clients waits out a 1 s retransmit. Keep the socket (this hook sees it before bind, and
-  // replaces the default hook, hence SO_REUSEADDR here) and widen the backlog in Bind().
-  impl_->http.set_socket_options([impl = impl_.get()](socket_t sock) {
-    int yes = 1;
-    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
-    if (impl->listen_fd < 0) impl->listen_fd = sock;
-  });
   impl_->Register();
 }
 
 ApiServer::~ApiServer() { Stop(); }
 
-int ApiServer::Bind(const std::string& host, int port) {
-  int bound = port == 0 ? impl_->http.bind_to_any_port(host) : (impl_->http.bind_to_port(host, port) ? port : -1);
-  if (bound < 0) {
-    throw Error(ErrorCode::kUnavailable, "cannot listen on " + host + ":" + std::to_string(port) +
-                                             " (in use, or not a local address); pick another with --listen");
-  }
-  int accepting = 0;
-  socklen_t len = sizeof accepting;
-  if (impl_->listen_fd >= 0 &&
-      ::getsockopt(impl_->listen_fd, SOL_SOCKET, SO_ACCEPTCONN, &accepting, &len) == 0 && accepting == 1) {
-    ::listen(impl_->listen_fd, kListenBacklog);  // listen() again on a listening socket resizes its queue
-  }
-  return bound;
-}
+int ApiServer::Bind(const std::string& host, int port) { return impl_->front.Bind(host, port); }
 
-void ApiServer::Run() { impl_->http.listen_after_bind(); }
+void ApiServer::Run() { impl_->front.Run(); }
 
-void ApiServer::Stop() { impl_->http.stop(); }
+void ApiServer::Stop() { impl_->front.Stop(); }
 
 }  // namespace testpool::api

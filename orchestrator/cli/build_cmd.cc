@@ -111,7 +111,7 @@ int BuildBody(int argc, char** argv) {
     body["overrides"] = overrides;
   }
   if (vm.count("namespace")) body["namespace"] = vm["namespace"].as<std::string>();
-  ApiClient api(DefaultUrl());
+  ApiClient api(DefaultUrl(), DefaultToken());
   ApiReply r;
   if (shared) {
     body["dsn"] = vm["dsn"].as<std::string>();
@@ -149,7 +149,7 @@ int NamespaceBody(int argc, char** argv) {
   }
   if (!vm.count("ns")) return Usage("namespace drop", "NS is required", kNamespaceUsage);
   const std::string ns = vm["ns"].as<std::string>();
-  ApiClient api(DefaultUrl());
+  ApiClient api(DefaultUrl(), DefaultToken());
   ApiReply r = api.Delete("/v1/namespaces/" + PathSegment(ns));
   if (r.status != 200 || !r.body.is_object()) return Failed("namespace drop", r);
   const long long deleted = r.body.value("deleted", 0LL);
@@ -173,7 +173,7 @@ int RecipesBody(int argc, char** argv) {
     std::cout << kRecipesUsage << opts;
     return kExitOk;
   }
-  ApiClient api(DefaultUrl());
+  ApiClient api(DefaultUrl(), DefaultToken());
   ApiReply r = api.Get("/v1/recipes");
   if (r.status != 200 || !r.body.is_object()) return Failed("recipes", r);
   if (vm.count("json")) {

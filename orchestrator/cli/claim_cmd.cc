@@ -107,7 +107,7 @@ int ClaimBody(int argc, char** argv) {
   if (vm.count("wait")) body["wait_s"] = vm["wait"].as<int>();
   if (vm.count("holder")) body["holder"] = vm["holder"].as<std::string>();
   if (vm.count("lease")) body["lease"] = vm["lease"].as<std::string>();
-  ApiClient api(DefaultUrl());
+  ApiClient api(DefaultUrl(), DefaultToken());
   ApiReply r = api.Post("/v1/record-pools/" + PathSegment(vm["pool"].as<std::string>()) + "/claims", body);
   if (r.status != 201 || !r.body.is_object()) return Failed("claim", r);
   if (vm.count("json")) {
@@ -129,7 +129,7 @@ int UnclaimBody(int argc, char** argv) {
     return kExitOk;
   }
   if (!vm.count("id")) return Usage("unclaim", "ID is required", kClaimUsage);
-  ApiClient api(DefaultUrl());
+  ApiClient api(DefaultUrl(), DefaultToken());
   ApiReply r = api.Delete("/v1/claims/" + PathSegment(vm["id"].as<std::string>()));
   if (r.status != 204) return Failed("unclaim", r);
   return kExitOk;
@@ -168,7 +168,7 @@ int Define(const std::vector<std::string>& args) {
   if (vm.count("lease")) body["lease"] = vm["lease"].as<std::string>();
   if (vm.count("schema")) body["schema"] = vm["schema"].as<std::string>();
   const std::string name = vm["name"].as<std::string>();
-  ApiClient api(DefaultUrl());
+  ApiClient api(DefaultUrl(), DefaultToken());
   ApiReply r = api.Put("/v1/record-pools/" + PathSegment(name), body);
   if ((r.status != 200 && r.status != 201) || !r.body.is_object()) return Failed(command, r);
   if (vm.count("json")) {
@@ -189,7 +189,7 @@ int List(const std::vector<std::string>& args) {
     std::cout << kRecordPoolUsage << opts;
     return kExitOk;
   }
-  ApiClient api(DefaultUrl());
+  ApiClient api(DefaultUrl(), DefaultToken());
   ApiReply r = api.Get("/v1/record-pools");
   if (r.status != 200 || !r.body.is_object()) return Failed("record-pool list", r);
   if (vm.count("json")) {
@@ -219,7 +219,7 @@ int Show(const std::vector<std::string>& args) {
     return kExitOk;
   }
   if (!vm.count("name")) return Usage("record-pool show", "NAME is required", kRecordPoolUsage);
-  ApiClient api(DefaultUrl());
+  ApiClient api(DefaultUrl(), DefaultToken());
   ApiReply r = api.Get("/v1/record-pools/" + PathSegment(vm["name"].as<std::string>()));
   if (r.status != 200 || !r.body.is_object()) return Failed("record-pool show", r);
   if (vm.count("json")) {
@@ -240,7 +240,7 @@ int Drop(const std::vector<std::string>& args) {
   }
   if (!vm.count("name")) return Usage("record-pool drop", "NAME is required", kRecordPoolUsage);
   const std::string name = vm["name"].as<std::string>();
-  ApiClient api(DefaultUrl());
+  ApiClient api(DefaultUrl(), DefaultToken());
   ApiReply r = api.Delete("/v1/record-pools/" + PathSegment(name));
   if (r.status != 204) return Failed("record-pool drop", r);
   std::printf("dropped record pool %s (its claim rows stay in the target database)\n", name.c_str());

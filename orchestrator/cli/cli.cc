@@ -41,7 +41,8 @@ commands:
   recipes [--json]              the recipes the daemon loaded
   version
 
-The client commands talk to the daemon at $TESTPOOL_URL (default http://127.0.0.1:7432).
+The client commands talk to the daemon at $TESTPOOL_URL (default http://127.0.0.1:7432), with the
+bearer token in $TESTPOOL_TOKEN (or the file $TESTPOOL_TOKEN_FILE) when the daemon requires one.
 Run `testpool <command> --help` for a command's options.
 )";
 

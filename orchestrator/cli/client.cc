@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <iostream>
 
+#include "orchestrator/api/auth.h"
 #include "orchestrator/cli/cli.h"
 #include "orchestrator/util/error.h"
 #include "orchestrator/util/url.h"
@@ -14,7 +15,8 @@
 namespace testpool::cli {
 
 struct ApiClient::Impl {
-  explicit Impl(const std::string& url) : http(url) {
+  Impl(const std::string& url, const std::string& token) : http(url) {
+    if (!token.empty()) http.set_bearer_token_auth(token);
     http.set_connection_timeout(std::chrono::seconds(5));
     http.set_tcp_nodelay(true);  // small requests: no Nagle delay
     http.set_read_timeout(std::chrono::seconds(900));  // a template build with wait can take long
@@ -23,11 +25,11 @@ struct ApiClient::Impl {
   httplib::Client http;
 };
 
-ApiClient::ApiClient(const std::string& base_url) : base_url_(base_url) {
+ApiClient::ApiClient(const std::string& base_url, const std::string& token) : base_url_(base_url) {
   if (base_url.rfind("http://", 0) != 0) {
     throw std::invalid_argument("TESTPOOL_URL must start with http:// (got '" + base_url + "')");
   }
-  impl_ = std::make_unique<Impl>(base_url);
+  impl_ = std::make_unique<Impl>(base_url, token);
 }
 
 ApiClient::~ApiClient() = default;
@@ -65,13 +67,29 @@ std::string DefaultUrl() {
   return (url && *url) ? url : "http://127.0.0.1:7432";
 }
 
+std::string DefaultToken() {
+  if (const char* token = std::getenv("TESTPOOL_TOKEN"); token && *token) return token;
+  if (const char* file = std::getenv("TESTPOOL_TOKEN_FILE"); file && *file) {
+    return api::ReadTokenFile(file).front();  // ReadTokenFile never returns an empty list
+  }
+  return "";
+}
+
 std::string DescribeError(const ApiReply& reply) {
+  std::string out = "HTTP " + std::to_string(reply.status) + " from the daemon";
   if (reply.body.is_object() && reply.body.contains("error") && reply.body["error"].is_object()) {
     const auto& e = reply.body["error"];
-    std::string out = e.value("code", "error") + ": " + e.value("message", "");
-    return out;
+    out = e.value("code", "error") + ": " + e.value("message", "");
   }
-  return "HTTP " + std::to_string(reply.status) + " from the daemon";
+  const bool have_token = (std::getenv("TESTPOOL_TOKEN") && *std::getenv("TESTPOOL_TOKEN")) ||
+                          (std::getenv("TESTPOOL_TOKEN_FILE") && *std::getenv("TESTPOOL_TOKEN_FILE"));
+  if (reply.status == 401) {
+    out += have_token ? " (the token in TESTPOOL_TOKEN or TESTPOOL_TOKEN_FILE is not one of the daemon's)"
+                      : " (set TESTPOOL_TOKEN to a token from the daemon's --token-file)";
+  } else if (reply.status == 403) {
+    out += " (use a token from the daemon's --admin-token-file)";
+  }
+  return out;
 }
 
 std::string PathSegment(std::string_view text) {

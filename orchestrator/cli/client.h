@@ -1,5 +1,6 @@
 // The CLI's side of the API: a small HTTP client for the daemon at TESTPOOL_URL
-// (default http://127.0.0.1:7432).
+// (default http://127.0.0.1:7432), sending the bearer token from TESTPOOL_TOKEN (or the file
+// TESTPOOL_TOKEN_FILE) when there is one.
 #pragma once
 
 #include <functional>
@@ -23,8 +24,9 @@ struct Unreachable : std::runtime_error {
 
 class ApiClient {
  public:
-  // `base_url` like "http://127.0.0.1:7432". Throws std::invalid_argument when malformed.
-  explicit ApiClient(const std::string& base_url);
+  // `base_url` like "http://127.0.0.1:7432". `token`: sent as `Authorization: Bearer <token>`
+  // on every request ("" : no header). Throws std::invalid_argument when the URL is malformed.
+  ApiClient(const std::string& base_url, const std::string& token);
   ~ApiClient();
 
   // Each throws Unreachable when no HTTP answer came back.
@@ -48,7 +50,13 @@ class ApiClient {
 // TESTPOOL_URL or the default.
 std::string DefaultUrl();
 
-// "code: message" from an error reply (or a generic line for a non-JSON one).
+// The bearer token for the daemon: $TESTPOOL_TOKEN, else the first token of the file
+// $TESTPOOL_TOKEN_FILE (same format and mode 600 as serve's token files, api/auth.h), else ""
+// (a daemon without token files needs none). Throws testpool::Error when that file cannot be used.
+std::string DefaultToken();
+
+// "code: message" from an error reply (or a generic line for a non-JSON one); for 401 and 403
+// with a hint about TESTPOOL_TOKEN.
 std::string DescribeError(const ApiReply& reply);
 
 // `text` percent-encoded for one URL path segment (everything but [A-Za-z0-9_~-], so not "." either), so a name

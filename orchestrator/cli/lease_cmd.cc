@@ -46,7 +46,7 @@ int LeaseBody(int argc, char** argv) {
   if (vm.count("ttl")) body["ttl_s"] = vm["ttl"].as<int>();
   if (vm.count("wait")) body["wait_s"] = vm["wait"].as<int>();
   if (vm.count("holder")) body["holder"] = vm["holder"].as<std::string>();
-  ApiClient api(DefaultUrl());
+  ApiClient api(DefaultUrl(), DefaultToken());
   ApiReply r = api.Post("/v1/templates/" + PathSegment(vm["name"].as<std::string>()) + "/leases", body);
   if (r.status != 201 || !r.body.is_object()) return Failed("lease", r);
   if (vm.count("json")) {
@@ -72,7 +72,7 @@ int RenewBody(int argc, char** argv) {
   json body = json::object();
   if (vm.count("ttl")) body["ttl_s"] = vm["ttl"].as<int>();
   const std::string id = vm["id"].as<std::string>();
-  ApiClient api(DefaultUrl());
+  ApiClient api(DefaultUrl(), DefaultToken());
   ApiReply r = api.Post("/v1/leases/" + PathSegment(id) + "/renew", body);
   if (r.status != 200 || !r.body.is_object()) return Failed("renew", r);
   if (vm.count("json")) {
@@ -92,7 +92,7 @@ int ReleaseBody(int argc, char** argv) {
     return kExitOk;
   }
   if (!vm.count("id")) return Usage("release", "ID is required");
-  ApiClient api(DefaultUrl());
+  ApiClient api(DefaultUrl(), DefaultToken());
   ApiReply r = api.Delete("/v1/leases/" + PathSegment(vm["id"].as<std::string>()));
   if (r.status != 204) return Failed("release", r);
   return kExitOk;
@@ -109,7 +109,7 @@ int ResetBody(int argc, char** argv) {
   }
   if (!vm.count("id")) return Usage("reset", "ID is required");
   const std::string id = vm["id"].as<std::string>();
-  ApiClient api(DefaultUrl());
+  ApiClient api(DefaultUrl(), DefaultToken());
   ApiReply r = api.Post("/v1/leases/" + PathSegment(id) + "/reset", json::object());
   if (r.status != 200 || !r.body.is_object()) return Failed("reset", r);
   if (vm.count("json")) {
@@ -164,7 +164,7 @@ int StatusBody(int argc, char** argv) {
     std::cout << kLeaseUsage << opts;
     return kExitOk;
   }
-  ApiClient api(DefaultUrl());
+  ApiClient api(DefaultUrl(), DefaultToken());
   ApiReply r = api.Get("/v1/status");
   if (r.status != 200 || !r.body.is_object()) return Failed("status", r);
   if (vm.count("json")) {

@@ -119,11 +119,11 @@ class SignalThread {
 // Releases the lease when it goes out of scope, whatever the path; says so when it cannot.
 class Releaser {
  public:
-  Releaser(std::string url, std::string id, std::string expires_at)
-      : url_(std::move(url)), id_(std::move(id)), expires_at_(std::move(expires_at)) {}
+  Releaser(std::string url, std::string token, std::string id, std::string expires_at)
+      : url_(std::move(url)), token_(std::move(token)), id_(std::move(id)), expires_at_(std::move(expires_at)) {}
   ~Releaser() {
     try {
-      ApiClient api(url_);
+      ApiClient api(url_, token_);
       ApiReply r = api.Delete("/v1/leases/" + PathSegment(id_));
       if (r.status == 204) return;
       std::cerr << "testpool run: could not release lease " << id_ << " (" << DescribeError(r)
@@ -137,16 +137,16 @@ class Releaser {
   Releaser& operator=(const Releaser&) = delete;
 
  private:
-  const std::string url_, id_, expires_at_;
+  const std::string url_, token_, id_, expires_at_;
 };
 
 // Renews the lease every `interval` until stopped (its destructor stops and joins it).
-std::jthread StartRenewer(Shared& shared, std::condition_variable_any& cv, const std::string& url, const std::string& id,
-                          std::chrono::seconds ttl) {
+std::jthread StartRenewer(Shared& shared, std::condition_variable_any& cv, const std::string& url,
+                          const std::string& token, const std::string& id, std::chrono::seconds ttl) {
   auto interval = std::max<std::chrono::milliseconds>(std::chrono::duration_cast<std::chrono::milliseconds>(ttl) / 3,
                                                       std::chrono::milliseconds(100));
-  return std::jthread([&shared, &cv, url, id, ttl, interval](std::stop_token stop) {
-    ApiClient api(url);
+  return std::jthread([&shared, &cv, url, token, id, ttl, interval](std::stop_token stop) {
+    ApiClient api(url, token);
     std::unique_lock<std::mutex> lock(shared.mu);
     while (!cv.wait_for(lock, stop, interval, [] { return false; }) && !stop.stop_requested()) {
       lock.unlock();
@@ -207,12 +207,13 @@ int RunBody(int argc, char** argv) {
   if (vm.count("wait")) request["wait_s"] = vm["wait"].as<int>();
   if (vm.count("holder")) request["holder"] = vm["holder"].as<std::string>();
   const std::string url = DefaultUrl();
+  const std::string token = DefaultToken();  // read once: the same for the lease, renewals and release
 
   Shared shared;
   SignalThread signals(shared);  // from here on, SIGINT/SIGTERM/… are ours
 
   // Lease (abortable by a signal).
-  ApiClient acquire(url);
+  ApiClient acquire(url, token);
   ApiReply granted;
   {
     std::lock_guard<std::mutex> lock(shared.mu);
@@ -237,7 +238,7 @@ int RunBody(int argc, char** argv) {
   }
   const json& lease = granted.body;
   const std::string id = lease.value("id", "");
-  Releaser releaser(url, id, lease.value("expires_at", ""));
+  Releaser releaser(url, token, id, lease.value("expires_at", ""));
 
   // Our environment plus the lease's. Entries are set with set(), not operator[]: in Boost 1.74
   // operator[] (through find()) compares "KEY=" against every entry without checking its length
@@ -268,7 +269,7 @@ int RunBody(int argc, char** argv) {
   }
 
   std::condition_variable_any renew_cv;  // only ever woken by the renewer's stop request
-  std::jthread renewer = StartRenewer(shared, renew_cv, url, id, ttl);
+  std::jthread renewer = StartRenewer(shared, renew_cv, url, token, id, ttl);
 
   // Wait for CMD's end without reaping it, mark it done, then reap: while the signal thread may
   // still forward, the pid cannot be reused.

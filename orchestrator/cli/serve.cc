@@ -1,5 +1,6 @@
 // `testpool serve`: wires a backend, the control store, the template service, the pools, the
 // record pools, the builders and the HTTP API, and runs until SIGINT/SIGTERM.
+#include <arpa/inet.h>
 #include <pthread.h>
 #include <signal.h>
 #include <unistd.h>
@@ -12,6 +13,7 @@
 #include <thread>
 
 #include "orchestrator/proxy/proxy.h"
+#include "orchestrator/api/auth.h"
 #include "orchestrator/api/server.h"
 #include "orchestrator/backend/docker_backend.h"
 #include "orchestrator/backend/external_backend.h"
@@ -58,13 +60,44 @@ bool SplitHostPort(const std::string& text, std::string* host, int* port) {
   }
 }
 
+// Whether `host` is a loopback address (127.0.0.0/8, ::1, localhost): only this machine reaches it.
+bool IsLoopback(const std::string& host) {
+  if (host == "localhost") return true;
+  in_addr v4{};
+  if (::inet_pton(AF_INET, host.c_str(), &v4) == 1) return (ntohl(v4.s_addr) >> 24) == 127;
+  in6_addr v6{};
+  std::string bare = host.size() > 2 && host.front() == '[' && host.back() == ']' ? host.substr(1, host.size() - 2) : host;
+  return ::inet_pton(AF_INET6, bare.c_str(), &v6) == 1 && IN6_IS_ADDR_LOOPBACK(&v6);
+}
+
+// The token files given to serve, and (re)loading them into the API's access control.
+struct TokenFiles {
+  std::string worker, admin;  // "" when not given
+
+  bool any() const { return !worker.empty() || !admin.empty(); }
+  // Reads both files and replaces the valid tokens. Throws Error(kInvalidArgument) naming the
+  // file when one cannot be used; the tokens in force are then left as they were.
+  void LoadInto(api::AccessControl& access) const {
+    std::vector<std::string> w = worker.empty() ? std::vector<std::string>{} : api::ReadTokenFile(worker);
+    std::vector<std::string> a = admin.empty() ? std::vector<std::string>{} : api::ReadTokenFile(admin);
+    access.Replace(w, a);
+    log::Info("daemon.tokens_loaded", {{"worker_tokens", std::to_string(w.size())}, {"admin_tokens", std::to_string(a.size())}});
+  }
+};
+
 }  // namespace
 
 int Serve(int argc, char** argv) {
   po::options_description opts("testpool serve options");
   opts.add_options()
       ("help,h", "show this help")
-      ("listen", po::value<std::string>()->default_value("127.0.0.1:7432"), "HTTP address to listen on (host:port)")
+      ("listen", po::value<std::string>()->default_value("127.0.0.1:7432"),
+       "HTTP address to listen on (host:port); any but a loopback address needs --token-file")
+      ("token-file", po::value<std::string>(),
+       "file of worker tokens (one per line, mode 600): every route but /healthz then needs "
+       "`Authorization: Bearer <token>`; re-read on SIGHUP")
+      ("admin-token-file", po::value<std::string>(),
+       "file of admin tokens, which may also define and drop templates and record pools; re-read on SIGHUP")
       ("backend", po::value<std::string>()->default_value("local"),
        "where PostgreSQL comes from: local | external | docker (a container per slot)")
       ("dsn", po::value<std::string>(),
@@ -118,6 +151,23 @@ int Serve(int argc, char** argv) {
     return kExitUsage;
   }
 
+  const TokenFiles token_files{vm.count("token-file") ? vm["token-file"].as<std::string>() : "",
+                               vm.count("admin-token-file") ? vm["admin-token-file"].as<std::string>() : ""};
+  if (!IsLoopback(host) && !token_files.any()) {
+    std::cerr << "testpool serve: --listen " << host << ":" << port
+              << " is not a loopback address, so other machines could lease databases and define templates "
+                 "(which run SQL as a superuser): give --token-file FILE (worker tokens) and/or "
+                 "--admin-token-file FILE, one token per line, mode 600 (see README, Threat model)\n";
+    return kExitUsage;
+  }
+  auto access = std::make_shared<api::AccessControl>();
+  try {
+    if (token_files.any()) token_files.LoadInto(*access);
+  } catch (const Error& e) {
+    std::cerr << "testpool serve: " << e.what() << "\n";
+    return kExitFailed;
+  }
+
   std::string proxy_host;
   int proxy_port = 0;
   if (!SplitHostPort(vm["proxy-listen"].as<std::string>(), &proxy_host, &proxy_port)) {
@@ -154,11 +204,13 @@ int Serve(int argc, char** argv) {
     return kExitFailed;
   }
 
-  // SIGINT/SIGTERM are taken by one thread with sigwait; block them before any thread starts.
+  // SIGINT/SIGTERM (stop) and SIGHUP (re-read the token files) are taken by one thread with
+  // sigwait; block them before any thread starts.
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   std::unique_ptr<backend::Backend> server;
@@ -218,6 +270,7 @@ int Serve(int argc, char** argv) {
     const std::string daemon_id = util::RandomToken(10);
     log::Info("daemon.starting", {{"daemon", daemon_id}, {"backend", kind},
                                   {"listen", host + ":" + std::to_string(port)},
+                                  {"access", token_files.any() ? "bearer tokens" : "open (no token files)"},
                                   {"recipes", std::to_string(recipes->Names().size())}});
     server->Start();
     auto store = core::ControlStore::Open(server->AdminConnInfo());
@@ -265,14 +318,31 @@ int Serve(int argc, char** argv) {
       ~StopPoolsFirst() { pools.Stop(); }
     } stop_pools_first{pools};
     pools.Start();
-    api::ApiServer api(*templates, pools, records, builds, api::ServerInfo{kind, daemon_id});
+    api::ApiServerOptions api_options;
+    api_options.access = access;
+    api::ApiServer api(*templates, pools, records, builds, api::ServerInfo{kind, daemon_id}, api_options);
     int bound = api.Bind(host, port);
 
-    std::thread signal_thread([&api, &signals] {
-      int sig = 0;
-      sigwait(&signals, &sig);
-      log::Info("daemon.signal", {{"signal", sig == SIGINT ? "SIGINT" : "SIGTERM"}});
-      api.Stop();
+    std::thread signal_thread([&api, &signals, &token_files, &access] {
+      for (;;) {
+        int sig = 0;
+        sigwait(&signals, &sig);
+        if (sig == SIGHUP) {
+          if (!token_files.any()) {
+            log::Info("daemon.signal", {{"signal", "SIGHUP"}, {"effect", "none: no token files to re-read"}});
+            continue;
+          }
+          try {
+            token_files.LoadInto(*access);
+          } catch (const Error& e) {
+            log::Error("daemon.tokens_reload_failed", {{"error", e.what()}, {"effect", "the previous tokens stay valid"}});
+          }
+          continue;
+        }
+        log::Info("daemon.signal", {{"signal", sig == SIGINT ? "SIGINT" : "SIGTERM"}});
+        api.Stop();
+        return;
+      }
     });
     pg::ConnInfo client = server->ClientConnInfo();
     log::Info("daemon.ready", {{"daemon", daemon_id}, {"url", "http://" + host + ":" + std::to_string(bound)},
@@ -292,7 +362,7 @@ int Serve(int argc, char** argv) {
     return kExitOk;
   } catch (const Error& e) {
     log::Error("daemon.failed", {{"error", e.what()}});
-    std::cerr << "testpool serve: " << e.what() << "\n";
+    std::cerr << "testpool serve: " << log::Redact(e.what()) << "\n";
     if (server) server->Stop();
     return kExitFailed;
   }

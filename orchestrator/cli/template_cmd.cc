@@ -137,7 +137,7 @@ int Create(const std::vector<std::string>& args) {
   const bool as_json = vm.count("json") > 0;
   const bool wait = vm.count("no-wait") == 0;
 
-  ApiClient api(DefaultUrl());
+  ApiClient api(DefaultUrl(), DefaultToken());
   auto t0 = std::chrono::steady_clock::now();
   // Start the build without waiting, then follow its progress.
   ApiReply put = api.Put("/v1/templates/" + name + "?wait=false", body);
@@ -183,7 +183,7 @@ int Create(const std::vector<std::string>& args) {
 
 int List(const std::vector<std::string>& args) {
   bool as_json = !args.empty() && args[0] == "--json";
-  ApiClient api(DefaultUrl());
+  ApiClient api(DefaultUrl(), DefaultToken());
   ApiReply r = api.Get("/v1/templates");
   if (r.status != 200) {
     std::cerr << "testpool template list: " << DescribeError(r) << "\n";
@@ -206,7 +206,7 @@ int Show(const std::vector<std::string>& args) {
     std::cerr << kTemplateUsage;
     return kExitUsage;
   }
-  ApiClient api(DefaultUrl());
+  ApiClient api(DefaultUrl(), DefaultToken());
   ApiReply r = api.Get("/v1/templates/" + args[0]);
   if (r.status != 200) {
     std::cerr << "testpool template show: " << DescribeError(r) << "\n";
@@ -222,7 +222,7 @@ int Drop(const std::vector<std::string>& args) {
     return kExitUsage;
   }
   bool old_only = args.size() > 1 && args[1] == "--old-only";
-  ApiClient api(DefaultUrl());
+  ApiClient api(DefaultUrl(), DefaultToken());
   ApiReply r = api.Delete("/v1/templates/" + args[0] + (old_only ? "?old_only=true" : ""));
   if (r.status != 200) {
     std::cerr << "testpool template drop: " << DescribeError(r) << "\n";

@@ -59,11 +59,13 @@ void SlotOps::PrepareRole(const std::string& db, const std::string& role, const 
   // CREATE/ALTER ROLE take no parameters: the verifier goes as a quoted literal.
   const std::string verifier = conn->QuoteLiteral(LeaseSecret(password));
   const std::string grant = "; GRANT CONNECT, TEMPORARY ON DATABASE " + conn->QuoteIdent(db) + " TO " + r;
-  try {
+  // CREATE or ALTER decided up front rather than by trying CREATE: the server writes a failed
+  // statement to its log whole (log_min_error_statement), and this one holds the role's SCRAM
+  // verifier. The role exists when left by a daemon that stopped between creating it and
+  // recording the slot ready, or when a reset re-clones the slot under the same role.
+  if (conn->Exec("SELECT 1 FROM pg_roles WHERE rolname = $1", {role}).rows() == 0) {
     conn->Exec("CREATE ROLE " + r + kLeaseRoleAttributes + verifier + " IN ROLE " + kSlotOwnerRole + grant);
-  } catch (const pg::PgError& e) {
-    if (e.sqlstate() != pg::sqlstate::kDuplicateObject) throw;
-    // Left by a daemon that stopped between creating it and recording the slot ready.
+  } else {
     conn->Exec("ALTER ROLE " + r + kLeaseRoleAttributes + verifier + "; GRANT " + kSlotOwnerRole + " TO " + r + grant);
   }
 }

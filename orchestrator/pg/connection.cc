@@ -6,6 +6,8 @@
 #include <cstdlib>
 #include <set>
 
+#include "orchestrator/util/log.h"
+
 namespace testpool::pg {
 
 // ---- Result ---------------------------------------------------------------------------------
@@ -121,7 +123,9 @@ Result Connection::Check(PGresult* res, std::string_view sql) {
   }
   if (diag.message.empty()) diag.message = Trim(PQerrorMessage(state_->conn));
   bool lost = PQstatus(state_->conn) != CONNECTION_OK;
-  std::string head(sql.substr(0, 120));
+  // The statement's head, without the secrets it may hold (a role's PASSWORD literal): the
+  // message reaches logs and API answers.
+  std::string head = log::Redact(sql.substr(0, 4096)).substr(0, 120);
   std::replace(head.begin(), head.end(), '\n', ' ');
   throw PgError(diag.message + (diag.sqlstate.empty() ? "" : " (SQLSTATE " + diag.sqlstate + ")") +
                     " in: " + head + (sql.size() > 120 ? "…" : ""),

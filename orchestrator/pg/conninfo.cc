@@ -5,9 +5,28 @@
 #include <memory>
 
 #include "orchestrator/util/error.h"
+#include "orchestrator/util/log.h"
 #include "orchestrator/util/url.h"
 
 namespace testpool::pg {
+namespace {
+
+// `text` with every "…"-quoted piece replaced by "…".
+std::string WithoutQuotedPieces(const std::string& text) {
+  std::string out;
+  bool inside = false;
+  for (char c : text) {
+    if (c == '"') {
+      if (!inside) out += "\"…\"";
+      inside = !inside;
+    } else if (!inside) {
+      out.push_back(c);
+    }
+  }
+  return out;
+}
+
+}  // namespace
 
 ConnInfo ConnInfo::Parse(const std::string& text) {
   char* err = nullptr;
@@ -16,6 +35,10 @@ ConnInfo ConnInfo::Parse(const std::string& text) {
     std::string message = err ? err : "out of memory";
     if (err) PQfreemem(err);
     while (!message.empty() && (message.back() == '\n' || message.back() == ' ')) message.pop_back();
+    // libpq quotes the piece it could not parse, and that piece may be (part of) the password
+    // (`invalid percent-encoded token: "pa%zzss"`): when the text holds a password, the quoted
+    // pieces go. The message reaches logs and API answers.
+    if (log::Redact(text) != text) message = WithoutQuotedPieces(message);
     throw Error(ErrorCode::kInvalidArgument, "invalid connection string: " + message);
   }
   std::unique_ptr<PQconninfoOption, decltype(&PQconninfoFree)> guard(opts, &PQconninfoFree);

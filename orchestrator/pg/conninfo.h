@@ -14,7 +14,8 @@ class ConnInfo {
   ConnInfo() = default;
 
   // Parses "host=… port=…" or "postgresql://…". Throws Error(kInvalidArgument) with libpq's
-  // message when the text is malformed.
+  // message when the text is malformed (without the pieces of the text libpq quotes in it, when
+  // the text holds a password: they may be the password).
   static ConnInfo Parse(const std::string& text);
 
   ConnInfo& Set(const std::string& key, const std::string& value);

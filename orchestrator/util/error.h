@@ -17,6 +17,8 @@ namespace testpool {
 enum class ErrorCode {
   kInvalidArgument,   // malformed input: bad JSON, wrong types, missing fields, bad values
   kInvalidName,       // a name that is not [a-z][a-z0-9_]{0,39}
+  kUnauthorized,      // no valid bearer token, where the daemon requires one
+  kForbidden,         // a valid token whose scope does not allow the route (a worker token on an admin route)
   kNotFound,          // unknown template, lease, …
   kConflict,          // the request contradicts current state
   kMigrationFailed,   // a template's migration or seed failed on the server

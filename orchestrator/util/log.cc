@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cctype>
 #include <chrono>
 #include <cstdio>
 
@@ -57,7 +58,119 @@ void AppendValue(std::string* out, std::string_view v) {
   out->push_back('"');
 }
 
+bool IsSpace(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+
+// Index just past the quoted string starting at `at` (text[at] is the quote). Backslash escapes
+// when `backslash`; a doubled quote stands for one when `doubled` (SQL). Unterminated: the end.
+size_t SkipQuoted(std::string_view text, size_t at, bool backslash, bool doubled) {
+  const char q = text[at];
+  for (size_t i = at + 1; i < text.size(); ++i) {
+    if (backslash && text[i] == '\\') {
+      ++i;
+    } else if (text[i] == q) {
+      if (doubled && i + 1 < text.size() && text[i + 1] == q) {
+        ++i;
+      } else {
+        return i + 1;
+      }
+    }
+  }
+  return text.size();
+}
+
+bool StartsWithNoCase(std::string_view text, size_t at, std::string_view word) {
+  if (text.size() - at < word.size()) return false;
+  for (size_t i = 0; i < word.size(); ++i) {
+    if (std::tolower(static_cast<unsigned char>(text[at + i])) != word[i]) return false;
+  }
+  return true;
+}
+
+bool ContainsNoCase(std::string_view text, std::string_view word) {
+  for (size_t i = 0; i + word.size() <= text.size(); ++i) {
+    if (StartsWithNoCase(text, i, word)) return true;
+  }
+  return false;
+}
+
+// URIs: scheme://user:password@host → scheme://user:***@host.
+std::string RedactUserinfo(std::string_view text) {
+  std::string out;
+  size_t copied = 0;
+  for (size_t sep = text.find("://"); sep != std::string_view::npos; sep = text.find("://", sep + 3)) {
+    const size_t start = sep + 3;
+    size_t end = start;
+    while (end < text.size() && !IsSpace(text[end]) && std::string_view("/?#\"'").find(text[end]) == std::string_view::npos) {
+      ++end;
+    }
+    const size_t at = text.rfind('@', end == 0 ? 0 : end - 1);
+    if (at == std::string_view::npos || at < start) continue;
+    const size_t colon = text.find(':', start);
+    if (colon == std::string_view::npos || colon > at) continue;
+    out.append(text.substr(copied, colon + 1 - copied)).append("***");
+    copied = at;
+  }
+  out.append(text.substr(copied));
+  return out;
+}
+
 }  // namespace
+
+std::string Redact(std::string_view input) {
+  const std::string uri_redacted = RedactUserinfo(input);
+  const std::string_view text = uri_redacted;
+  constexpr std::string_view kWord = "password";
+  std::string out;
+  size_t copied = 0;
+  for (size_t i = 0; i + kWord.size() <= text.size(); ++i) {
+    if (!StartsWithNoCase(text, i, kWord)) continue;
+    size_t j = i + kWord.size();
+    size_t value = std::string_view::npos, value_end = 0;
+    std::string mask;
+    if (j < text.size() && text[j] == '"') {  // "password": "…"
+      size_t k = j + 1;
+      while (k < text.size() && IsSpace(text[k])) ++k;
+      if (k < text.size() && text[k] == ':') {
+        ++k;
+        while (k < text.size() && IsSpace(text[k])) ++k;
+        if (k < text.size() && text[k] == '"') {
+          value = k;
+          value_end = SkipQuoted(text, k, true, false);
+          mask = "\"***\"";
+        }
+      }
+    } else {
+      while (j < text.size() && IsSpace(text[j])) ++j;
+      if (j < text.size() && text[j] == '=') {  // password=…, password = '…'
+        ++j;
+        while (j < text.size() && IsSpace(text[j])) ++j;
+        value = j;
+        if (j < text.size() && (text[j] == '\'' || text[j] == '"')) {
+          value_end = SkipQuoted(text, j, true, true);  // libpq escapes with '\'; SQL doubles
+          mask = std::string(1, text[j]) + "***" + text[j];
+        } else {
+          value_end = j;
+          while (value_end < text.size() && !IsSpace(text[value_end]) && text[value_end] != '&') ++value_end;
+          mask = "***";
+        }
+      } else if (j < text.size() && text[j] == '\'') {  // SQL: PASSWORD '…'
+        value = j;
+        value_end = SkipQuoted(text, j, false, true);
+        mask = "'***'";
+      } else if (j + 1 < text.size() && (text[j] == 'E' || text[j] == 'e') && text[j + 1] == '\'') {  // E'…'
+        value = j;
+        value_end = SkipQuoted(text, j + 1, true, true);
+        mask = "E'***'";
+      }
+    }
+    if (value == std::string_view::npos || value_end <= value) continue;
+    out.append(text.substr(copied, value - copied)).append(mask);
+    copied = value_end;
+    i = value_end - 1;
+  }
+  out.append(text.substr(copied));
+  return out;
+}
 
 void SetLevel(Level level) { g_level.store(static_cast<int>(level)); }
 
@@ -80,7 +193,8 @@ void Write(Level level, std::string_view event, std::initializer_list<Field> fie
   for (const auto& [key, value] : fields) {
     line.push_back(' ');
     line.append(key).push_back('=');
-    AppendValue(&line, value);
+    const bool secret = ContainsNoCase(key, "password") || ContainsNoCase(key, "secret");
+    AppendValue(&line, secret ? std::string("***") : Redact(value));
   }
   line.push_back('\n');
   // One write per line keeps lines whole when several threads log at once.

@@ -181,6 +181,14 @@ class DockerDaemon {
     }, timeout);
   }
 
+  // The TCP port of this daemon's embedded server (the control database's).
+  std::string ControlPort() {
+    std::ifstream port(state_.path() / "pg" / "port");
+    std::string p;
+    port >> p;
+    return p;
+  }
+
   // Superuser connection to this daemon's control database (the embedded server).
   pg::Connection Control() {
     std::ifstream pw(state_.path() / "pg" / "superuser.password"), port(state_.path() / "pg" / "port");
@@ -305,6 +313,16 @@ TEST_F(DockerPoolTest, LeasesAreIsolatedPerContainer) {
   pg::ConnInfo maintenance = pg::ConnInfo::Parse(a["dsn"]);
   maintenance.Set("dbname", "postgres");
   EXPECT_THROW(pg::Connection::Open(maintenance), Error);
+  // Nor the template (inside every container), template1, or the control database (on the
+  // daemon's own server).
+  for (const std::string& db : std::vector<std::string>{t["database"].get<std::string>(), "template1"}) {
+    pg::ConnInfo other_db = pg::ConnInfo::Parse(a["dsn"]);
+    other_db.Set("dbname", db);
+    EXPECT_THROW(pg::Connection::Open(other_db), Error) << db;
+  }
+  pg::ConnInfo control = pg::ConnInfo::Parse(a["dsn"]);
+  control.Set("host", "127.0.0.1").Set("port", daemon_->ControlPort()).Set("dbname", "testpool");
+  EXPECT_THROW(pg::Connection::Open(control), Error);
   daemon_->Release(a["id"]);
   daemon_->Release(b["id"]);
 }

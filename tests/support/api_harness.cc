@@ -29,7 +29,8 @@ struct InProcessApi::Impl {
   int port = 0;
 };
 
-InProcessApi::InProcessApi(bool with_pools, int max_databases) : impl_(std::make_unique<Impl>()) {
+InProcessApi::InProcessApi(bool with_pools, int max_databases, api::ApiServerOptions server_options)
+    : impl_(std::make_unique<Impl>()) {
   impl_->store = core::ControlStore::Open(Server().AdminConnInfo());
   impl_->builder = std::make_unique<core::TemplateBuilder>(*impl_->store, util::RealClock());
   core::PoolOptions options;
@@ -51,7 +52,7 @@ InProcessApi::InProcessApi(bool with_pools, int max_databases) : impl_(std::make
     impl_->pools->Start();
   }
   impl_->server = std::make_unique<api::ApiServer>(*impl_->service, *impl_->pools, *impl_->records,
-                                                   *impl_->builds, api::ServerInfo{"local", "test"});
+                                                   *impl_->builds, api::ServerInfo{"local", "test"}, std::move(server_options));
   impl_->port = impl_->server->Bind("127.0.0.1", 0);
   impl_->thread = std::thread([this] { impl_->server->Run(); });
 }

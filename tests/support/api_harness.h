@@ -8,6 +8,8 @@
 #include <memory>
 #include <string>
 
+#include "orchestrator/api/server.h"
+
 namespace testpool::testing {
 
 class InProcessApi {
@@ -15,7 +17,8 @@ class InProcessApi {
   // `with_pools`: the pool manager is started, told about templates (lease routes work) and tells
   // the record pools and the builders when a lease ends; otherwise it is never started and the
   // lease routes have nothing to hand out (the record pool and DSN build routes work either way).
-  explicit InProcessApi(bool with_pools, int max_databases = 20);
+  // `options`: the server's (connection limits, access tokens).
+  explicit InProcessApi(bool with_pools, int max_databases = 20, api::ApiServerOptions options = {});
   ~InProcessApi();  // stops the server, then the pools, then waits for builds
   InProcessApi(const InProcessApi&) = delete;
   InProcessApi& operator=(const InProcessApi&) = delete;
