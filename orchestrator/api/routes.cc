@@ -35,4 +35,20 @@ const std::vector<Route>& Routes() {
   return routes;
 }
 
+bool PathMatches(const Route& route, std::string_view path) {
+  std::string_view tmpl = route.path;
+  while (!tmpl.empty() && !path.empty()) {
+    if (tmpl.front() != '/' || path.front() != '/') return false;
+    tmpl.remove_prefix(1);
+    path.remove_prefix(1);
+    const std::string_view want = tmpl.substr(0, tmpl.find('/'));
+    const std::string_view got = path.substr(0, path.find('/'));
+    const bool param = want.size() >= 2 && want.front() == '{' && want.back() == '}';
+    if (param ? got.empty() : want != got) return false;
+    tmpl.remove_prefix(want.size());
+    path.remove_prefix(got.size());
+  }
+  return tmpl.empty() && path.empty();
+}
+
 }  // namespace testpool::api

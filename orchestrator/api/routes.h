@@ -54,4 +54,9 @@ inline constexpr std::size_t kMaxTemplateBodyBytes = 96u << 20;  // 64 MiB of SQ
 // The table, in registration order.
 const std::vector<Route>& Routes();
 
+// Whether the decoded request path `path` is one `route` documents: `route.path` segment by segment,
+// where a "{param}" segment matches any non-empty segment (what the row's regex matches, without
+// a regex engine: the access check runs before routing, on every request).
+bool PathMatches(const Route& route, std::string_view path);
+
 }  // namespace testpool::api

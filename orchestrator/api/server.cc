@@ -3,7 +3,6 @@
 #include <httplib.h>
 
 #include <chrono>
-#include <regex>
 #include <vector>
 
 #include "orchestrator/api/errors.h"
@@ -77,10 +76,6 @@ struct ApiServer::Impl {
       else if (route.method == "DELETE") http.Delete(pattern, Wrap(route));
     }
 
-    for (const Route& route : Routes()) {
-      scopes.emplace_back(&route, std::regex(std::string(route.pattern)));
-    }
-
     http.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
       // Access first: a refused request is answered before its body is read (and its connection
       // then closes), whatever it announced.
@@ -126,8 +121,8 @@ struct ApiServer::Impl {
   // clients learn nothing about the routes).
   Scope Needed(const httplib::Request& req) const {
     const std::string_view method = req.method == "HEAD" ? std::string_view("GET") : std::string_view(req.method);
-    for (const auto& [route, pattern] : scopes) {
-      if (route->method == method && std::regex_match(req.path, pattern)) return route->scope;
+    for (const Route& route : Routes()) {
+      if (route.method == method && PathMatches(route, req.path)) return route.scope;
     }
     return Scope::kWorker;
   }
@@ -157,7 +152,6 @@ struct ApiServer::Impl {
 
   const Services services;
   const std::shared_ptr<const AccessControl> access;  // null: every route open
-  std::vector<std::pair<const Route*, std::regex>> scopes;  // Needed()'s table, filled by Register()
   Router http;       // parses and routes; never listens itself
   HttpFront front;   // sockets, deadlines, worker threads
 };
