@@ -15,6 +15,7 @@ int HttpStatus(ErrorCode code) {
     case ErrorCode::kInternal: return 500;
     case ErrorCode::kBackend: return 502;
     case ErrorCode::kPoolExhausted: return 503;
+    case ErrorCode::kDraining: return 503;
     case ErrorCode::kUnavailable: return 503;
     case ErrorCode::kTimeout: return 504;
   }

@@ -286,7 +286,11 @@ struct HttpFront::Impl {
                    " KiB");
         return;
       }
-      asio::post(*workers, [this, c] { Serve(c); });
+      serving.fetch_add(1);
+      asio::post(*workers, [this, c] {
+        Serve(c);
+        serving.fetch_sub(1);
+      });
       return;
     }
     if (c->Unread() > 0 && !c->head_started) {
@@ -446,6 +450,7 @@ struct HttpFront::Impl {
   asio::steady_timer retry{io}, sweep{io};
   std::optional<asio::thread_pool> workers;  // created by Run()
   std::atomic<bool> stopping{false};
+  std::atomic<std::size_t> serving{0};  // connections handed to a worker (a request in progress)
   std::list<std::shared_ptr<Conn>> waiting_list;  // I/O thread only: waiting for a head, oldest first
 };
 
@@ -497,5 +502,7 @@ void HttpFront::Stop() {
 }
 
 const HttpLimits& HttpFront::limits() const { return impl_->limits; }
+
+std::size_t HttpFront::InProgress() const { return impl_->serving.load(); }
 
 }  // namespace testpool::api

@@ -74,6 +74,9 @@ class HttpFront {
   // Idempotent.
   void Stop();
 
+  // Requests being handled by a worker now (read, routed or answered), from any thread.
+  std::size_t InProgress() const;
+
   // The limits in force (max_connections after the open-file cap).
   const HttpLimits& limits() const;
 

@@ -223,7 +223,7 @@ json StatusJson(const core::ManagerStatus& status) {
                 {"connections_refused", x.connections_refused},
                 {"sessions_lost", x.sessions_lost}};
   return {{"pools", pools}, {"databases", status.databases}, {"max_databases", status.max_databases},
-          {"counters", counters}, {"proxy", proxy}};
+          {"draining", status.draining}, {"counters", counters}, {"proxy", proxy}};
 }
 
 // ---- record pools and claims -------------------------------------------------------------------

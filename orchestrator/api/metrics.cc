@@ -119,6 +119,8 @@ std::string MetricsText(const core::ManagerStatus& status) {
   e.Sample("testpool_databases", {}, status.databases);
   e.Family("testpool_max_databases", "gauge", "The cap on slot databases across all pools.");
   e.Sample("testpool_max_databases", {}, status.max_databases);
+  e.Family("testpool_draining", "gauge", "1 once the daemon got SIGTERM: it takes no new leases and stops soon.");
+  e.Sample("testpool_draining", {}, status.draining ? 1 : 0);
 
   e.Histogram("testpool_lease_wait_seconds", "Time from a lease request to its grant.", c.wait);
   e.Histogram("testpool_recycle_seconds", "Time from a lease's end to its slot being ready again.", c.recycle);

@@ -134,6 +134,7 @@ constexpr const char* kSchemas = R"json({
     "properties": {
       "pools": {"type": "array", "items": {"$ref": "#/components/schemas/PoolStatus"}},
       "databases": {"type": "integer"}, "max_databases": {"type": "integer"},
+      "draining": {"type": "boolean", "description": "the daemon got SIGTERM: it takes no new leases and stops once the requests in progress are answered"},
       "counters": {"type": "object", "properties": {
         "leases_granted": {"type": "integer"}, "leases_released": {"type": "integer"},
         "leases_expired": {"type": "integer"}, "leases_exhausted": {"type": "integer"}, "leases_abandoned": {"type": "integer"},
@@ -214,7 +215,7 @@ json Schemas() {
   json codes = json::array();
   for (ErrorCode c : {ErrorCode::kInvalidArgument, ErrorCode::kInvalidName, ErrorCode::kUnauthorized,
                       ErrorCode::kForbidden, ErrorCode::kNotFound, ErrorCode::kConflict,
-                      ErrorCode::kMigrationFailed, ErrorCode::kPoolExhausted, ErrorCode::kLeaseExpired,
+                      ErrorCode::kMigrationFailed, ErrorCode::kPoolExhausted, ErrorCode::kDraining, ErrorCode::kLeaseExpired,
                       ErrorCode::kUnavailable, ErrorCode::kTimeout, ErrorCode::kBackend, ErrorCode::kInternal}) {
     codes.push_back(std::string(ErrorCodeName(c)));
   }
@@ -225,8 +226,9 @@ json Schemas() {
 json Responses() {
   auto error = [](const std::string& description) { return Answer(description, Ref("Error")); };
   json exhausted = error("pool_exhausted: nothing was free within wait_s (try again after Retry-After seconds); "
-                         "or unavailable: the server cannot be reached");
-  exhausted["headers"] = {{"Retry-After", {{"description", "seconds to wait before asking again (pool_exhausted)"},
+                         "draining (leases only): the daemon is stopping and takes no new leases (ask again after "
+                         "Retry-After seconds, its successor answers); or unavailable: the server cannot be reached");
+  exhausted["headers"] = {{"Retry-After", {{"description", "seconds to wait before asking again (pool_exhausted, draining)"},
                                            {"schema", {{"type", "integer"}}}}}};
   json unauthorized = error("unauthorized: the daemon has tokens (serve --token-file) and the request carries no "
                             "valid `Authorization: Bearer <token>`");

@@ -15,8 +15,9 @@ void CreateLease(const Services& s, const httplib::Request& req, httplib::Respon
   try {
     Reply(res, 201, LeaseJson(s.pools.Acquire(request)));
   } catch (const Error& e) {
-    // Nothing was free within wait_s: tell the client when trying again makes sense.
-    if (e.code() == ErrorCode::kPoolExhausted) res.set_header("Retry-After", "1");
+    // Nothing was free within wait_s, or the daemon is draining (its successor answers soon):
+    // tell the client when trying again makes sense.
+    if (e.code() == ErrorCode::kPoolExhausted || e.code() == ErrorCode::kDraining) res.set_header("Retry-After", "1");
     throw;
   }
 }

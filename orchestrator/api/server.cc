@@ -174,4 +174,6 @@ void ApiServer::Run() { impl_->front.Run(); }
 
 void ApiServer::Stop() { impl_->front.Stop(); }
 
+std::size_t ApiServer::InProgress() const { return impl_->front.InProgress(); }
+
 }  // namespace testpool::api

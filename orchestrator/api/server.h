@@ -55,6 +55,9 @@ class ApiServer {
   // Serves until Stop(). Call after Bind().
   void Run();
   void Stop();
+  // Requests being handled now (HttpFront::InProgress), from any thread: the daemon's drain waits
+  // for 0 before Stop().
+  std::size_t InProgress() const;
 
  private:
   struct Impl;

@@ -21,6 +21,7 @@
 #include <boost/process/extend.hpp>
 #include <boost/process/search_path.hpp>
 #include <boost/program_options.hpp>
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <condition_variable>
@@ -116,22 +117,33 @@ class SignalThread {
   std::thread thread_;
 };
 
-// Releases the lease when it goes out of scope, whatever the path; says so when it cannot.
+// Releases the lease when it goes out of scope, whatever the path; says so when it cannot. A
+// daemon being restarted (unreachable, or 503 while it drains) is asked again for up to
+// kReleaseRetry: the lease row survives the restart and its successor releases it.
 class Releaser {
  public:
+  static constexpr std::chrono::seconds kReleaseRetry{15};
+
   Releaser(std::string url, std::string token, std::string id, std::string expires_at)
       : url_(std::move(url)), token_(std::move(token)), id_(std::move(id)), expires_at_(std::move(expires_at)) {}
   ~Releaser() {
-    try {
-      ApiClient api(url_, token_);
-      ApiReply r = api.Delete("/v1/leases/" + PathSegment(id_));
-      if (r.status == 204) return;
-      std::cerr << "testpool run: could not release lease " << id_ << " (" << DescribeError(r)
-                << "); it expires at " << expires_at_ << "\n";
-    } catch (const std::exception& e) {
-      std::cerr << "testpool run: could not release lease " << id_ << " (" << e.what() << "); it expires at "
-                << expires_at_ << "\n";
+    const auto give_up = std::chrono::steady_clock::now() + kReleaseRetry;
+    std::string why;
+    for (auto pause = std::chrono::milliseconds(100);; pause = std::min(pause * 2, std::chrono::milliseconds(2000))) {
+      try {
+        ApiClient api(url_, token_);
+        ApiReply r = api.Delete("/v1/leases/" + PathSegment(id_));
+        if (r.status == 204) return;
+        why = DescribeError(r);
+        if (r.status != 503) break;  // only "try again" is worth trying again
+      } catch (const std::exception& e) {  // Unreachable: the daemon may be restarting
+        why = e.what();
+      }
+      if (std::chrono::steady_clock::now() + pause > give_up) break;
+      std::this_thread::sleep_for(pause);  // a back-off between attempts, not a synchronisation
     }
+    std::cerr << "testpool run: could not release lease " << id_ << " (" << why << "); it expires at " << expires_at_
+              << "\n";
   }
   Releaser(const Releaser&) = delete;
   Releaser& operator=(const Releaser&) = delete;

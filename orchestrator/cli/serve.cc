@@ -1,11 +1,20 @@
 // `testpool serve`: wires a backend, the control store, the template service, the pools, the
 // record pools, the builders and the HTTP API, and runs until SIGINT/SIGTERM.
+//
+// Stopping drains: on SIGINT/SIGTERM the pools take no new leases (503 `draining` with
+// Retry-After, also to requests already waiting for a slot) while the API keeps answering
+// everything else (renew, reset, release, claims, builds), until no request is in progress or
+// --drain-timeout passes (a second signal cuts it short); then the listener closes, the requests
+// still in progress finish, and the pools stop. Leases stay in the control database: the next
+// start serves them again (same id, same DSN).
 #include <arpa/inet.h>
 #include <pthread.h>
 #include <signal.h>
 #include <unistd.h>
 
 #include <boost/program_options.hpp>
+#include <atomic>
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <iostream>
@@ -85,6 +94,49 @@ struct TokenFiles {
   }
 };
 
+// SIGHUP: the token files again; a file that cannot be used leaves the tokens in force.
+void ReloadTokens(const TokenFiles& files, api::AccessControl& access) {
+  if (!files.any()) {
+    log::Info("daemon.signal", {{"signal", "SIGHUP"}, {"effect", "none: no token files to re-read"}});
+    return;
+  }
+  try {
+    files.LoadInto(access);
+  } catch (const Error& e) {
+    log::Error("daemon.tokens_reload_failed", {{"error", e.what()}, {"effect", "the previous tokens stay valid"}});
+  }
+}
+
+// The drain after the first SIGINT/SIGTERM (see the top of this file): the pools refuse new
+// leases; the API answers on until no request is in progress, `timeout` passes, or a second
+// SIGINT/SIGTERM comes. Runs on the signal thread, with `signals` blocked everywhere.
+void Drain(int sig, const sigset_t& signals, core::PoolManager& pools, const api::ApiServer& api,
+           std::chrono::seconds timeout, const TokenFiles& token_files, api::AccessControl& access) {
+  const auto start = std::chrono::steady_clock::now();
+  const char* name = sig == SIGINT ? "SIGINT" : "SIGTERM";
+  log::Info("daemon.draining", {{"signal", name}, {"in_progress", std::to_string(api.InProgress())},
+                                {"timeout_s", std::to_string(timeout.count())}});
+  pools.Drain();
+  const auto deadline = start + timeout;
+  std::string ended = "idle";
+  while (api.InProgress() > 0) {
+    if (std::chrono::steady_clock::now() >= deadline) {
+      ended = "timeout";
+      break;
+    }
+    timespec slice{0, 20'000'000};  // the poll for InProgress(); signals end it at once
+    const int next = sigtimedwait(&signals, nullptr, &slice);
+    if (next == SIGHUP) ReloadTokens(token_files, access);
+    if (next == SIGINT || next == SIGTERM) {
+      ended = "second signal";
+      break;
+    }
+  }
+  const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  log::Info("daemon.drained", {{"ended_by", ended}, {"ms", log::Ms(ms)},
+                               {"in_progress", std::to_string(api.InProgress())}});
+}
+
 }  // namespace
 
 int Serve(int argc, char** argv) {
@@ -112,6 +164,8 @@ int Serve(int argc, char** argv) {
       ("pg-setting", po::value<std::vector<std::string>>()->composing(), "postgres setting key=value (repeatable)")
       ("proxy-listen", po::value<std::string>()->default_value("127.0.0.1:7433"),
        "address of the wire proxy that serves rollback-mode leases (host:port; port 0: any free)")
+      ("drain-timeout", po::value<int>()->default_value(10),
+       "seconds SIGTERM keeps the API answering (new leases get 503 draining) while requests are in progress")
       ("proxy-wait", po::value<int>()->default_value(30),
        "seconds a rollback-mode client waits while another connection of its lease holds a transaction")
       ("max-databases", po::value<int>()->default_value(core::PoolOptions{}.max_databases),
@@ -175,6 +229,11 @@ int Serve(int argc, char** argv) {
               << "')\n";
     return kExitUsage;
   }
+  if (vm["drain-timeout"].as<int>() < 0 || vm["drain-timeout"].as<int>() > 3600) {
+    std::cerr << "testpool serve: --drain-timeout must be between 0 and 3600 seconds\n";
+    return kExitUsage;
+  }
+  const std::chrono::seconds drain_timeout(vm["drain-timeout"].as<int>());
   if (vm["proxy-wait"].as<int>() < 1 || vm["proxy-wait"].as<int>() > 3600) {
     std::cerr << "testpool serve: --proxy-wait must be between 1 and 3600 seconds\n";
     return kExitUsage;
@@ -323,23 +382,17 @@ int Serve(int argc, char** argv) {
     api::ApiServer api(*templates, pools, records, builds, api::ServerInfo{kind, daemon_id}, api_options);
     int bound = api.Bind(host, port);
 
-    std::thread signal_thread([&api, &signals, &token_files, &access] {
+    std::atomic<bool> run_returned{false};
+    std::thread signal_thread([&] {
       for (;;) {
         int sig = 0;
         sigwait(&signals, &sig);
+        if (run_returned.load()) return;  // woken by the main thread below
         if (sig == SIGHUP) {
-          if (!token_files.any()) {
-            log::Info("daemon.signal", {{"signal", "SIGHUP"}, {"effect", "none: no token files to re-read"}});
-            continue;
-          }
-          try {
-            token_files.LoadInto(*access);
-          } catch (const Error& e) {
-            log::Error("daemon.tokens_reload_failed", {{"error", e.what()}, {"effect", "the previous tokens stay valid"}});
-          }
+          ReloadTokens(token_files, *access);
           continue;
         }
-        log::Info("daemon.signal", {{"signal", sig == SIGINT ? "SIGINT" : "SIGTERM"}});
+        Drain(sig, signals, pools, api, drain_timeout, token_files, *access);
         api.Stop();
         return;
       }
@@ -349,6 +402,7 @@ int Serve(int argc, char** argv) {
                                {"backend", kind}, {"postgres", client.Get("host") + ":" + client.Get("port")}});
     api.Run();
     // Run() returns after Stop(): either from the signal thread, or because listening failed.
+    run_returned.store(true);
     pthread_kill(signal_thread.native_handle(), SIGTERM);  // wakes sigwait if no signal came
     signal_thread.join();
     // Shutdown in dependency order: no more requests, then no more pool work, then no more

@@ -16,6 +16,11 @@ namespace {
 
 Error Invalid(const std::string& m) { return Error(ErrorCode::kInvalidArgument, m); }
 
+Error Draining() {
+  return Error(ErrorCode::kDraining,
+               "the daemon is stopping (SIGTERM) and takes no new leases; ask again after Retry-After seconds");
+}
+
 // How often a waiting lease request asks whether its client is still there.
 constexpr std::chrono::milliseconds kAbandonedPoll{200};
 
@@ -72,6 +77,7 @@ PoolManager::Impl::Grant PoolManager::Impl::TakeOrWait(const LeaseRequest& req, 
 }
 
 Pool& PoolManager::Impl::PoolForLease(const std::string& name) {
+  if (draining) throw Draining();
   if (passive) {
     throw Error(ErrorCode::kUnavailable,
                 "another testpool daemon manages the pools on this server; take leases from that daemon");
@@ -88,7 +94,7 @@ std::string PoolManager::Impl::WaitForSlot(std::unique_lock<std::mutex>& lock, P
   auto w = std::make_shared<Waiter>();
   p.waiters.push_back(w);
   Rebalance(p);
-  auto done = [&] { return !w->slot_id.empty() || stopping || w->cancelled; };
+  auto done = [&] { return !w->slot_id.empty() || stopping || draining || w->cancelled; };
   bool gone = false;
   while (!done() && !gone) {
     const util::MonoTime now = util::RealMonoNow();
@@ -111,6 +117,7 @@ void PoolManager::Impl::GiveUpWaiting(const std::shared_ptr<Waiter>& w, Pool& as
     q.erase(std::remove(q.begin(), q.end(), w), q.end());
   }
   if (stopping) throw Error(ErrorCode::kUnavailable, "the daemon is stopping");
+  if (draining) throw Draining();
   if (w->cancelled) throw Error(ErrorCode::kNotFound, "template '" + req.template_name + "' was dropped while waiting");
   if (gone) {
     ++counters.leases_abandoned;

@@ -76,6 +76,20 @@ void PoolManager::Stop() {
   impl_->owner = false;
 }
 
+void PoolManager::Drain() {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  if (impl_->draining) return;
+  impl_->draining = true;
+  int woken = 0;
+  for (auto& [hash, p] : impl_->pools) {
+    for (auto& w : p.waiters) {
+      w->cv.notify_all();
+      ++woken;
+    }
+  }
+  log::Info("pool.draining", {{"waiters_refused", std::to_string(woken)}});
+}
+
 void PoolManager::TemplateReady(const std::string& name, const std::string& hash, const std::string& template_db,
                                 const PoolConfig& pool) {
   std::lock_guard<std::mutex> lock(impl_->mu);
@@ -152,6 +166,7 @@ ManagerStatus PoolManager::Status() const {
   }
   st.databases = impl_->total_slots;
   st.max_databases = impl_->options.max_databases;
+  st.draining = impl_->draining;
   st.counters = impl_->counters;
   if (impl_->pinned != nullptr) st.proxy = impl_->pinned->stats();
   return st;

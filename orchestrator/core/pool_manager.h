@@ -140,6 +140,7 @@ struct ManagerStatus {
   std::vector<PoolStatus> pools;
   int databases = 0;       // slots across all pools
   int max_databases = 0;
+  bool draining = false;   // Drain() was called
   PoolCounters counters;
   PinnedSessions::Stats proxy;  // zeros when the daemon runs without a proxy
 };
@@ -166,6 +167,10 @@ class PoolManager final : public TemplateService::Listener, public LeaseLookup {
   void Start();
   // Stops the threads (work in progress finishes). Leases and slots stay in the control database.
   void Stop();
+  // The daemon is about to stop (SIGTERM): from now on Acquire() throws kDraining, and the calls
+  // waiting for a slot wake and throw it too. Everything else goes on as before: leases are
+  // renewed, reset and released, slots recycled, pools warmed, until Stop(). Idempotent.
+  void Drain();
 
   // A template hash became current (a build finished, or a PUT found it built): warm its pool to
   // `pool` sizes, and let older hashes of the name drain (no new leases; their slots are removed
@@ -177,7 +182,8 @@ class PoolManager final : public TemplateService::Listener, public LeaseLookup {
 
   // Throws Error: kInvalidName / kInvalidArgument (bad ttl, wait, holder), kNotFound (no such
   // template, or it has no ready hash yet), kPoolExhausted (nothing free within `wait`; the
-  // message names the template and the pool's figures), kUnavailable (control database down).
+  // message names the template and the pool's figures), kDraining (after Drain()),
+  // kUnavailable (control database down).
   LeaseInfo Acquire(const LeaseRequest& request);
   // New expires_at = now + ttl. kNotFound (unknown id), kLeaseExpired (it ended: released or expired).
   LeaseInfo Renew(const std::string& lease_id, std::chrono::seconds ttl);

@@ -200,6 +200,7 @@ struct PoolManager::Impl {
   // for its lifetime. A second daemon on the same server builds templates but hands out no leases.
   bool owner = false;                                     // touched by Start/Stop only
   bool passive = false;                                   // guarded by mu
+  bool draining = false;                                  // Drain() was called; guarded by mu
   std::function<void(const std::string&)> lease_ended;    // set before Start, then read-only
   PinnedSessions* pinned = nullptr;                       // set before Start, then read-only
   std::vector<std::string> ended_while_down;              // Reconcile → Start, for lease_ended

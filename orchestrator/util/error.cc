@@ -12,6 +12,7 @@ std::string_view ErrorCodeName(ErrorCode code) {
     case ErrorCode::kConflict: return "conflict";
     case ErrorCode::kMigrationFailed: return "migration_failed";
     case ErrorCode::kPoolExhausted: return "pool_exhausted";
+    case ErrorCode::kDraining: return "draining";
     case ErrorCode::kLeaseExpired: return "lease_expired";
     case ErrorCode::kUnavailable: return "unavailable";
     case ErrorCode::kTimeout: return "timeout";

@@ -23,6 +23,7 @@ enum class ErrorCode {
   kConflict,          // the request contradicts current state
   kMigrationFailed,   // a template's migration or seed failed on the server
   kPoolExhausted,     // nothing free before the wait ran out
+  kDraining,          // the daemon is stopping (SIGTERM) and takes no new leases; ask again after Retry-After
   kLeaseExpired,      // the lease ended before the call
   kUnavailable,       // the backend/server cannot be reached right now
   kTimeout,           // an operation ran out of time

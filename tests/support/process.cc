@@ -89,8 +89,8 @@ struct Daemon::Impl {
 };
 
 Daemon::Daemon(const std::vector<std::string>& args, std::chrono::seconds ready_timeout,
-               const std::map<std::string, std::string>& env)
-    : impl_(std::make_unique<Impl>()), port_(FreePort()) {
+               const std::map<std::string, std::string>& env, int port)
+    : impl_(std::make_unique<Impl>()), port_(port != 0 ? port : FreePort()) {
   std::vector<std::string> full = {"serve", "--listen", "127.0.0.1:" + std::to_string(port_)};
   // The wire proxy on any free port: several daemons run side by side in tests.
   if (std::find(args.begin(), args.end(), "--proxy-listen") == args.end()) {
@@ -120,6 +120,10 @@ Daemon::~Daemon() {
 }
 
 int Daemon::pid() const { return impl_->child.id(); }
+
+void Daemon::Signal(int sig) { ::kill(impl_->child.id(), sig); }
+
+int Daemon::exit_code() const { return impl_->child.exit_code(); }
 
 int Daemon::Terminate(std::chrono::seconds timeout) {
   if (!impl_->child.running()) return impl_->child.exit_code();

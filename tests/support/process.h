@@ -32,10 +32,11 @@ int FreePort();
 // answers; a daemon that exits or never answers fails the test with its log.
 class Daemon {
  public:
-  // `args` after `serve`; --listen is added. `env`: extra environment (e.g. TESTPOOL_FAULTS).
+  // `args` after `serve`; --listen 127.0.0.1:`port` is added (port 0: a free one). `env`: extra
+  // environment (e.g. TESTPOOL_FAULTS).
   explicit Daemon(const std::vector<std::string>& args,
                   std::chrono::seconds ready_timeout = std::chrono::seconds(120),
-                  const std::map<std::string, std::string>& env = {});
+                  const std::map<std::string, std::string>& env = {}, int port = 0);
   ~Daemon();  // SIGKILLs it if still running
   Daemon(const Daemon&) = delete;
   Daemon& operator=(const Daemon&) = delete;
@@ -44,8 +45,12 @@ class Daemon {
   int port() const { return port_; }
   std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
   int pid() const;
+  // Sends `sig` and returns at once.
+  void Signal(int sig);
   // SIGTERM, then waits (bounded); returns the exit code (-1 if it had to be killed).
   int Terminate(std::chrono::seconds timeout = std::chrono::seconds(60));
+  // The exit code once it has exited (after Terminate or WaitForExit returned true).
+  int exit_code() const;
   // Waits (bounded) until the daemon exits by itself; false if it is still running.
   bool WaitForExit(std::chrono::seconds timeout = std::chrono::seconds(60));
   // The daemon's log so far (its stderr).
