@@ -10,6 +10,7 @@ cd "$(dirname "$0")/.."
 ./build-release/bench/claims_bench "$PWD/build-release/testpool" "${CLAIMS:-4000}"
 ./build-release/bench/builders_bench "$PWD" "${BUILD_ROWS:-100000}"
 ./build-release/bench/seed_bench "$PWD" "$PWD/build-release/testpool" "${SEED_TESTS:-100}"
+./build-release/bench/reset_bench "${CLONE_RESETS:-200}"
 ./build-release/bench/proxy_bench  # sizes from $RESETS and $PGBENCH_S
 export DOCKER_HOST="unix://$(./scripts/start-dockerd.sh)"
 ./scripts/build-base-image.sh >/dev/null

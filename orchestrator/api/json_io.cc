@@ -213,7 +213,8 @@ json StatusJson(const core::ManagerStatus& status) {
                    {"leases_expired", c.leases_expired},     {"leases_exhausted", c.leases_exhausted},
                    {"leases_abandoned", c.leases_abandoned}, {"recycles_cloned", c.recycles_cloned},
                    {"recycles_skipped", c.recycles_skipped},  {"recycles_rolled_back", c.recycles_rolled_back},
-                   {"resets", c.resets},                     {"slots_broken", c.slots_broken},
+                   {"resets", c.resets},                     {"resets_skipped", c.resets_skipped},
+                   {"slots_broken", c.slots_broken},
                    {"lease_wait", HistogramJson(c.wait)},    {"recycle", HistogramJson(c.recycle)},
                    {"reset", HistogramJson(c.reset)}};
   const core::PinnedSessions::Stats& x = status.proxy;

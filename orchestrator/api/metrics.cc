@@ -100,6 +100,9 @@ std::string MetricsText(const core::ManagerStatus& status) {
   e.Sample("testpool_recycles_total", {{"mode", "skip"}}, static_cast<double>(c.recycles_skipped));
   e.Sample("testpool_recycles_total", {{"mode", "rollback"}}, static_cast<double>(c.recycles_rolled_back));
   Counter(e, "testpool_resets_total", "Leased databases restored to their template in place.", c.resets);
+  Counter(e, "testpool_resets_skipped_total",
+          "Clone-mode resets that found nothing written since the clone (sessions ended, no re-clone).",
+          c.resets_skipped);
   Counter(e, "testpool_slots_broken_total", "Slots found broken (then destroyed and replaced).", c.slots_broken);
 
   e.Family("testpool_slots", "gauge", "Slots by template, template hash (first 12 hex digits) and state.");

@@ -140,7 +140,7 @@ constexpr const char* kSchemas = R"json({
         "leases_expired": {"type": "integer"}, "leases_exhausted": {"type": "integer"}, "leases_abandoned": {"type": "integer"},
         "recycles_cloned": {"type": "integer"}, "recycles_skipped": {"type": "integer"},
         "recycles_rolled_back": {"type": "integer"},
-        "resets": {"type": "integer"}, "slots_broken": {"type": "integer"},
+        "resets": {"type": "integer"}, "resets_skipped": {"type": "integer"}, "slots_broken": {"type": "integer"},
         "lease_wait": {"$ref": "#/components/schemas/DurationSummary"},
         "recycle": {"$ref": "#/components/schemas/DurationSummary"},
         "reset": {"$ref": "#/components/schemas/DurationSummary"}}},

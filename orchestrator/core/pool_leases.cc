@@ -283,15 +283,25 @@ LeaseInfo PoolManager::Reset(const std::string& lease_id) {
   } else {
     std::lock_guard<std::mutex> io(*snapshot.io);
     std::shared_ptr<SlotWork> ops = impl_->Ops(snapshot);
-    ops->CutOff(snapshot.role);
-    ops->DropDatabase(snapshot.database);
-    impl_->CloneAndPrepare(&snapshot, template_db, mode_of_pool);  // same credentials
+    // The lease's sessions end first either way (Unchanged ends them, as the re-clone's cut-off
+    // does): an open transaction's uncommitted rows, and counters a live session has not reported
+    // yet, must not pass for clean. A database nothing was written to since its clone is at the
+    // template's state already: the role and the database stay, no clone.
+    if (mode_of_pool == RecycleMode::kClone &&
+        ops->Unchanged(snapshot.database, WriteMarks::Decode(snapshot.baseline))) {
+      mode = RecycleOutcome::kSkip;
+    } else {
+      ops->CutOff(snapshot.role);
+      ops->DropDatabase(snapshot.database);
+      impl_->CloneAndPrepare(&snapshot, template_db, mode_of_pool);  // same credentials
+    }
   }
   const double ms = took.ElapsedMs();
   std::lock_guard<std::mutex> lock(impl_->mu);
   auto live = impl_->slots.find(snapshot.id);
   if (live != impl_->slots.end() && live->second.lease_id == lease_id) live->second.baseline = snapshot.baseline;
   ++impl_->counters.resets;
+  if (mode == RecycleOutcome::kSkip) ++impl_->counters.resets_skipped;
   Observe(&impl_->counters.reset, ms);
   log::Info("lease.reset", {{"lease", lease_id}, {"slot", snapshot.id}, {"mode", ToString(mode)}, {"ms", log::Ms(ms)}});
   return lease;

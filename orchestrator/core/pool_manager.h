@@ -26,7 +26,8 @@
 //     ready again at once (one connection to the slot's database, to read its sequences);
 //   - otherwise re-cloned from the template in the background.
 // Reset() restores the leased database to the template's state in place (re-clone under the same
-// name and credentials); the lease stays.
+// name and credentials; or, when dirty tracking shows nothing was written since the last clone,
+// only the end of the lease's sessions); the lease stays.
 //
 // Rollback mode (the template's recycle mode `rollback`, see pinned_sessions.h): each slot also
 // has a pinned session in the wire proxy, opened while it warms; a lease's DSN points at the
@@ -123,6 +124,7 @@ struct PoolCounters {
   uint64_t recycles_skipped = 0;      // clean slots returned with no clone
   uint64_t recycles_rolled_back = 0;  // rollback mode: the pinned transaction rolled back, no clone
   uint64_t resets = 0;
+  uint64_t resets_skipped = 0;        // clone mode: nothing written since the clone, so no re-clone
   uint64_t slots_broken = 0;
   // Histograms: upper bounds in ms, counts per bucket (cumulative as Prometheus wants), sum, count.
   struct Histogram {
@@ -133,7 +135,7 @@ struct PoolCounters {
   };
   Histogram wait;      // Acquire: request to grant
   Histogram recycle;   // release to ready again (clone, skip or rollback)
-  Histogram reset;     // Reset(): request to done (rollback: savepoint; clone: re-clone)
+  Histogram reset;     // Reset(): request to done (rollback: savepoint; clone: check, re-clone if dirty)
 };
 
 struct ManagerStatus {
@@ -189,7 +191,8 @@ class PoolManager final : public TemplateService::Listener, public LeaseLookup {
   LeaseInfo Renew(const std::string& lease_id, std::chrono::seconds ttl);
   // Ends the lease. Idempotent: a lease that already ended is fine. kNotFound for an id never issued.
   void Release(const std::string& lease_id);
-  // Restores the leased database to the template's state in place; same DSN. kNotFound, kLeaseExpired.
+  // Restores the leased database to the template's state in place; same DSN. The lease's sessions
+  // are ended (clone mode; rollback mode keeps them). kNotFound, kLeaseExpired.
   LeaseInfo Reset(const std::string& lease_id);
   // The lease, also an ended one (from memory for a while, then from the control database).
   // kNotFound when never issued, kUnavailable when it must be read from a control database that

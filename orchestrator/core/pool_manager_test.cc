@@ -238,6 +238,34 @@ TEST_F(PoolStateTest, ACleanSlotIsReturnedWithoutAClone) {
   EXPECT_FALSE(work_->CanLogIn(lease.user));
 }
 
+TEST_F(PoolStateTest, AResetOfACleanDatabaseIsACheckAndADirtyOneReclones) {
+  Start();
+  Ready("shop", kHashA, 1, 1);
+  ASSERT_TRUE(WaitFor([&] { return Pool("shop").ready == 1; }));
+  LeaseInfo lease = pools_->Acquire(Request("shop"));
+  const size_t clones = work_->CloneTimes().size();
+  // Nothing written: no clone, and the lease's credentials still work.
+  pools_->Reset(lease.id);
+  EXPECT_EQ(work_->CloneTimes().size(), clones);
+  EXPECT_TRUE(work_->CanLogIn(lease.user));
+  // Written: re-cloned under the same credentials.
+  work_->Write(lease.database);
+  pools_->Reset(lease.id);
+  EXPECT_EQ(work_->CloneTimes().size(), clones + 1);
+  EXPECT_TRUE(work_->CanLogIn(lease.user));
+  // The new clone's marks are the baseline: clean again, no clone.
+  pools_->Reset(lease.id);
+  EXPECT_EQ(work_->CloneTimes().size(), clones + 1);
+  const PoolCounters c = pools_->Status().counters;
+  EXPECT_EQ(c.resets, 3u);
+  EXPECT_EQ(c.resets_skipped, 2u);
+  // A release after a clean reset still finds the slot clean.
+  pools_->Release(lease.id);
+  ASSERT_TRUE(WaitFor([&] { return Pool("shop").ready == 1; }));
+  EXPECT_EQ(pools_->Status().counters.recycles_skipped, 1u);
+  ExpectServerMatchesRows();
+}
+
 TEST_F(PoolStateTest, ARecycleThatFailsBreaksTheSlotWhichIsReplaced) {
   Start();
   Ready("shop", kHashA, 1, 1);

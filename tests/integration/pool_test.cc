@@ -709,6 +709,54 @@ TEST_F(PoolTest, ResetRestoresTheTemplateStateUnderTheSameDsn) {
   EXPECT_EQ(pools_->Status().counters.resets, 1u);
 }
 
+// A reset in clone mode when nothing was written is a check, not a clone: the same database (its
+// oid) under the same credentials, the lease's sessions ended. Every kind of write makes the next
+// reset re-clone, also one still uncommitted in a session that is open during the reset.
+TEST_F(PoolTest, ResetIsACheckWhenNothingWasWrittenAndReclonesAfterEveryKindOfWrite) {
+  StartPools();
+  std::string name = Build("reset_clean", 1, 1);
+  ASSERT_TRUE(WaitReady(name, 1));
+  LeaseInfo l = Lease(name);
+  pg::Connection admin = pg::Connection::Open(testing::Server().AdminConnInfo());
+  auto oid = [&] { return std::string(admin.Exec("SELECT oid FROM pg_database WHERE datname = $1", {l.database}).Get(0, 0)); };
+  auto reset = [&](const std::string& sql, bool keep_open) -> std::string {
+    const std::string before = oid();
+    const uint64_t skipped = pools_->Status().counters.resets_skipped;
+    {
+      auto c = std::make_unique<pg::Connection>(pg::Connection::Open(l.dsn));
+      if (keep_open) c->Exec("BEGIN");
+      c->Exec(sql);
+      if (keep_open) {
+        pools_->Reset(l.id);
+        EXPECT_THROW(c->Exec("SELECT 1"), std::exception) << "a session of the lease outlived the reset";
+      }
+    }
+    if (!keep_open) pools_->Reset(l.id);
+    const bool skipped_now = pools_->Status().counters.resets_skipped == skipped + 1;
+    EXPECT_EQ(skipped_now, oid() == before) << sql;
+    pg::Connection c = pg::Connection::Open(l.dsn);  // the same DSN works after either kind
+    EXPECT_EQ(c.Exec("SELECT count(*) FROM items").Get(0, 0), "2") << sql;
+    EXPECT_EQ(c.Exec("SELECT count(*) FROM pg_class WHERE relname = 'made_by_lease'").Get(0, 0), "0") << sql;
+    return skipped_now ? "skipped" : "cloned";
+  };
+  EXPECT_EQ(reset("SELECT count(*) FROM items JOIN notes ON notes.item_id = items.id", false), "skipped");
+  EXPECT_EQ(reset("SELECT count(*) FROM items", true), "skipped");  // an open read-only transaction
+  // The reads of the line above (after a reset) did not make the next one dirty either.
+  EXPECT_EQ(reset("SELECT 1", false), "skipped");
+  EXPECT_EQ(reset("INSERT INTO items (label) VALUES ('new')", false), "cloned");
+  EXPECT_EQ(reset("INSERT INTO items (label) VALUES ('uncommitted')", true), "cloned");
+  EXPECT_EQ(reset("SELECT nextval('counter')", false), "cloned");
+  {
+    pg::Connection c = pg::Connection::Open(l.dsn);
+    EXPECT_EQ(c.Exec("SELECT nextval('counter')").Get(0, 0), "100");  // restored by that re-clone
+  }
+  EXPECT_EQ(reset("SELECT 1", false), "cloned");                       // …after this nextval
+  EXPECT_EQ(reset("CREATE TABLE made_by_lease (id int)", false), "cloned");
+  EXPECT_EQ(reset("TRUNCATE notes", false), "cloned");
+  EXPECT_EQ(reset("SELECT 1", false), "skipped");  // the last clone is the baseline now
+  EXPECT_EQ(pools_->Status().counters.resets, 10u);
+}
+
 // ---- 12. global cap ------------------------------------------------------------------------------
 
 TEST_F(PoolTest, GlobalCapBoundsSlotsAcrossPoolsAndAStarvedPoolBorrows) {
