@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <optional>
 #include <thread>
 
 #include "orchestrator/pg/connection.h"
@@ -38,6 +39,7 @@ WriteMarks WriteMarks::Decode(const std::string& text) {
 SlotOps::SlotOps(const pg::ConnInfo& server, std::function<void(int)> background, int max_idle)
     : server_(server),
       background_(std::move(background)),
+      max_readers_(max_idle),
       admin_(At("postgres"), max_idle, std::chrono::seconds(10),
              [this](pg::Connection& c) { background_(c.BackendPid()); }) {}
 
@@ -83,18 +85,20 @@ void SlotOps::HandOver(const std::string& db, const std::string& old_role, const
              from + "; DROP ROLE " + from);
 }
 
-void SlotOps::WaitNoSessions(const char* column, const std::string& value) {
+void SlotOps::WaitNoSessions(const char* column, const std::string& value, int except_pid) {
   auto conn = admin_.Acquire();
   // Terminate on every round, not only once: a connection that was mid-handshake when we looked
   // can finish authenticating after the first terminate. One statement per round: it terminates
   // what it sees and says how many it saw.
   const std::string sql = std::string("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE ") + column +
-                          " = $1 AND pid <> pg_backend_pid()";
+                          " = $1 AND pid <> pg_backend_pid() AND pid <> $2::int";
   const util::MonoTime deadline = util::RealMonoNow() + std::chrono::seconds(30);  // a real wait (util/clock.h)
   // A terminated backend is gone within a fraction of a millisecond on an idle server: look again
   // soon, then less and less often (a reset's clean check waits here).
   for (auto pause = std::chrono::microseconds(100);; pause = std::min(pause * 2, std::chrono::microseconds(2000))) {
-    if (conn->ExecPrepared(std::string("tp_wait_") + column, sql, {value}).Get(0, 0) == "0") return;
+    if (conn->ExecPrepared(std::string("tp_wait_") + column, sql, {value, std::to_string(except_pid)}).Get(0, 0) == "0") {
+      return;
+    }
     if (util::RealMonoNow() > deadline) {
       throw Error(ErrorCode::kTimeout, std::string("sessions of ") + column + " '" + value + "' did not end within 30 s");
     }
@@ -118,10 +122,10 @@ void SlotOps::CutOff(const std::string& role) {
   WaitNoSessions("usename", role);
 }
 
-void SlotOps::EndSessions(const std::string& db) { WaitNoSessions("datname", db); }
+void SlotOps::EndSessions(const std::string& db) { WaitNoSessions("datname", db, ReaderPid(db)); }
 
 std::string SlotOps::Counters(const std::string& db) {
-  WaitNoSessions("datname", db);
+  WaitNoSessions("datname", db, ReaderPid(db));
   auto conn = admin_.Acquire();
   pg::Result r = conn->ExecPrepared("tp_counters",
                                     "SELECT coalesce(tup_inserted, 0), coalesce(tup_updated, 0), coalesce(tup_deleted, 0) "
@@ -131,15 +135,60 @@ std::string SlotOps::Counters(const std::string& db) {
   return std::string(r.Get(0, 0)) + ":" + std::string(r.Get(0, 1)) + ":" + std::string(r.Get(0, 2));
 }
 
+std::unique_ptr<pg::Connection> SlotOps::TakeReader(const std::string& db) {
+  std::lock_guard<std::mutex> lock(readers_mu_);
+  auto it = readers_.find(db);
+  if (it == readers_.end()) return nullptr;
+  std::unique_ptr<pg::Connection> conn = std::move(it->second.conn);
+  readers_.erase(it);
+  return conn;
+}
+
+void SlotOps::KeepReader(const std::string& db, std::unique_ptr<pg::Connection> conn) {
+  std::unique_ptr<pg::Connection> evicted;  // closed outside the lock
+  std::lock_guard<std::mutex> lock(readers_mu_);
+  if (max_readers_ <= 0) return;
+  if (readers_.size() >= static_cast<size_t>(max_readers_) && !readers_.count(db)) {
+    auto oldest = std::min_element(readers_.begin(), readers_.end(), [](const auto& a, const auto& b) {
+      return a.second.last_used < b.second.last_used;
+    });
+    evicted = std::move(oldest->second.conn);
+    readers_.erase(oldest);
+  }
+  const int pid = conn->BackendPid();
+  readers_[db] = Reader{std::move(conn), pid, ++reader_uses_};
+}
+
+int SlotOps::ReaderPid(const std::string& db) {
+  std::lock_guard<std::mutex> lock(readers_mu_);
+  auto it = readers_.find(db);
+  return it == readers_.end() ? 0 : it->second.pid;
+}
+
 std::string SlotOps::SequenceDigest(const std::string& db) {
-  pg::Connection conn = pg::Connection::Open(At(db));
-  background_(conn.BackendPid());
-  pg::Result r = conn.Exec(
+  static constexpr const char* kSql =
       "SELECT string_agg(format('%I.%I=%s', schemaname, sequencename, coalesce(last_value::text, '-')), ',' "
-      "ORDER BY schemaname, sequencename) FROM pg_sequences");
+      "ORDER BY schemaname, sequencename) FROM pg_sequences";
+  std::unique_ptr<pg::Connection> conn = TakeReader(db);
+  std::optional<pg::Result> read;
+  if (conn) {
+    try {
+      read = conn->ExecPrepared("tp_sequences", kSql, {});
+    } catch (const pg::PgError&) {
+      conn.reset();  // ended meanwhile (a terminate, a restart): a fresh one below
+    }
+  }
+  if (!conn) {
+    conn = std::make_unique<pg::Connection>(pg::Connection::Open(At(db)));
+    background_(conn->BackendPid());
+    read = conn->ExecPrepared("tp_sequences", kSql, {});
+  }
+  const pg::Result& r = *read;
   util::Sha256 h;
   h.Update(r.IsNull(0, 0) ? std::string_view() : r.Get(0, 0));
-  return h.HexDigest().substr(0, 16);
+  std::string digest = h.HexDigest().substr(0, 16);
+  KeepReader(db, std::move(conn));
+  return digest;
 }
 
 bool SlotOps::Unchanged(const std::string& db, const WriteMarks& baseline) {
@@ -148,6 +197,7 @@ bool SlotOps::Unchanged(const std::string& db, const WriteMarks& baseline) {
 }
 
 void SlotOps::DropDatabase(const std::string& db) {
+  TakeReader(db).reset();
   auto conn = admin_.Acquire();
   conn->Exec("DROP DATABASE IF EXISTS " + conn->QuoteIdent(db) + " WITH (FORCE)");
 }
