@@ -16,6 +16,9 @@
 //      database, checked the same way: pairs/s, and how often a claim lost its key to another;
 //   4. checks the daemon's bookkeeping in the target: no live claim left, the tokens issued add up
 //      to the claims granted, one claim_log row per grant;
+//   5. fairness: 64 clients loop claim → hold 2 ms → release on a pool of 20 rows (more claimers
+//      than rows: most claims wait), FAIR_ROUNDS rounds each; the claim waits' p50, p90 and max,
+//      and the timeouts (target: max <= 3x the p90, 0 timeouts: waiters served in order);
 // then prints one table, drops the scratch database, stops the daemon (SIGTERM) and removes the
 // state dir. Every wait is bounded; a failure ends the run with a non-zero exit and the tail of
 // the daemon's log.
@@ -326,6 +329,61 @@ void HttpClaims(Daemon& daemon, int claims, GrantChecker& checker, Results* out)
   if (stop) Fail("the HTTP claim phase stopped after " + std::to_string(kMaxErrors) + " errors: " + out->errors.Summary());
 }
 
+// 5. Fairness: kFairClients clients loop claim → hold → release on a pool of kFairRows rows.
+void Fairness(Daemon& daemon, const fs::path& state_dir, const std::string& db) {
+  constexpr int kFairClients = 64, kFairRows = 20;
+  const int rounds = std::max(1, std::atoi(std::getenv("FAIR_ROUNDS") ? std::getenv("FAIR_ROUNDS") : "10"));
+  {
+    pg::Connection c = AdminConnection(state_dir, db);
+    c.Exec("UPDATE test_users SET profile_type = 'fair' WHERE user_id <= $1::int", {std::to_string(kFairRows)});
+  }
+  json body = {{"dsn", SuperuserConnInfo(state_dir, db).ToUri()}, {"schema", "public"}, {"table", "test_users"},
+               {"key", "user_id"}, {"match", {{"profile_type", "fair"}}}};
+  auto admin = MakeClient(daemon.port(), 60s);
+  auto r = admin->Put("/v1/record-pools/bench_fair", body.dump(), "application/json");
+  if (!r || (r->status != 201 && r->status != 200)) Fail("PUT /v1/record-pools/bench_fair: " + DescribeWithBody(r));
+  std::mutex mu;
+  bench::Samples waits;
+  Tally errors;
+  std::atomic<int> timeouts{0};
+  std::vector<std::thread> clients;
+  for (int t = 0; t < kFairClients; ++t) {
+    clients.emplace_back([&, t] {
+      auto c = MakeClient(daemon.port(), 120s);
+      const json req = {{"ttl_s", kTtlS}, {"wait_s", 60}, {"holder", "fair-" + std::to_string(t)}};
+      bench::Samples mine;
+      for (int i = 0; i < rounds; ++i) {
+        std::optional<httplib::Result> answer;
+        mine.Add(bench::TimeMs([&] { answer.emplace(c->Post("/v1/record-pools/bench_fair/claims", req.dump(), "application/json")); }));
+        const httplib::Result& got = *answer;
+        if (!got || got->status != 201) {
+          if (got && got->status == 503) ++timeouts;
+          errors.Add(Describe(got));
+          continue;
+        }
+        std::this_thread::sleep_for(2ms);  // the test's work while it holds the row
+        const std::string id = json::parse(got->body)["id"];
+        auto rel = c->Delete("/v1/claims/" + id);
+        if (!rel || rel->status != 204) errors.Add("release: " + Describe(rel));
+      }
+      std::lock_guard<std::mutex> lock(mu);
+      waits.ms.insert(waits.ms.end(), mine.ms.begin(), mine.ms.end());
+    });
+  }
+  for (auto& t : clients) t.join();
+  daemon.CheckAlive("the fairness phase");
+  const double p90 = waits.Percentile(0.9), max = waits.Percentile(1.0);
+  std::printf("\nfairness: %d clients x %d rounds on %d rows, claim -> hold 2 ms -> release over HTTP\n", kFairClients,
+              rounds, kFairRows);
+  PrintLatencyHeader();
+  PrintLatencyRow("claim (waits included)", waits);
+  std::printf("max wait %.1f ms = %.2fx the p90 (target <= 3x: %s); %d timeouts (target 0: %s)%s%s\n", max,
+              max / std::max(p90, 0.001), max <= 3 * p90 ? "met" : "MISSED", timeouts.load(),
+              timeouts == 0 ? "met" : "MISSED", errors.empty() ? "" : "; errors: ", errors.Summary().c_str());
+  auto dropped = admin->Delete("/v1/record-pools/bench_fair");
+  if (!dropped || dropped->status != 204) Fail("DELETE /v1/record-pools/bench_fair: " + DescribeWithBody(dropped));
+}
+
 // 3. The raw primitive: kClients libpq connections make `claims` claim + release pairs in all.
 void RawClaims(const fs::path& state_dir, const std::string& db, int claims, Results* out) {
   std::printf("raw claims: %d libpq connections × prepared claim + release, %d pairs\n", kClients, claims);
@@ -464,6 +522,7 @@ void Run(const fs::path& binary, const ScratchDir& dir, int claims, Results* out
 
   RawClaims(state_dir, db.name(), claims, out);
   CheckBookkeeping(daemon, state_dir, db.name(), out);
+  Fairness(daemon, state_dir, db.name());
   out->load_after = LoadAverage();
 
   {

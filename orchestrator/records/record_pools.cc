@@ -2,8 +2,10 @@
 
 #include <algorithm>
 #include <condition_variable>
+#include <deque>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
 #include <thread>
 
@@ -103,6 +105,11 @@ struct RecordPools::Impl {
   std::condition_variable released;  // a claim was released through this daemon
   uint64_t releases = 0;             // guarded by mu; counts them, for waiters
   std::map<std::string, int> waiting;  // guarded by mu: Claim calls waiting, by pool (none: absent)
+  // The claims waiting, by pool and match (QueueKey), first come first: only the head of a queue
+  // tries the target, and a new claim joins the end of a non-empty queue instead of trying first.
+  // Guarded by mu; an empty queue is erased.
+  std::map<std::string, std::deque<uint64_t>> queues;
+  uint64_t next_ticket = 0;  // guarded by mu
   // Connection pools by target (conninfo in keyword form); guarded by mu, never erased.
   std::map<std::string, std::unique_ptr<pg::ConnectionPool>> targets;
   // The quoted table and its columns, by pool name, so a claim does not ask the catalog each
@@ -433,32 +440,56 @@ ClaimInfo RecordPools::Claim(const ClaimRequest& req) {
   }
   const util::MonoTime start = util::RealMonoNow();  // a real wait (util/clock.h): outside the seam
   const util::MonoTime deadline = start + req.wait;
+  const std::string queue_key = spec.name + "\n" + MatchText(match);
   auto poll = kFirstPoll;
-  bool counted = false;  // in impl_->waiting: from the first miss to the end of this call
-  struct Uncount {
+  // In impl_->waiting and in the queue from the first miss (or from arriving behind others) to the
+  // end of this call; leaving the queue wakes the next claim in it.
+  struct Place {
     Impl& impl;
     const std::string& pool;
-    const bool& counted;
-    ~Uncount() {
-      if (!counted) return;
-      std::lock_guard<std::mutex> lock(impl.mu);
-      if (--impl.waiting[pool] == 0) impl.waiting.erase(pool);
+    const std::string& queue_key;
+    std::optional<uint64_t> ticket;
+    void Join(std::unique_lock<std::mutex>&) {
+      if (ticket) return;
+      ticket = impl.next_ticket++;
+      impl.queues[queue_key].push_back(*ticket);
+      ++impl.waiting[pool];
     }
-  } uncount{*impl_, spec.name, counted};
+    bool First(std::unique_lock<std::mutex>&) const {
+      auto q = impl.queues.find(queue_key);
+      return q == impl.queues.end() || (ticket && q->second.front() == *ticket);
+    }
+    ~Place() {
+      if (!ticket) return;
+      {
+        std::lock_guard<std::mutex> lock(impl.mu);
+        std::deque<uint64_t>& q = impl.queues[queue_key];
+        q.erase(std::find(q.begin(), q.end(), *ticket));
+        if (q.empty()) impl.queues.erase(queue_key);
+        if (--impl.waiting[pool] == 0) impl.waiting.erase(pool);
+      }
+      impl.released.notify_all();  // the next in the queue may try now
+    }
+  } place{*impl_, spec.name, queue_key, std::nullopt};
   for (;;) {
     uint64_t seen;
+    bool first;
     {
-      std::lock_guard<std::mutex> lock(impl_->mu);
+      std::unique_lock<std::mutex> lock(impl_->mu);
       seen = impl_->releases;
+      first = place.First(lock);
+      if (!first) place.Join(lock);  // others wait for this pool and match: behind them, no try
     }
-    if (auto got = impl_->TryClaim(spec, req, match)) {
-      log::Info("records.claimed", {{"claim", got->id}, {"pool", spec.name}, {"key", got->key},
-                                    {"token", std::to_string(got->token)}, {"holder", req.holder}});
-      if (req.abandoned && util::RealMonoNow() > start + kFirstPoll && req.abandoned()) {
-        Release(got->id);
-        throw Error(ErrorCode::kUnavailable, "the client went away while waiting for a record of pool '" + spec.name + "'");
+    if (first) {
+      if (auto got = impl_->TryClaim(spec, req, match)) {
+        log::Info("records.claimed", {{"claim", got->id}, {"pool", spec.name}, {"key", got->key},
+                                      {"token", std::to_string(got->token)}, {"holder", req.holder}});
+        if (req.abandoned && util::RealMonoNow() > start + kFirstPoll && req.abandoned()) {
+          Release(got->id);
+          throw Error(ErrorCode::kUnavailable, "the client went away while waiting for a record of pool '" + spec.name + "'");
+        }
+        return *got;
       }
-      return *got;
     }
     const util::MonoTime now = util::RealMonoNow();
     if (now >= deadline) break;
@@ -466,13 +497,14 @@ ClaimInfo RecordPools::Claim(const ClaimRequest& req) {
       throw Error(ErrorCode::kUnavailable, "the client went away while waiting for a record of pool '" + spec.name + "'");
     }
     std::unique_lock<std::mutex> lock(impl_->mu);
-    if (!counted) {
-      ++impl_->waiting[spec.name];
-      counted = true;
-    }
-    impl_->released.wait_for(lock, std::min<std::chrono::steady_clock::duration>(poll, deadline - now),
-                             [&] { return impl_->releases != seen; });
-    poll = std::min(poll * 2, kMaxPoll);
+    place.Join(lock);
+    // The head of the queue wakes for a release through this daemon (or polls, for releases made
+    // elsewhere); the others wake when they become the head.
+    const bool was_first = place.First(lock);
+    impl_->released.wait_for(lock, std::min<std::chrono::steady_clock::duration>(poll, deadline - now), [&] {
+      return place.First(lock) && (impl_->releases != seen || !was_first);
+    });
+    if (was_first) poll = std::min(poll * 2, kMaxPoll);
   }
   throw Error(ErrorCode::kPoolExhausted,
               "no record of pool '" + spec.name + "' matching " + MatchText(match) + " came free within " +

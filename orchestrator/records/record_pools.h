@@ -20,7 +20,11 @@
 //
 // Waiting: a claim that finds nothing free waits up to `wait` (woken at once by a release through
 // this daemon, and re-tried every 50–250 ms for releases made elsewhere), then throws
-// kPoolExhausted naming the pool and the match.
+// kPoolExhausted naming the pool and the match. Waiters are served first come, first served per
+// pool and match within this daemon: only the longest-waiting claim tries the target, and a new
+// claim that finds others waiting for the same pool and match queues behind them instead of
+// trying first (a claim with another match is not held up; claims through other daemons are not
+// ordered with these).
 //
 // Names: a pool's is [a-z][a-z0-9_]{0,39}; schema, table and column names may be any identifier
 // of 1–63 bytes without control characters (real schemas have mixed-case names), are looked up in

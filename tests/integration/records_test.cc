@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -262,6 +263,67 @@ TEST_F(RecordsTest, SixtyFourClaimersNeverShareARow) {
   EXPECT_EQ(regressions.load(), 0);
   EXPECT_EQ(records_->Get(pool.spec.name).claimed, 0);
   EXPECT_EQ(TableDigest(), before) << "the shared table holds exactly what it held before";
+}
+
+// Claims waiting for one pool and match are served first come, first served: a release goes to
+// the longest waiter, and a new claim does not take a row that came free while others wait.
+TEST_F(RecordsTest, WaitingClaimsAreServedInArrivalOrderAndNewOnesDoNotOvertake) {
+  RecordPoolInfo pool = records_->Define(Spec("fifo", {{"user_id", "5"}}));  // one row
+  const std::string name = pool.spec.name;
+  ClaimRequest req;
+  req.pool = name;
+  req.ttl = 60s;
+  ClaimInfo held = records_->Claim(req);
+  auto wait_until = [](const std::function<bool()>& done) {
+    const auto deadline = std::chrono::steady_clock::now() + 120s;  // only a hang reaches it
+    while (!done()) {
+      if (std::chrono::steady_clock::now() > deadline) return false;
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    return true;
+  };
+  std::mutex mu;
+  std::vector<std::string> order;
+  std::map<std::string, ClaimInfo> got;
+  auto waiter = [&](const std::string& who) {
+    ClaimRequest r = req;
+    r.wait = 120s;
+    r.holder = who;
+    ClaimInfo c = records_->Claim(r);
+    std::lock_guard<std::mutex> lock(mu);
+    order.push_back(who);
+    got[who] = c;
+  };
+  auto claimed = [&](const std::string& who) {
+    std::lock_guard<std::mutex> lock(mu);
+    return got.count(who) == 1;
+  };
+  std::thread b([&] { waiter("b"); });
+  ASSERT_TRUE(wait_until([&] { return records_->Get(name).waiting == 1; }));
+  std::thread c([&] { waiter("c"); });
+  ASSERT_TRUE(wait_until([&] { return records_->Get(name).waiting == 2; }));
+
+  // The row comes free elsewhere (its claim ends in the target's table, as through another daemon,
+  // so nobody here is woken): a new claim that does not wait finds b and c queued and takes nothing.
+  pg::Connection target = pg::Connection::Open(testing::Admin(*db_));
+  target.Exec("UPDATE testpool.claims SET released_at = clock_timestamp() WHERE claim_id = $1", {held.id});
+  ClaimRequest eager = req;
+  eager.holder = "eager";
+  EXPECT_EQ(CodeOf([&] { records_->Claim(eager); }), "pool_exhausted");
+  ASSERT_TRUE(wait_until([&] { return claimed("b"); }));  // b's next look finds it
+  EXPECT_FALSE(claimed("c"));
+  std::string b_claim;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    b_claim = got.at("b").id;
+  }
+  records_->Release(b_claim);
+  c.join();
+  b.join();
+  EXPECT_EQ(order, (std::vector<std::string>{"b", "c"}));
+  records_->Release(got.at("c").id);
+  EXPECT_EQ(records_->Get(name).waiting, 0);
+  EXPECT_EQ(records_->Get(name).claimed, 0);
 }
 
 // Claims tied to a lease end with it; a pool defined on a leased database goes with the lease.
