@@ -29,7 +29,7 @@
 //                    [--postmaster-kill 0|1] [--ttl S] [--seed S] [--binary PATH]
 //        (each also from the environment: CHAOS_CLIENTS, CHAOS_SECONDS, CHAOS_DAEMON_KILLS, …;
 //         TESTPOOL_BENCH_KEEP=1 keeps the scratch directory with every log)
-//        chaos_bench --client ID --port P --template NAME --log FILE --ttl S --wait S   (a client)
+//        chaos_bench --client ID --port P --template NAME --log FILE --ttl S --wait S --driver PID  (a client)
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
@@ -37,6 +37,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <map>
@@ -66,6 +67,14 @@ using namespace testpool::bench;
 using namespace testpool::bench::chaos;
 
 namespace {
+
+// Set by SIGTERM, SIGINT or SIGHUP: every wait then fails, and unwinding stops the clients and the
+// daemon (a run killed outright leaves its clients to PR_SET_PDEATHSIG, see chaos_client.h).
+volatile std::sig_atomic_t g_interrupted = 0;
+void OnInterrupt(int) { g_interrupted = 1; }
+void CheckInterrupted() {
+  if (g_interrupted != 0) Fail("interrupted by a signal");
+}
 
 const char* const kTemplate = "chaos";
 constexpr auto kBound = 300s;              // any single wait for an event; only a hang reaches it
@@ -175,7 +184,7 @@ class Clients {
     std::vector<std::string> args = {self,      "--client",      std::to_string(c.id), "--port",
                                      std::to_string(port_), "--template", kTemplate,     "--log",
                                      c.log.string(), "--ttl",    std::to_string(o_.ttl_s), "--wait",
-                                     std::to_string(o_.wait_s)};
+                                     std::to_string(o_.wait_s), "--driver", std::to_string(::getpid())};
     std::vector<char*> argv;
     for (std::string& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
@@ -247,7 +256,7 @@ class Clients {
       if (!c.running) continue;
       int status = 0;
       while (::waitpid(c.pid, &status, WNOHANG) != c.pid) {
-        if (std::chrono::steady_clock::now() > deadline) {
+        if (std::chrono::steady_clock::now() > deadline || g_interrupted != 0) {
           ::kill(c.pid, SIGKILL);
           ::waitpid(c.pid, &status, 0);
           break;
@@ -255,7 +264,11 @@ class Clients {
         std::this_thread::sleep_for(kPoll);
       }
       c.running = false;
-      if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+      // A client started a moment before the stop may get SIGTERM before it installs its handler:
+      // it held nothing yet, so that end is as clean as an exit.
+      const bool clean = (WIFEXITED(status) && WEXITSTATUS(status) == 0) ||
+                         (WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM);
+      if (!clean) {
         ++bad;
         std::fprintf(stderr, "client %d ended badly (%s); its stderr:\n%s\n", c.id, StatusText(status).c_str(),
                      LastLines(Slurp(c.err), 20).c_str());
@@ -340,6 +353,7 @@ template <typename Done>
 void WaitUntil(const std::string& what, std::chrono::seconds bound, Daemon& daemon, Done done) {
   const auto deadline = std::chrono::steady_clock::now() + bound;
   while (!done()) {
+    CheckInterrupted();
     daemon.CheckAlive(what);
     if (std::chrono::steady_clock::now() > deadline) Fail("no end after " + std::to_string(bound.count()) + " s " + what);
     std::this_thread::sleep_for(kPoll);
@@ -438,6 +452,7 @@ class Run {
     auto holder_hunt_from = std::chrono::steady_clock::now();
     bool hunting = false;
     for (;;) {
+      CheckInterrupted();
       clients_->CheckAlive();
       for (const Event& e : clients_->Poll()) Observe(e, recovering);
       if (recovering) {
@@ -713,11 +728,17 @@ int Run::Afterwards() {
               static_cast<long long>(control.rows_expired), static_cast<long long>(control.unheard));
   std::printf("errors by kind (expected while something is down): %s\n", TallyText(check.errors).c_str());
   std::printf("%-22s %-12s %-14s %-24s %s\n", "kill", "at", "/healthz 200", "first lease asked after", "leases held across it (released 204 afterwards)");
+  std::map<int, std::optional<int64_t>> killed_at;
+  for (const ClientHistory& h : histories) killed_at[h.client] = h.killed_us;
   int daemon_n = 0;
   for (const Recovery& r : figures_.recoveries) {
+    // Leases a live client held at the kill (granted, not yet released), and how many of them
+    // its client released with a 204 afterwards.
     int held = 0, released = 0;
     for (const GrantRecord& g : grants) {
-      if (g.granted_us < r.killed_us && (!g.used_us || *g.used_us > r.killed_us || (g.first_delete_us && *g.first_delete_us > r.killed_us))) {
+      const std::optional<int64_t>& killed = killed_at[g.client];
+      if (g.granted_us < r.killed_us && (!g.first_delete_us || *g.first_delete_us > r.killed_us) &&
+          (!killed || *killed > r.killed_us)) {
         ++held;
         released += g.first_delete_us ? 1 : 0;
       }
@@ -767,6 +788,7 @@ int ClientMain(int argc, char** argv) {
   o.log = get("--log");
   o.ttl = std::chrono::seconds(std::atoi(get("--ttl").c_str()));
   o.wait = std::chrono::seconds(std::atoi(get("--wait").c_str()));
+  o.driver_pid = std::atoi(get("--driver").c_str());
   return RunClient(o);
 }
 
@@ -779,6 +801,11 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "chaos client: %s\n", e.what());
     return 2;
   }
+  struct sigaction sa {};
+  sa.sa_handler = OnInterrupt;
+  sa.sa_flags = SA_RESTART;
+  sigemptyset(&sa.sa_mask);
+  for (int sig : {SIGTERM, SIGINT, SIGHUP}) ::sigaction(sig, &sa, nullptr);
   Options o;
   try {
     o = ParseOptions(argc, argv);

@@ -1,6 +1,8 @@
 #include "bench/chaos_client.h"
 
 #include <signal.h>
+#include <sys/prctl.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <csignal>
@@ -241,6 +243,9 @@ class Client {
 }  // namespace
 
 int RunClient(const ClientOptions& options) {
+  // A driver killed outright (a test's timeout) takes its clients with it.
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (::getppid() != options.driver_pid) return 0;  // it died before the line above
   struct sigaction sa {};
   sa.sa_handler = OnStop;
   sa.sa_flags = SA_RESTART;

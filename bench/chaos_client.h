@@ -15,7 +15,8 @@
 // answered "expired" within the lease's TTL.
 //
 // SIGTERM (and SIGINT) only set a flag: the lease in hand is finished and released first, so a
-// stop takes at most about wait_s plus one release. The process is single-threaded.
+// stop takes at most about wait_s plus one release. The client dies with its driver
+// (PR_SET_PDEATHSIG). The process is single-threaded.
 #pragma once
 
 #include <chrono>
@@ -37,6 +38,7 @@ struct ClientOptions {
   std::chrono::seconds wait{20};       // wait_s of every lease request
   std::chrono::milliseconds max_hold{100};  // a lease is held 0…max_hold after its marker is verified
   int renew_every = 8;                 // every n-th lease is renewed once (0: never)
+  int driver_pid = 0;                  // the process that started this one
 };
 
 // Runs the loop above until SIGTERM or SIGINT; returns the process's exit code (0; 2 when the
