@@ -124,7 +124,7 @@ std::string SlotOps::Counters(const std::string& db) {
   // (a lease's writes would otherwise pass for none, and the next lease would get them).
   pg::Result r = conn->ExecPrepared("tp_counters_since",
                                     "SELECT coalesce(d.tup_inserted, 0), coalesce(d.tup_updated, 0), "
-                                    "coalesce(d.tup_deleted, 0), pg_postmaster_start_time() "
+                                    "coalesce(d.tup_deleted, 0), extract(epoch FROM pg_postmaster_start_time()) "
                                     "FROM (SELECT 1) one LEFT JOIN pg_stat_database d ON d.datname = $1",
                                     {db});
   return std::string(r.Get(0, 0)) + ":" + std::string(r.Get(0, 1)) + ":" + std::string(r.Get(0, 2)) + "@" +
