@@ -650,7 +650,7 @@ ControlCheck CheckControlState(const fs::path& state_dir, const std::vector<Clie
               std::to_string(g.token) + ") was granted but has no row in the control database");
       continue;
     }
-    if (g.first_delete_us && it->second == "expired") ++c.released_recorded_expired;
+    if (g.released && it->second == "expired") ++c.released_recorded_expired;
     if (killed[g.client] && !g.first_delete_us && it->second == "released") ++c.killed_released;
   }
   for (const auto& [id, s] : state) c.unheard += heard.count(id) ? 0 : 1;
@@ -740,7 +740,7 @@ int Run::Afterwards() {
       if (g.granted_us < r.killed_us && (!g.first_delete_us || *g.first_delete_us > r.killed_us) &&
           (!killed || *killed > r.killed_us)) {
         ++held;
-        released += g.first_delete_us ? 1 : 0;
+        released += g.released ? 1 : 0;
       }
     }
     const std::string name = r.what == Chaos::kDaemonKill ? "daemon SIGKILL " + std::to_string(++daemon_n) : "postmaster SIGKILL";

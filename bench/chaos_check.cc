@@ -45,7 +45,11 @@ std::vector<GrantRecord> CollectGrants(const std::vector<ClientHistory>& histori
         g.used_us = e.t_us;
         g.used_ok = e.detail == "ok";
       }
-      if (e.kind == EventKind::kRelease) g.first_delete_us = e.t0_us;
+      if (e.kind == EventKind::kReleasing && !g.first_delete_us) g.first_delete_us = e.t_us;
+      if (e.kind == EventKind::kRelease) {
+        if (!g.first_delete_us) g.first_delete_us = e.t0_us;
+        g.released = true;
+      }
     }
   }
   return out;
@@ -75,7 +79,7 @@ CheckResult CheckHistories(const std::vector<ClientHistory>& histories, std::chr
   std::map<std::string, std::vector<const GrantRecord*>> by_db;
   for (const GrantRecord& g : grants) {
     ++r.grants;
-    if (g.first_delete_us) ++r.releases;
+    if (g.released) ++r.releases;
     if (g.used_ok) ++r.used_ok;
     by_db[g.database].push_back(&g);
   }

@@ -1,8 +1,9 @@
 // The chaos driver's checks across all clients' event logs (chaos_log.h), made after the run:
 //
 // - no double grant: per database, a lease must not be granted while an earlier lease of it may
-//   still be held — that is, before the earlier holder sent its first DELETE, or (for a holder that
-//   never released: killed, or its DELETE never got through) before the earlier lease's TTL ran out,
+//   still be held — that is, before the earlier holder sent its first DELETE (its `releasing` line,
+//   written whether or not it lived to read the 204), or (for a holder that never sent one: killed
+//   while using it) before the earlier lease's TTL ran out,
 //   counted from the last lease or renew request it sent (the server stamps created_at/expires_at
 //   later than that, so this bound never accuses the server wrongly; `ttl_slack` absorbs the
 //   difference between the server's wall clock and the monotonic clock);
@@ -40,7 +41,8 @@ struct GrantRecord {
   int64_t requested_us = 0;   // the POST sent
   int64_t granted_us = 0;     // its 201 read
   int64_t ttl_base_us = 0;    // the last lease or successful renew request sent
-  std::optional<int64_t> first_delete_us;  // the client's first DELETE, when it got a 204 for it
+  std::optional<int64_t> first_delete_us;  // the client's first DELETE sent (204 read or not)
+  bool released = false;                   // …and answered 204
   std::optional<int64_t> used_us;          // when it was done with the database
   bool used_ok = false;
 };

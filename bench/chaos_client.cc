@@ -218,6 +218,7 @@ class Client {
   // expired by then anyway).
   void Release(const Lease& lease) {
     const int64_t t0 = MonotonicMicros();
+    log_.Write(At(EventKind::kReleasing, &lease, "", 0, t0));  // from here the daemon may end it
     const int64_t give_up_us = ttl_base_us_ + std::chrono::duration_cast<std::chrono::microseconds>(o_.ttl + 60s).count();
     for (;;) {
       auto r = http_->Delete("/v1/leases/" + lease.id);

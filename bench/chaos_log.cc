@@ -7,17 +7,17 @@
 #include <array>
 #include <charconv>
 #include <cstring>
-#include <fstream>
 
 #include "bench/daemon_harness.h"
 
 namespace testpool::bench::chaos {
 namespace {
 
-constexpr std::array<std::pair<EventKind, std::string_view>, 7> kKinds = {{
+constexpr std::array<std::pair<EventKind, std::string_view>, 8> kKinds = {{
     {EventKind::kGrant, "grant"},
     {EventKind::kRenew, "renew"},
     {EventKind::kUsed, "used"},
+    {EventKind::kReleasing, "releasing"},
     {EventKind::kRelease, "release"},
     {EventKind::kError, "error"},
     {EventKind::kViolation, "violation"},
@@ -109,14 +109,19 @@ void EventWriter::Write(Event e) {
   [[maybe_unused]] ssize_t n = ::write(fd_, line.data(), line.size());
 }
 
+EventTail::~EventTail() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
 std::vector<Event> EventTail::Poll() {
   std::vector<Event> out;
-  std::ifstream in(path_, std::ios::binary);
-  if (!in) return out;
-  in.seekg(static_cast<std::streamoff>(offset_));
-  std::string chunk((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  offset_ += chunk.size();
-  partial_ += chunk;
+  if (fd_ < 0) fd_ = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd_ < 0) return out;  // not written yet
+  char buf[65536];
+  for (ssize_t n; (n = ::pread(fd_, buf, sizeof buf, static_cast<off_t>(offset_))) > 0;) {
+    offset_ += static_cast<uint64_t>(n);
+    partial_.append(buf, static_cast<size_t>(n));
+  }
   size_t start = 0;
   for (size_t nl; (nl = partial_.find('\n', start)) != std::string::npos; start = nl + 1) {
     if (auto e = ParseEvent(std::string_view(partial_).substr(start, nl - start))) out.push_back(std::move(*e));

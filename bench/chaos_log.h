@@ -29,6 +29,7 @@ enum class EventKind {
   kRenew,      // a 200 for POST /v1/leases/{id}/renew: T0 = request sent, T = answer read
   kUsed,       // the client is done with the database (its connection closed): T = then;
                // DETAIL "ok", or what went wrong ("gave up: …")
+  kReleasing,  // the first DELETE /v1/leases/{id} is about to be sent: T = then
   kRelease,    // DELETE /v1/leases/{id} answered 204: T0 = the first DELETE sent, T = the 204 read
   kError,      // an expected failure (daemon or server down, …): DETAIL is its kind
   kViolation,  // something that must never happen (a stale marker, a lease cut off early): DETAIL says what
@@ -71,13 +72,18 @@ class EventWriter {
 
 // Reads a growing event file piece by piece: each Poll() returns the whole lines appended since
 // the last one (a line still being written stays for the next call).
+// The file is opened at the first Poll() that finds it and kept open.
 class EventTail {
  public:
   explicit EventTail(std::filesystem::path path) : path_(std::move(path)) {}
+  ~EventTail();
+  EventTail(const EventTail&) = delete;
+  EventTail& operator=(const EventTail&) = delete;
   std::vector<Event> Poll();
 
  private:
   const std::filesystem::path path_;
+  int fd_ = -1;
   uint64_t offset_ = 0;
   std::string partial_;
 };
