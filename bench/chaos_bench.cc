@@ -30,10 +30,7 @@
 //        (each also from the environment: CHAOS_CLIENTS, CHAOS_SECONDS, CHAOS_DAEMON_KILLS, …;
 //         TESTPOOL_BENCH_KEEP=1 keeps the scratch directory with every log)
 //        chaos_bench --client ID --port P --template NAME --log FILE --ttl S --wait S --driver PID  (a client)
-#include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -53,11 +50,11 @@
 
 #include "bench/chaos_check.h"
 #include "bench/chaos_client.h"
+#include "bench/chaos_control.h"
 #include "bench/chaos_log.h"
+#include "bench/chaos_procs.h"
 #include "bench/daemon_harness.h"
 #include "orchestrator/pg/connection.h"
-
-extern char** environ;
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
@@ -112,7 +109,9 @@ std::map<std::string, std::string> ParseFlags(int argc, char** argv, int first) 
   return flags;
 }
 
-int IntFlag(const std::map<std::string, std::string>& flags, const std::string& name, int fallback) {
+// A count from --name or CHAOS_NAME, in [0, max]; `fallback` when neither is given.
+long IntFlag(const std::map<std::string, std::string>& flags, const std::string& name, long fallback,
+             long max = 100000) {
   std::string v;
   if (auto it = flags.find(name); it != flags.end()) {
     v = it->second;
@@ -123,8 +122,8 @@ int IntFlag(const std::map<std::string, std::string>& flags, const std::string& 
   }
   char* end = nullptr;
   long n = std::strtol(v.c_str(), &end, 10);
-  if (end == v.c_str() || *end != '\0' || n < 0 || n > 100000) Fail(name + " wants a count, got '" + v + "'");
-  return static_cast<int>(n);
+  if (end == v.c_str() || *end != '\0' || n < 0 || n > max) Fail(name + " wants a count, got '" + v + "'");
+  return n;
 }
 
 Options ParseOptions(int argc, char** argv) {
@@ -135,176 +134,18 @@ Options ParseOptions(int argc, char** argv) {
     if (!known.count(k)) Fail("unknown option " + k);
   }
   Options o;
-  o.clients = IntFlag(flags, "--clients", o.clients);
-  o.seconds = IntFlag(flags, "--seconds", o.seconds);
-  o.daemon_kills = IntFlag(flags, "--daemon-kills", o.daemon_kills);
-  o.client_kills = IntFlag(flags, "--client-kills", o.client_kills);
+  o.clients = static_cast<int>(IntFlag(flags, "--clients", o.clients));
+  o.seconds = static_cast<int>(IntFlag(flags, "--seconds", o.seconds));
+  o.daemon_kills = static_cast<int>(IntFlag(flags, "--daemon-kills", o.daemon_kills));
+  o.client_kills = static_cast<int>(IntFlag(flags, "--client-kills", o.client_kills));
   o.postmaster_kill = IntFlag(flags, "--postmaster-kill", o.postmaster_kill ? 1 : 0) != 0;
-  o.ttl_s = IntFlag(flags, "--ttl", o.ttl_s);
-  o.seed = static_cast<unsigned>(IntFlag(flags, "--seed", 0));
+  o.ttl_s = static_cast<int>(IntFlag(flags, "--ttl", o.ttl_s));
+  o.seed = static_cast<unsigned>(IntFlag(flags, "--seed", 0, 4294967295L));
   if (auto it = flags.find("--binary"); it != flags.end()) o.binary = it->second;
   if (o.clients < 1 || o.seconds < 1 || o.ttl_s < 4) Fail("need --clients ≥ 1, --seconds ≥ 1, --ttl ≥ 4");
   if (!fs::exists(o.binary)) Fail("no testpool binary at " + o.binary.string());
   return o;
 }
-
-// ---- client processes ----
-
-struct ClientProc {
-  int id = 0;
-  pid_t pid = -1;
-  fs::path log, err;
-  std::unique_ptr<EventTail> tail;
-  bool running = false;
-  std::optional<int64_t> killed_us;
-  std::string holding;  // the lease it holds by its log (granted, not yet released); "" when none
-};
-
-class Clients {
- public:
-  Clients(const fs::path& dir, const Options& o, int port) : dir_(dir), o_(o), port_(port) {
-    fs::create_directories(dir_);
-  }
-  ~Clients() {  // a failed run must not leave clients behind
-    for (ClientProc& c : procs_) {
-      if (c.running) {
-        ::kill(c.pid, SIGKILL);
-        ::waitpid(c.pid, nullptr, 0);
-      }
-    }
-  }
-
-  ClientProc& Spawn() {
-    ClientProc c;
-    c.id = static_cast<int>(procs_.size()) + 1;
-    c.log = dir_ / ("client-" + std::to_string(c.id) + ".log");
-    c.err = dir_ / ("client-" + std::to_string(c.id) + ".err");
-    c.tail = std::make_unique<EventTail>(c.log);
-    const std::string self = fs::read_symlink("/proc/self/exe").string();
-    std::vector<std::string> args = {self,      "--client",      std::to_string(c.id), "--port",
-                                     std::to_string(port_), "--template", kTemplate,     "--log",
-                                     c.log.string(), "--ttl",    std::to_string(o_.ttl_s), "--wait",
-                                     std::to_string(o_.wait_s), "--driver", std::to_string(::getpid())};
-    std::vector<char*> argv;
-    for (std::string& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_addopen(&fa, 1, c.err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    posix_spawn_file_actions_adddup2(&fa, 1, 2);
-    int rc = posix_spawn(&c.pid, self.c_str(), &fa, nullptr, argv.data(), environ);
-    posix_spawn_file_actions_destroy(&fa);
-    if (rc != 0) Fail("cannot start client " + std::to_string(c.id) + ": " + std::strerror(rc));
-    c.running = true;
-    procs_.push_back(std::move(c));
-    return procs_.back();
-  }
-
-  // New events of every client, in the order read; also notes who holds a lease.
-  std::vector<Event> Poll() {
-    std::vector<Event> all;
-    for (ClientProc& c : procs_) {
-      for (Event& e : c.tail->Poll()) {
-        if (e.kind == EventKind::kGrant) c.holding = e.lease;
-        if (e.kind == EventKind::kRelease) c.holding.clear();
-        all.push_back(std::move(e));
-      }
-    }
-    return all;
-  }
-
-  // Fails when a client that was not told to stop has exited (it crashed; its stderr is quoted).
-  void CheckAlive() {
-    for (ClientProc& c : procs_) {
-      if (!c.running) continue;
-      int status = 0;
-      if (::waitpid(c.pid, &status, WNOHANG) == c.pid) {
-        c.running = false;
-        Fail("client " + std::to_string(c.id) + " exited by itself (" + StatusText(status) + "); its stderr:\n" +
-             LastLines(Slurp(c.err), 20));
-      }
-    }
-  }
-
-  // A running client that holds a lease, at random; nullptr when none does.
-  ClientProc* PickHolder(std::mt19937& rng) {
-    std::vector<ClientProc*> holders;
-    for (ClientProc& c : procs_) {
-      if (c.running && !c.holding.empty()) holders.push_back(&c);
-    }
-    if (holders.empty()) return nullptr;
-    return holders[std::uniform_int_distribution<size_t>(0, holders.size() - 1)(rng)];
-  }
-
-  void Kill(ClientProc& c) {
-    ::kill(c.pid, SIGKILL);
-    c.killed_us = MonotonicMicros();
-    ::waitpid(c.pid, nullptr, 0);
-    c.running = false;
-  }
-
-  // SIGTERM to all, then waits (bounded) for each to finish its lease and exit. Returns how many
-  // had to be killed or exited with a non-zero status (their stderr quoted on stderr).
-  int StopAll(std::chrono::seconds bound) {
-    for (ClientProc& c : procs_) {
-      if (c.running) ::kill(c.pid, SIGTERM);
-    }
-    const auto deadline = std::chrono::steady_clock::now() + bound;
-    int bad = 0;
-    for (ClientProc& c : procs_) {
-      if (!c.running) continue;
-      int status = 0;
-      while (::waitpid(c.pid, &status, WNOHANG) != c.pid) {
-        if (std::chrono::steady_clock::now() > deadline || g_interrupted != 0) {
-          ::kill(c.pid, SIGKILL);
-          ::waitpid(c.pid, &status, 0);
-          break;
-        }
-        std::this_thread::sleep_for(kPoll);
-      }
-      c.running = false;
-      // A client started a moment before the stop may get SIGTERM before it installs its handler:
-      // it held nothing yet, so that end is as clean as an exit.
-      const bool clean = (WIFEXITED(status) && WEXITSTATUS(status) == 0) ||
-                         (WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM);
-      if (!clean) {
-        ++bad;
-        std::fprintf(stderr, "client %d ended badly (%s); its stderr:\n%s\n", c.id, StatusText(status).c_str(),
-                     LastLines(Slurp(c.err), 20).c_str());
-      }
-    }
-    return bad;
-  }
-
-  std::vector<ClientHistory> Histories() {
-    Poll();  // read what is left
-    std::vector<ClientHistory> out;
-    for (ClientProc& c : procs_) {
-      ClientHistory h;
-      h.client = c.id;
-      EventTail whole(c.log);
-      h.events = whole.Poll();
-      h.killed_us = c.killed_us;
-      out.push_back(std::move(h));
-    }
-    return out;
-  }
-
-  size_t size() const { return procs_.size(); }
-
- private:
-  static std::string StatusText(int status) {
-    if (WIFEXITED(status)) return "exit code " + std::to_string(WEXITSTATUS(status));
-    if (WIFSIGNALED(status)) return std::string("signal ") + sigabbrev_np(WTERMSIG(status));
-    return "status " + std::to_string(status);
-  }
-
-  const fs::path dir_;
-  const Options& o_;
-  const int port_;
-  std::vector<ClientProc> procs_;  // every client ever started, by id - 1
-};
 
 // ---- the daemon and its server ----
 
@@ -410,13 +251,14 @@ class Run {
     WaitUntil("warming the pool", kBound, *daemon_, [&] { return GetPoolSums(port_).ready >= min_ready; });
     std::printf("pool warm (%d ready); starting %d clients\n", min_ready, o_.clients);
 
-    clients_.emplace(dir_.path() / "clients", o_, port_);
+    clients_.emplace(dir_.path() / "clients", ClientSpawn{port_, kTemplate, o_.ttl_s, o_.wait_s});
     for (int i = 0; i < o_.clients; ++i) clients_->Spawn();
     origin_us_ = MonotonicMicros();
     RunChaos();
     figures_.chaos_s = static_cast<double>(MonotonicMicros() - origin_us_) / 1e6;
     std::printf("+%.1fs chaos over; stopping the clients\n", Since());
-    figures_.clients_ended_badly = clients_->StopAll(std::chrono::seconds(o_.wait_s + 120));
+    figures_.clients_ended_badly =
+        clients_->StopAll(std::chrono::seconds(o_.wait_s + 120), [] { return g_interrupted != 0; });
     figures_.clients_started = static_cast<int>(clients_->size());
     return Afterwards();
   }
@@ -466,7 +308,7 @@ class Run {
         const bool done = r.what == Chaos::kDaemonKill ? r.healthy_us && r.granted_us : r.granted_us && r.used_us;
         if (done) {
           std::printf("+%.1fs leases flow again, %.2f s after the kill\n", Since(),
-                      static_cast<double>(*(r.used_us ? r.used_us : r.granted_us) - r.killed_us) / 1e6);
+                      static_cast<double>(*(r.what == Chaos::kDaemonKill ? r.granted_us : r.used_us) - r.killed_us) / 1e6);
           figures_.recoveries.push_back(r);
           recovering.reset();
         } else if (MonotonicMicros() - r.killed_us > std::chrono::duration_cast<std::chrono::microseconds>(kBound).count()) {
@@ -560,102 +402,13 @@ class Run {
   int64_t grants_seen_ = 0;
   std::set<std::string> asked_after_kill_;
   std::unique_ptr<Daemon> daemon_;
-  std::optional<Clients> clients_;
+  std::optional<ClientProcesses> clients_;
   Figures figures_;
 };
 
 }  // namespace
 
 namespace {
-
-// ---- afterwards: the control database against the server and the clients' logs ----
-
-struct ControlCheck {
-  int orphan_databases = 0, orphan_roles = 0, orphan_templates = 0, lost_databases = 0;
-  int active_leases = 0, leases_without_slot = 0, shared_tokens = 0;
-  int grants_without_row = 0, killed_released = 0, released_recorded_expired = 0;
-  int64_t rows = 0, rows_released = 0, rows_expired = 0, unheard = 0;
-  std::vector<std::string> problems;
-  int Orphans() const { return orphan_databases + orphan_roles + orphan_templates; }
-  bool ok() const {
-    return Orphans() == 0 && lost_databases == 0 && active_leases == 0 && leases_without_slot == 0 &&
-           shared_tokens == 0 && grants_without_row == 0;
-  }
-};
-
-std::set<std::string> Column(pg::Connection& c, const std::string& sql) {
-  std::set<std::string> out;
-  pg::Result r = c.Exec(sql);
-  for (int i = 0; i < r.rows(); ++i) out.emplace(r.Get(i, 0));
-  return out;
-}
-
-ControlCheck CheckControlState(const fs::path& state_dir, const std::vector<ClientHistory>& histories) {
-  ControlCheck c;
-  auto problem = [&c](const std::string& text) {
-    if (c.problems.size() < 25) c.problems.push_back(text);
-  };
-  pg::Connection server = AdminConnection(state_dir, "postgres");
-  pg::Connection control = AdminConnection(state_dir, "testpool");
-  const auto dbs = Column(server, "SELECT datname FROM pg_database WHERE datname LIKE 'tp\\_s\\_%'");
-  const auto tpls = Column(server, "SELECT datname FROM pg_database WHERE datname LIKE 'tp\\_tpl\\_%'");
-  const auto roles = Column(server, "SELECT rolname FROM pg_roles WHERE rolname LIKE 'tp\\_r\\_%'");
-  const auto slot_dbs = Column(control, "SELECT database FROM slots");
-  const auto slot_roles = Column(control, "SELECT role FROM slots WHERE role IS NOT NULL");
-  const auto builds = Column(control, "SELECT database FROM template_builds");
-  for (const std::string& d : dbs) {
-    if (!slot_dbs.count(d)) ++c.orphan_databases, problem("orphan database " + d + " (no slot row)");
-  }
-  for (const std::string& d : slot_dbs) {
-    if (!dbs.count(d)) ++c.lost_databases, problem("slot row's database " + d + " does not exist");
-  }
-  for (const std::string& r : roles) {
-    if (!slot_roles.count(r)) ++c.orphan_roles, problem("orphan role " + r + " (no slot row)");
-  }
-  for (const std::string& t : tpls) {
-    if (!builds.count(t)) ++c.orphan_templates, problem("orphan template database " + t + " (no build row)");
-  }
-  c.active_leases = control.Exec("SELECT id FROM leases WHERE state = 'active'").rows();
-  if (c.active_leases > 0) problem(std::to_string(c.active_leases) + " leases still active after every lease should have ended");
-  c.leases_without_slot = static_cast<int>(
-      control
-          .Exec("SELECT l.id FROM leases l WHERE l.state = 'active' AND NOT EXISTS "
-                "(SELECT 1 FROM slots s WHERE s.id = l.slot_id AND s.state = 'leased' AND s.lease_id = l.id)")
-          .rows());
-  if (c.leases_without_slot > 0) problem(std::to_string(c.leases_without_slot) + " active leases without their slot");
-  pg::Result shared = control.Exec("SELECT slot_id, token, count(*) FROM leases GROUP BY 1, 2 HAVING count(*) > 1");
-  c.shared_tokens = shared.rows();
-  for (int i = 0; i < shared.rows(); ++i) {
-    problem("fencing token " + std::string(shared.Get(i, 1)) + " of slot " + std::string(shared.Get(i, 0)) +
-            " went to " + std::string(shared.Get(i, 2)) + " leases");
-  }
-
-  std::map<std::string, std::string> state;  // lease id → state
-  pg::Result rows = control.Exec("SELECT id, state FROM leases");
-  for (int i = 0; i < rows.rows(); ++i) state.emplace(rows.Get(i, 0), rows.Get(i, 1));
-  c.rows = rows.rows();
-  for (const auto& [id, s] : state) {
-    if (s == "released") ++c.rows_released;
-    if (s == "expired") ++c.rows_expired;
-  }
-  std::map<int, std::optional<int64_t>> killed;
-  for (const ClientHistory& h : histories) killed[h.client] = h.killed_us;
-  std::set<std::string> heard;
-  for (const GrantRecord& g : CollectGrants(histories)) {
-    heard.insert(g.lease);
-    auto it = state.find(g.lease);
-    if (it == state.end()) {
-      ++c.grants_without_row;
-      problem("lease " + g.lease + " (client " + std::to_string(g.client) + ", " + g.database + ", token " +
-              std::to_string(g.token) + ") was granted but has no row in the control database");
-      continue;
-    }
-    if (g.released && it->second == "expired") ++c.released_recorded_expired;
-    if (killed[g.client] && !g.first_delete_us && it->second == "released") ++c.killed_released;
-  }
-  for (const auto& [id, s] : state) c.unheard += heard.count(id) ? 0 : 1;
-  return c;
-}
 
 std::string Secs(int64_t from_us, const std::optional<int64_t>& to_us) {
   if (!to_us) return "-";
@@ -682,6 +435,7 @@ int Run::Afterwards() {
     return s.ok && s.warming == 0 && s.recycling == 0 && s.broken == 0;
   });
 
+  clients_->Poll();  // the last lines
   std::vector<ClientHistory> histories = clients_->Histories();
   const CheckResult check = CheckHistories(histories, std::chrono::seconds(o_.ttl_s), kTtlSlack, origin_us_);
   const ControlCheck control = CheckControlState(dir_.state_dir(), histories);
