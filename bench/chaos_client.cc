@@ -144,6 +144,11 @@ class Client {
           if (renew) Renew(lease);
           std::uniform_int_distribution<int> hold(0, static_cast<int>(o_.max_hold.count()));
           std::this_thread::sleep_for(std::chrono::milliseconds(hold(rng_)));  // the holder's work, not a wait
+          // Still ours after the hold (a daemon restarted meanwhile must have kept the lease).
+          const std::string table = conn.QuoteIdent(kMarkerTable);
+          if (conn.Exec("SELECT 1 FROM " + table + " WHERE lease_id = $1", {lease.id}).rows() != 1) {
+            Violation(lease, "own marker gone after the hold");
+          }
         }
         outcome = "ok";
       } catch (const pg::PgError& e) {

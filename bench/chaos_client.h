@@ -4,6 +4,7 @@
 //   → connect to the lease's DSN → the chaos_marker table must hold no row of another lease (only
 //     the template's seed row) → INSERT its own marker (lease id, client id, fencing token) → read
 //     it back: exactly one marker, its own → now and then renew the lease → hold it a random moment
+//     → its marker must still be there (a daemon restarted meanwhile kept the lease)
 //   → close the connection → DELETE /v1/leases/{id} (retried until 204).
 // Every grant, renew, end of use, release, expected error and violation is one line in its event
 // log (chaos_log.h); the driver checks them across clients afterwards (chaos_check.h).
