@@ -481,18 +481,18 @@ int Run::Afterwards() {
               static_cast<long long>(control.rows), static_cast<long long>(control.rows_released),
               static_cast<long long>(control.rows_expired), static_cast<long long>(control.unheard));
   std::printf("errors by kind (expected while something is down): %s\n", TallyText(check.errors).c_str());
-  std::printf("%-22s %-12s %-14s %-24s %s\n", "kill", "at", "/healthz 200", "first lease asked after", "leases held across it (released 204 afterwards)");
+  std::printf("%-22s %-12s %-14s %-24s %s\n", "kill", "at", "/healthz 200", "first lease asked after", "leases held across it (released with 204)");
   std::map<int, std::optional<int64_t>> killed_at;
   for (const ClientHistory& h : histories) killed_at[h.client] = h.killed_us;
   int daemon_n = 0;
   for (const Recovery& r : figures_.recoveries) {
-    // Leases a live client held at the kill (granted, not yet released), and how many of them
-    // its client released with a 204 afterwards.
+    // Leases held at the kill (granted, no DELETE sent yet) by clients that went on to release
+    // them (not killed before that), and how many of those got their 204.
     int held = 0, released = 0;
     for (const GrantRecord& g : grants) {
-      const std::optional<int64_t>& killed = killed_at[g.client];
+      const bool client_killed = killed_at[g.client].has_value();
       if (g.granted_us < r.killed_us && (!g.first_delete_us || *g.first_delete_us > r.killed_us) &&
-          (!killed || *killed > r.killed_us)) {
+          !(client_killed && !g.first_delete_us)) {
         ++held;
         released += g.released ? 1 : 0;
       }
