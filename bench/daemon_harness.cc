@@ -154,6 +154,18 @@ int Daemon::Stop(std::chrono::seconds timeout) {
   return exit_code_;
 }
 
+void Daemon::Kill(std::chrono::seconds timeout) {
+  if (stopped_ || !Running()) Fail("testpool serve was not running when it was to be killed");
+  ::kill(child_->child.id(), SIGKILL);
+  auto deadline = SteadyClock::now() + timeout;
+  while (Running()) {
+    if (SteadyClock::now() > deadline) Fail("testpool serve outlived SIGKILL for " + std::to_string(timeout.count()) + " s");
+    std::this_thread::sleep_for(5ms);
+  }
+  stopped_ = true;
+  exit_code_ = -1;
+}
+
 void Daemon::StopOrphanedPostmaster() {
   std::string pidfile = Slurp(state_dir_ / "pg" / "data" / "postmaster.pid");
   int pm = std::atoi(pidfile.substr(0, pidfile.find('\n')).c_str());

@@ -72,6 +72,10 @@ class Daemon {
   // Returns the exit code, -1 when it had to be killed, -2 when it was not running. Only the first
   // call acts; later ones return the same code.
   int Stop(std::chrono::seconds timeout);
+  // SIGKILL, as a crash: no clean-up, its postmaster left running for the next daemon to adopt.
+  // Waits (up to `timeout`) until the process is gone and reaped; later Stop() calls do nothing.
+  // Fails when it is still there after `timeout`, or was not running.
+  void Kill(std::chrono::seconds timeout);
 
  private:
   struct Child;  // boost::process::child, kept out of this header

@@ -12,6 +12,11 @@ cd "$(dirname "$0")/.."
 ./build-release/bench/seed_bench "$PWD" "$PWD/build-release/testpool" "${SEED_TESTS:-100}"
 ./build-release/bench/reset_bench "${CLONE_RESETS:-200}"
 ./build-release/bench/proxy_bench  # sizes from $RESETS and $PGBENCH_S
+# The chaos run (issue 17 §2): 200 client processes for 60 s, the daemon SIGKILLed 5 times, 10
+# clients SIGKILLed mid-lease, the postmaster SIGKILLed once; CHAOS_* override the sizes.
+CHAOS_CLIENTS=${CHAOS_CLIENTS:-200} CHAOS_SECONDS=${CHAOS_SECONDS:-60} CHAOS_DAEMON_KILLS=${CHAOS_DAEMON_KILLS:-5} \
+  CHAOS_CLIENT_KILLS=${CHAOS_CLIENT_KILLS:-10} CHAOS_POSTMASTER_KILL=${CHAOS_POSTMASTER_KILL:-1} \
+  ./build-release/bench/chaos_bench --binary "$PWD/build-release/testpool"
 export DOCKER_HOST="unix://$(./scripts/start-dockerd.sh)"
 ./scripts/build-base-image.sh >/dev/null
 ./build-release/bench/docker_bench "$PWD/build-release/testpool" "${DOCKER_LEASES:-300}" "${DOCKER_RECYCLES:-30}"

@@ -33,7 +33,7 @@ namespace testpool::core {
 // deleted — catalog rows included, so DDL counts) and a digest of every sequence's state.
 // Stored in the slot's control row as "tup=<i>:<u>:<d>;seq=<digest>".
 struct WriteMarks {
-  std::string counters;   // "<inserted>:<updated>:<deleted>"
+  std::string counters;   // "<inserted>:<updated>:<deleted>@<server start, epoch s>"
   std::string sequences;  // 16 hex digits
   std::string Encode() const;
   // The marks Encode() wrote; empty marks (never equal to real ones) for anything else.

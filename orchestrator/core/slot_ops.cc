@@ -127,12 +127,16 @@ void SlotOps::EndSessions(const std::string& db) { WaitNoSessions("datname", db,
 std::string SlotOps::Counters(const std::string& db) {
   WaitNoSessions("datname", db, ReaderPid(db));
   auto conn = admin_.Acquire();
-  pg::Result r = conn->ExecPrepared("tp_counters",
-                                    "SELECT coalesce(tup_inserted, 0), coalesce(tup_updated, 0), coalesce(tup_deleted, 0) "
-                                    "FROM pg_stat_database WHERE datname = $1",
+  // The server's start time goes with the counters: a server that restarted after a crash has
+  // discarded every statistic, so counters from before and after it must never compare equal
+  // (a lease's writes would otherwise pass for none, and the next lease would get them).
+  pg::Result r = conn->ExecPrepared("tp_counters_since",
+                                    "SELECT coalesce(d.tup_inserted, 0), coalesce(d.tup_updated, 0), "
+                                    "coalesce(d.tup_deleted, 0), extract(epoch FROM pg_postmaster_start_time()) "
+                                    "FROM (SELECT 1) one LEFT JOIN pg_stat_database d ON d.datname = $1",
                                     {db});
-  if (r.rows() == 0) return "0:0:0";
-  return std::string(r.Get(0, 0)) + ":" + std::string(r.Get(0, 1)) + ":" + std::string(r.Get(0, 2));
+  return std::string(r.Get(0, 0)) + ":" + std::string(r.Get(0, 1)) + ":" + std::string(r.Get(0, 2)) + "@" +
+         std::string(r.Get(0, 3));
 }
 
 std::unique_ptr<pg::Connection> SlotOps::TakeReader(const std::string& db) {

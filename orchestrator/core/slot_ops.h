@@ -62,8 +62,9 @@ class SlotOps final : public SlotWork {
 
   // Terminates every session on `db` (but SlotOps' own sequence reader there), waits until they
   // are gone (each has then flushed its statistics: a backend reports them as it exits), and
-  // returns the tuple counters ("0:0:0" for a database that does not exist). Error(kTimeout) as
-  // above.
+  // returns the tuple counters with the server's start time ("0:0:0@<start>" for a database that
+  // does not exist): counters taken across a server restart differ, since a crash discards them.
+  // Error(kTimeout) as above.
   std::string Counters(const std::string& db) override;
   // Terminates every session on `db` (but SlotOps' own) and waits until they are gone.
   // Error(kTimeout) as above.

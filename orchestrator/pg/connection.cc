@@ -1,6 +1,7 @@
 #include "orchestrator/pg/connection.h"
 
 #include <libpq-fe.h>
+#include <poll.h>
 
 #include <algorithm>
 #include <cstdlib>
@@ -222,6 +223,19 @@ void Connection::ClearNotices() { state_->notices.clear(); }
 int Connection::ServerVersion() const { return PQserverVersion(state_->conn); }
 int Connection::BackendPid() const { return PQbackendPID(state_->conn); }
 bool Connection::IsOk() const { return state_ && PQstatus(state_->conn) == CONNECTION_OK; }
+
+bool Connection::StillOpen() {
+  if (!IsOk()) return false;
+  // Nothing waiting: open as far as anyone can tell without a round trip. Something waiting on
+  // an idle connection: a harmless NOTICE, or a FATAL and then the end of the stream — which
+  // libpq sees only on a read after the one that took the FATAL's bytes, hence the loop.
+  for (int reads = 0; reads < 8; ++reads) {
+    pollfd p{PQsocket(state_->conn), POLLIN, 0};
+    if (::poll(&p, 1, 0) <= 0) return true;
+    if (PQconsumeInput(state_->conn) == 0 || !IsOk()) return false;
+  }
+  return IsOk();
+}
 std::string Connection::Database() const { return PQdb(state_->conn); }
 
 char Connection::TransactionStatus() const {

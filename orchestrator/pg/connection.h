@@ -99,6 +99,11 @@ class Connection {
   int ServerVersion() const;   // e.g. 150018
   int BackendPid() const;
   bool IsOk() const;           // false once the connection broke
+  // For a pool about to hand out an idle connection: reads whatever the server sent unasked
+  // (without blocking) and returns IsOk(). False when the server has closed the connection
+  // meanwhile — say every backend ended when a postmaster died — so it is not handed out only to
+  // fail its first statement. Call only between statements.
+  bool StillOpen();
   std::string Database() const;
 
   // Asks the server to cancel the statement running on this connection; safe to call from

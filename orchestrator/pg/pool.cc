@@ -1,6 +1,7 @@
 #include "orchestrator/pg/pool.h"
 
 #include <algorithm>
+#include <optional>
 
 namespace testpool::pg {
 
@@ -13,13 +14,15 @@ ConnectionPool::ConnectionPool(ConnInfo info, size_t max_idle, std::chrono::seco
     : info_(std::move(info)), max_idle_(max_idle), connect_timeout_(connect_timeout), on_open_(std::move(on_open)) {}
 
 ConnectionPool::Handle ConnectionPool::Acquire() {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    while (!idle_.empty()) {
-      Connection conn = std::move(idle_.back());
+  for (;;) {
+    std::optional<Connection> conn;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (idle_.empty()) break;
+      conn.emplace(std::move(idle_.back()));
       idle_.pop_back();
-      if (conn.IsOk()) return Handle(this, std::move(conn));
     }
+    if (conn->StillOpen()) return Handle(this, std::move(*conn));  // else the server closed it: drop it
   }
   Connection conn = Connection::Open(info_, connect_timeout_);
   if (on_open_) on_open_(conn);

@@ -1,7 +1,8 @@
 // A small thread-safe pool of connections to one database, so a request does not pay for a
 // connect (and a SCRAM exchange) each time.
 //
-// Acquire() hands out an idle connection or opens a new one; the handle gives it back when it
+// Acquire() hands out an idle connection (one the server has closed meanwhile — a restarted
+// server closes them all — is dropped, not handed out) or opens a new one; the handle gives it back when it
 // goes out of scope, unless the connection broke (then it is closed) or the pool already keeps
 // `max_idle` idle ones. There is no cap on connections in use: callers bound their own
 // concurrency. The pool must outlive every handle it gave out.
