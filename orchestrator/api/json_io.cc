@@ -206,7 +206,7 @@ json StatusJson(const core::ManagerStatus& status) {
     pools.push_back({{"template", p.template_name}, {"hash", p.hash}, {"current", p.current},
                      {"min_ready", p.min_ready}, {"max", p.max}, {"warming", p.warming}, {"ready", p.ready},
                      {"leased", p.leased}, {"recycling", p.recycling}, {"broken", p.broken},
-                     {"waiting", p.waiting}, {"recycle", p.recycle}});
+                     {"waiting", p.waiting}, {"warm_failures", p.warm_failures}, {"recycle", p.recycle}});
   }
   const core::PoolCounters& c = status.counters;
   json counters = {{"leases_granted", c.leases_granted},     {"leases_released", c.leases_released},

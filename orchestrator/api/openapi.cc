@@ -123,6 +123,7 @@ constexpr const char* kSchemas = R"json({
                    "min_ready": {"type": "integer"}, "max": {"type": "integer"}, "warming": {"type": "integer"},
                    "ready": {"type": "integer"}, "leased": {"type": "integer"}, "recycling": {"type": "integer"},
                    "broken": {"type": "integer"}, "waiting": {"type": "integer"},
+                   "warm_failures": {"type": "integer", "description": "failed warms in a row (warms in flight together count once); above 0 the pool backs off, 0.2 s doubling to 10 s"},
                    "recycle": {"type": "string", "enum": ["clone", "rollback"]}}
   },
   "DurationSummary": {

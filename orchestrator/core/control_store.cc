@@ -164,8 +164,20 @@ TemplateRow TemplateFromRow(const pg::Result& r, int i) {
 
 }  // namespace
 
+namespace {
+// The control rows are the daemon's memory across crashes (who holds which slot, with which
+// token), so their commits wait for the WAL flush even on a server set up for throwaway test data
+// (the local backend runs with synchronous_commit=off): a postmaster crash must not forget a grant
+// it answered.
+pg::ConnInfo Durable(pg::ConnInfo info) {
+  const std::string options = info.Get("options");
+  info.Set("options", (options.empty() ? "" : options + " ") + "-c synchronous_commit=on");
+  return info;
+}
+}  // namespace
+
 ControlStore::ControlStore(pg::ConnInfo admin)
-    : admin_(std::move(admin)), pool_(AdminConnInfo(kControlDatabase), /*max_idle=*/64) {}
+    : admin_(std::move(admin)), pool_(Durable(AdminConnInfo(kControlDatabase)), /*max_idle=*/64) {}
 
 void EnsureOwnerRoles(pg::Connection& conn) {
   auto ensure_role = [&](const char* role, const char* attributes) {

@@ -62,7 +62,8 @@ class ControlStore {
   // unreachable.
   static std::unique_ptr<ControlStore> Open(const pg::ConnInfo& admin);
 
-  // A connection to the control database (pooled; it goes back when the handle is destroyed).
+  // A connection to the control database (pooled; it goes back when the handle is destroyed), with
+  // synchronous_commit on whatever the server's default: a committed row survives a server crash.
   // Throws PgError(kUnavailable) when a new connection cannot be opened.
   pg::ConnectionPool::Handle Connect() { return pool_.Acquire(); }
   // Superuser conninfo for any database on the control server. No I/O; never throws.

@@ -161,6 +161,7 @@ ManagerStatus PoolManager::Status() const {
     ps.leased = get(SlotState::kLeased);
     ps.recycling = get(SlotState::kRecycling);
     ps.broken = get(SlotState::kBroken);
+    ps.warm_failures = p.warm_failures;
     ps.waiting = static_cast<int>(p.waiters.size());
     st.pools.push_back(ps);
   }

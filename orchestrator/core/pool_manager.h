@@ -111,6 +111,9 @@ struct PoolStatus {
   std::string recycle;     // "clone" or "rollback"
   int warming = 0, ready = 0, leased = 0, recycling = 0, broken = 0;
   int waiting = 0;         // Acquire calls queued for a slot
+  // Failed warms in a row (0 once one succeeds); warms in flight together count once. While it
+  // is above 0 the pool backs off: 0.2 s after the first, doubling up to 10 s.
+  int warm_failures = 0;
 };
 
 // Counters since the daemon started, for /v1/status and /metrics.

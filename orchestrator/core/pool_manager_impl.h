@@ -91,7 +91,11 @@ struct Pool {
   std::deque<std::string> ready;
   std::deque<std::shared_ptr<Waiter>> waiters;
   std::map<SlotState, int> count;
-  int warm_failures = 0;      // in a row; reset by a warm that succeeds
+  // Failed warms in a row, reset by a warm that succeeds. Warms that were in flight together when
+  // the server went away count once: a failure counts only when its warm started after the last
+  // counted one (`failed_at`), so an outage that fails every warm at once backs off one step.
+  int warm_failures = 0;
+  util::MonoTime failed_at;
   // No warm starts before this (back-off after failures). Real time (util::RealMonoNow), like the
   // condition-variable waits: a back-off paces work against the server, it is not a TTL the clock
   // seam should drive (util/clock.h).

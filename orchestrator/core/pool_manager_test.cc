@@ -40,6 +40,7 @@ class PoolStateTest : public ::testing::Test {
     plan_ = std::make_shared<FaultPlan>();
   }
   ~PoolStateTest() override {
+    work_->OpenClones();
     if (pools_) pools_->Stop();
   }
 
@@ -186,6 +187,23 @@ TEST_F(PoolStateTest, FailedWarmsBackOffThenThePoolRecovers) {
   plan_->Clear();
   ASSERT_TRUE(WaitFor([&] { return Pool("shop").ready == 1; }));
   ASSERT_TRUE(WaitFor([&] { return Pool("shop").broken == 0; }));
+  ExpectServerMatchesRows();
+}
+
+// A server that goes away fails every warm in flight at once: that is one failure for the back-off,
+// not one per warm (the chaos run saw a postmaster kill push the back-off to its 10 s cap).
+TEST_F(PoolStateTest, WarmsFailingTogetherCountOnceForTheBackOff) {
+  plan_->Add("clone_database.after", FaultPlan::Action::kFail, 0);
+  work_->GateClones(3);  // three warms in flight together, all three fail; later ones wait
+  Start();
+  Ready("shop", kHashA, 3, 3);
+  ASSERT_TRUE(WaitFor([&] { return pools_->Status().counters.slots_broken >= 3; }));
+  EXPECT_EQ(pools_->Status().counters.slots_broken, 3u);
+  EXPECT_EQ(Pool("shop").warm_failures, 1);
+  plan_->Clear();
+  work_->OpenClones();
+  ASSERT_TRUE(WaitFor([&] { return Pool("shop").ready == 3; }));
+  EXPECT_EQ(Pool("shop").warm_failures, 0);
   ExpectServerMatchesRows();
 }
 

@@ -175,6 +175,7 @@ void PoolManager::Impl::Warm(Slot s) {
     mode = p.config.recycle;
   }
   const util::Stopwatch took;
+  const util::MonoTime started = util::RealMonoNow();
   try {
     NewCredentials(&s);
     rows->InsertWarming(SlotRow{s.id, s.name, s.hash, s.database, "warming", "", "", "", "", s.token});
@@ -187,10 +188,13 @@ void PoolManager::Impl::Warm(Slot s) {
     std::lock_guard<std::mutex> lock(mu);
     ++counters.slots_broken;
     Pool& p = pools.at(s.pool);
-    ++p.warm_failures;
-    // 0.2 s, 0.4 s, … up to 10 s between attempts while warming keeps failing.
-    auto delay = std::chrono::milliseconds(200) * (1 << std::min(p.warm_failures - 1, 6));
-    p.next_warm = util::RealMonoNow() + std::min<std::chrono::milliseconds>(delay, std::chrono::seconds(10));
+    if (p.warm_failures == 0 || started >= p.failed_at) {  // else in flight with the last counted one
+      ++p.warm_failures;
+      p.failed_at = util::RealMonoNow();
+      // 0.2 s, 0.4 s, … up to 10 s between attempts while warming keeps failing.
+      auto delay = std::chrono::milliseconds(200) * (1 << std::min(p.warm_failures - 1, 6));
+      p.next_warm = p.failed_at + std::min<std::chrono::milliseconds>(delay, std::chrono::seconds(10));
+    }
     Slot& live = slots.at(s.id);
     live.role = s.role;
     live.pinned = s.pinned;

@@ -100,6 +100,15 @@ TEST_F(TemplateTest, BuildsTheDemoTemplateAsAnUnconnectableTemplateDatabase) {
             "2");
 }
 
+// The local backend's server runs with synchronous_commit=off (test data); the control rows must
+// not: a grant the daemon answered has to survive a postmaster crash.
+TEST_F(TemplateTest, ControlConnectionsCommitDurably) {
+  auto conn = store_->Connect();
+  EXPECT_EQ(conn->Exec("SHOW synchronous_commit").Get(0, 0), "on");
+  auto admin = pg::Connection::Open(testing::Server().AdminConnInfo());
+  EXPECT_EQ(admin.Exec("SHOW synchronous_commit").Get(0, 0), "off") << "the test server is not set up as the local backend's";
+}
+
 TEST_F(TemplateTest, SameFilesDoNotRebuild) {
   std::string name = Name("same");
   PutOutcome first = service_->Put(Small(name), true);

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <algorithm>
+#include <condition_variable>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -71,8 +72,29 @@ class MemoryWork final : public core::SlotWork {
     return clone_times_;
   }
 
-  void CloneDatabase(const std::string& db, const std::string& template_db) override {
+  // A gate before every CloneDatabase: the next `n` calls wait for one another and then go on
+  // together (in flight at once, as when a server goes away under several warms); every later call
+  // waits at the gate until OpenClones().
+  void GateClones(int n) {
     std::lock_guard<std::mutex> lock(mu_);
+    gate_ = n;
+    gated_ = true;
+  }
+  void OpenClones() {
+    std::lock_guard<std::mutex> lock(mu_);
+    gated_ = false;
+    gate_cv_.notify_all();
+  }
+
+  void CloneDatabase(const std::string& db, const std::string& template_db) override {
+    std::unique_lock<std::mutex> lock(mu_);
+    if (gated_ && gate_ > 0) {
+      --gate_;
+      gate_cv_.notify_all();
+      gate_cv_.wait(lock, [&] { return gate_ == 0 || !gated_; });
+    } else if (gated_) {
+      gate_cv_.wait(lock, [&] { return !gated_; });
+    }
     clone_times_.push_back(util::RealMonoNow());
     if (!dbs_.count(template_db)) throw Error(ErrorCode::kInternal, "template " + template_db + " does not exist");
     if (!dbs_.insert(db).second) throw Error(ErrorCode::kInternal, "database " + db + " already exists");
@@ -142,6 +164,9 @@ class MemoryWork final : public core::SlotWork {
   std::map<std::string, int> writes_;
   std::vector<util::MonoTime> clone_times_;
   int peak_ = 0;
+  bool gated_ = false;
+  int gate_ = 0;  // clones still to arrive before the gathered ones go on together
+  std::condition_variable gate_cv_;
 };
 
 class MemoryRows final : public core::PoolRows {
