@@ -108,9 +108,9 @@ class _State:
         self.lease: WorkerLease | None = None
         self.lease_error: BaseException | None = None
 
-    def usage_error(self, fixture: str) -> pytest.UsageError:
+    def usage_error(self, fixtures: str) -> pytest.UsageError:
         return pytest.UsageError(
-            f"{fixture} needs testpool: give --testpool-template NAME (or --testpool-migrations DIR) and "
+            f"{fixtures} need(s) testpool: give --testpool-template NAME (or --testpool-migrations DIR) and "
             f"--testpool-url (or $TESTPOOL_URL), or the ini keys testpool_template / testpool_url")
 
     def ensure_template(self) -> None:
@@ -242,7 +242,8 @@ def testpool_lease(request: pytest.FixtureRequest) -> WorkerLease:
     """The worker's lease (session): `.id`, `.dsn`, `.reset()`, `.claim(...)`, `.build(...)`."""
     state = _state(request.config)
     if not state.settings.active:
-        raise state.usage_error("testpool_lease")
+        requested = [f for f in request.fixturenames if f.startswith("testpool_")]
+        raise state.usage_error(", ".join(requested) or "testpool_lease")
     return state.get_lease()
 
 
