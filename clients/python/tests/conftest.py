@@ -230,3 +230,65 @@ class Pytester:
 @pytest.fixture
 def suite(tmp_path, daemon) -> Pytester:
     return Pytester(tmp_path, daemon)
+
+
+class RecordingProxy:
+    """An HTTP proxy in front of the daemon that records each request's method and path."""
+
+    def __init__(self, target: str):
+        import http.client
+        import http.server
+        import threading
+        import urllib.parse
+
+        parsed = urllib.parse.urlsplit(target)
+        self.requests: list[tuple[str, str]] = []
+        lock = threading.Lock()
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def forward(self):
+                with lock:
+                    outer.requests.append((self.command, self.path))
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                conn = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=300)
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
+                conn.request(self.command, self.path, body=body, headers=headers)
+                resp = conn.getresponse()
+                data = resp.read()
+                conn.close()
+                self.send_response(resp.status)
+                for k, v in resp.getheaders():
+                    if k.lower() not in ("connection", "content-length", "transfer-encoding", "keep-alive"):
+                        self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = do_PUT = do_DELETE = forward
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def count(self, method: str, path_prefix: str) -> int:
+        return sum(1 for m, p in self.requests if m == method and p.startswith(path_prefix))
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def recording_proxy(daemon):
+    proxy = RecordingProxy(daemon.url)
+    yield proxy
+    proxy.close()

@@ -5,7 +5,7 @@ import os
 import signal
 import socket
 
-from conftest import TEMPLATE, _definition, wait_for
+from conftest import MIGRATIONS, TEMPLATE, _definition, wait_for
 
 WORKERS = 4
 
@@ -258,3 +258,71 @@ def test_env(testpool_lease):
 ''')
     run = suite.run("-n", "2", "--testpool-env")
     assert run.returncode == 0, run
+
+
+def test_rollback_mode_template_resets_through_the_proxy(suite, api):
+    api.ok("PUT", "/v1/templates/plugintest_rb", {**_definition(), "recycle": "rollback"})
+    suite.write("test_rb.py", '''
+import pytest
+
+@pytest.mark.parametrize("i", range(6))
+def test_write(i, testpool_conn, testpool_lease, record):
+    assert testpool_conn.execute("SELECT count(*) FROM notes").fetchone()[0] == 0
+    testpool_conn.execute("INSERT INTO notes (worker, body) VALUES ('rb', %s)", (str(i),))
+    record(f"rb{i}", lease=testpool_lease.id, resets=testpool_lease.resets)
+''')
+    run = suite.run("-n", "2", "--testpool-url", api.url, "--testpool-template", "plugintest_rb", plugin=False)
+    assert run.returncode == 0, run
+    records = run.records()
+    assert len(records) == 6 and len({r["lease"] for r in records}) == 2
+    lease = api.ok("GET", f"/v1/leases/{records[0]['lease']}")
+    assert lease["template"] == "plugintest_rb" and lease["state"] == "released"
+    assert sum(1 for r in records if r["resets"] > 0) == 4  # all but each worker's first test
+
+
+def test_ini_keys_configure_the_plugin(suite, daemon):
+    (suite.dir / "pytest.ini").write_text(
+        "[pytest]\n"
+        f"testpool_url = {daemon.url}\n"
+        f"testpool_template = {TEMPLATE}\n"
+        f"testpool_migrations = {os.path.relpath(MIGRATIONS, suite.dir)}\n"
+        "testpool_ttl = 120\n"
+        "testpool_env = true\n")
+    suite.write("test_ini.py", '''
+import json, os, urllib.request
+
+def test_ini(testpool_db):
+    assert os.environ["DATABASE_URL"] == testpool_db.dsn
+    with urllib.request.urlopen(os.environ["TP_URL"] + "/v1/leases/" + testpool_db.lease_id, timeout=30) as r:
+        lease = json.loads(r.read())
+    assert lease["template"] == "TEMPLATE_NAME"
+'''.replace("TEMPLATE_NAME", TEMPLATE))
+    run = suite.run("-p", "no:xdist", plugin=False)
+    assert run.returncode == 0, run
+
+
+def test_a_migration_that_fails_is_a_usage_error_naming_it(suite, tmp_path):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "0001_init.sql").write_text("CREATE TABLE ok (id int);\n")
+    (broken / "0002_bad.sql").write_text(f"-- {tmp_path}\nCREATE TABLE ok (id int);\n")  # already exists
+    suite.write("test_any.py", "def test_db(testpool_db):\n    pass\n")
+    run = suite.run("-n", "2", "--testpool-url", suite.daemon.url, "--testpool-template", "broken",
+                    "--testpool-migrations", str(broken), plugin=False)
+    assert run.returncode == 4, run
+    assert "template 'broken' from" in run.stderr and "0002_bad.sql" in run.stderr, run
+
+
+def test_the_controller_defines_the_template_once_and_each_worker_leases_once(suite, recording_proxy):
+    suite.write("test_many.py", "import pytest\n@pytest.mark.parametrize('i', range(12))\n"
+                                "def test_db(i, testpool_db):\n    pass\n")
+    run = suite.run("-n", str(WORKERS), "--testpool-url", recording_proxy.url, "--testpool-template", TEMPLATE,
+                    "--testpool-migrations", str(MIGRATIONS), plugin=False)
+    assert run.returncode == 0, run
+    p = recording_proxy
+    assert p.count("PUT", f"/v1/templates/{TEMPLATE}") == 1, p.requests
+    assert p.count("GET", "/healthz") == 1, p.requests
+    assert p.count("POST", f"/v1/templates/{TEMPLATE}/leases") == WORKERS, p.requests
+    assert p.count("DELETE", "/v1/leases/") == WORKERS, p.requests
+    resets = [path for method, path in p.requests if method == "POST" and path.endswith("/reset")]
+    assert len(resets) == 12 - WORKERS, p.requests  # all but each worker's first test
