@@ -140,7 +140,13 @@ class WorkerLease:
     def reset(self) -> None:
         """Brings the database back to the template's state (the daemon skips the clone when clean)."""
         self.check_alive()
-        self.info = self._client.reset(self.id)
+        try:
+            self.info = self._client.reset(self.id)
+        except ApiError as e:
+            if e.status in (404, 410):
+                raise LeaseLost(f"testpool: lease {self.id} of {self.holder} ended before the session did ({e}); "
+                                f"raise --testpool-ttl if tests outlast it") from None
+            raise
         self.resets += 1
         self._used = False
 

@@ -23,7 +23,7 @@ import pytest
 from .client import DEFAULT_URL, ApiError, Client, TestpoolError, Unreachable
 from .lease import Claim, WorkerLease
 
-_STATE_KEY = pytest.StashKey["_State"]() if hasattr(pytest, "StashKey") else None
+_STATE_KEY = pytest.StashKey["_State"]()
 
 
 @dataclass

@@ -100,7 +100,7 @@ class CachedNotes:
 @pytest.fixture
 def notes(database, redis_server):
     redis_server.flushall()
-    n = CachedNotes(database, redis_server, delay=0.5)
+    n = CachedNotes(database, redis_server, delay=1.5)
     yield n
     n.close()
 

@@ -326,3 +326,20 @@ def test_the_controller_defines_the_template_once_and_each_worker_leases_once(su
     assert p.count("DELETE", "/v1/leases/") == WORKERS, p.requests
     resets = [path for method, path in p.requests if method == "POST" and path.endswith("/reset")]
     assert len(resets) == 12 - WORKERS, p.requests  # all but each worker's first test
+
+
+def test_a_lease_that_ends_under_the_session_fails_the_next_test_clearly(suite):
+    suite.write("test_lost.py", '''
+import os, urllib.request
+
+def test_1_lease_ends_behind_the_plugins_back(testpool_db):
+    req = urllib.request.Request(os.environ["TP_URL"] + "/v1/leases/" + testpool_db.lease_id, method="DELETE")
+    urllib.request.urlopen(req, timeout=30).close()
+
+def test_2_next_user(testpool_db):
+    pass
+''')
+    run = suite.run("-p", "no:xdist")
+    assert run.returncode == 1, run
+    assert "1 passed, 1 error" in run.stdout, run
+    assert "LeaseLost: testpool: lease" in run.stdout and "ended before the session did" in run.stdout, run
