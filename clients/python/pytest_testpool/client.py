@@ -170,6 +170,18 @@ class Client:
     def build_in_lease(self, lease_id: str, body: dict) -> dict:
         return self.request("POST", f"/v1/leases/{_q(lease_id)}/build", body, timeout=300)
 
+    def build_in_dsn(self, body: dict) -> dict:
+        return self.request("POST", "/v1/builds", body, timeout=300)
+
+    def drop_namespace(self, namespace: str) -> dict | None:
+        """Removes the namespace's rows; None when the daemon knows no build under it (404)."""
+        try:
+            return self.request("DELETE", f"/v1/namespaces/{_q(namespace)}")
+        except ApiError as e:
+            if e.status == 404:
+                return None
+            raise
+
 
 def _q(segment: str) -> str:
     return urllib.parse.quote(segment, safe="")

@@ -193,15 +193,24 @@ class WorkerLease:
         return f"pt-{worker}-{digest}-{self._build_seq}"
 
     def build(self, recipe: str, namespace: str, count: int = 1, seed: int | None = None,
-              overrides: dict | None = None) -> dict:
+              overrides: dict | None = None, dsn: str | None = None) -> dict:
+        """Builds in the lease's database, or in the shared database `dsn` (tied to this lease, so
+        a crashed worker's rows go when its lease ends)."""
         self.check_alive()
         body: dict[str, Any] = {"recipe": recipe, "count": count, "namespace": namespace}
         if overrides:
             body["overrides"] = overrides
         if seed is not None:
             body["seed"] = seed
+        if dsn is not None:
+            return self._client.build_in_dsn({**body, "dsn": dsn, "lease": self.id})
         self._used = True  # the database now holds rows the template does not
         return self._client.build_in_lease(self.id, body)
+
+    def drop_namespace(self, namespace: str) -> int:
+        """Deletes what was built under `namespace` in shared databases; returns the rows deleted."""
+        answer = self._client.drop_namespace(namespace)
+        return int(answer.get("deleted", 0)) if answer else 0
 
 
 class Claim:

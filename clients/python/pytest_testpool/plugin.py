@@ -34,6 +34,7 @@ class Settings:
     ttl_s: int
     wait_s: int
     export_env: bool
+    build_dsn: str | None
     active: bool
 
 
@@ -52,6 +53,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="how long to wait for a free database (default 60)")
     group.addoption("--testpool-env", dest="testpool_env", action="store_true", default=None,
                     help="take the lease at session start and export DATABASE_URL, PG* and TESTPOOL_LEASE_ID")
+    group.addoption("--testpool-build-dsn", dest="testpool_build_dsn", default=None, metavar="DSN",
+                    help="build testpool_build rows in this shared database (under a namespace per worker "
+                         "and test, dropped at teardown) instead of the worker's own database")
+    parser.addini("testpool_build_dsn", "shared database for testpool_build (instead of the worker's own)")
     parser.addini("testpool_url", "the testpool daemon's URL")
     parser.addini("testpool_template", "template to lease databases of")
     parser.addini("testpool_migrations", "directory of migrations defining the template (relative to the ini file)")
@@ -92,7 +97,8 @@ def _settings(config: pytest.Config) -> Settings:
     return Settings(url=url or os.environ.get("TESTPOOL_URL") or DEFAULT_URL,
                     template=template or ("pytest" if mig_path is not None else ""),
                     migrations=mig_path, ttl_s=number("testpool_ttl", 300, 1, 86400),
-                    wait_s=number("testpool_wait", 60, 0, 600), export_env=bool(env), active=active)
+                    wait_s=number("testpool_wait", 60, 0, 600), export_env=bool(env),
+                    build_dsn=pick("testpool_build_dsn"), active=active)
 
 
 class _State:
@@ -367,9 +373,10 @@ class LazyBuild:
 class Builder:
     """`testpool_build.<recipe>(**fields)` → LazyBuild; `count=`/`seed=` are build options."""
 
-    def __init__(self, lease: WorkerLease, nodeid: str):
+    def __init__(self, lease: WorkerLease, nodeid: str, dsn: str | None):
         self._lease = lease
         self._nodeid = nodeid
+        self.dsn = dsn  # None: the worker's own database
         self.namespace: str | None = None  # set by the first build of the test
 
     def __getattr__(self, recipe: str):
@@ -385,7 +392,7 @@ class Builder:
     def _build(self, recipe: str, fields: dict, count: int, seed: int | None) -> dict:
         if self.namespace is None:
             self.namespace = self._lease.new_namespace(self._nodeid)
-        return self._lease.build(recipe, self.namespace, count=count, seed=seed, overrides=fields)
+        return self._lease.build(recipe, self.namespace, count=count, seed=seed, overrides=fields, dsn=self.dsn)
 
     def _fetch_row(self, recipe: str, key: str) -> dict:
         try:
@@ -397,7 +404,7 @@ class Builder:
         r = self._lease.recipe(recipe)
         query = sql.SQL("SELECT * FROM {}.{} WHERE {}::text = %s").format(
             sql.Identifier(r.get("schema") or "public"), sql.Identifier(r["table"]), sql.Identifier(r["key"]))
-        with psycopg.connect(self._lease.dsn, autocommit=True, connect_timeout=30, row_factory=dict_row) as conn:
+        with psycopg.connect(self.dsn or self._lease.dsn, autocommit=True, connect_timeout=30, row_factory=dict_row) as conn:
             row = conn.execute(query, (key,)).fetchone()
         if row is None:
             raise TestpoolError(f"testpool: built {recipe} row {key} is not in the database (was it reset?)")
@@ -405,13 +412,23 @@ class Builder:
 
 
 @pytest.fixture
-def testpool_build(request: pytest.FixtureRequest, testpool_db: TestpoolDatabase, testpool_lease: WorkerLease):
-    """Lazy builders in the worker's database; what a test built is gone after its teardown.
+def testpool_build(request: pytest.FixtureRequest, testpool_lease: WorkerLease):
+    """Lazy builders; what a test built is gone after its teardown.
 
-    The daemon records lease builds inside the leased database, where DELETE /v1/namespaces does not
-    reach them, so the clean-up is a reset of that database at teardown (only when something was built).
+    In the worker's database (the default; the test gets testpool_db's clean state): the daemon
+    records lease builds inside the leased database, where DELETE /v1/namespaces does not reach
+    them, so the clean-up is a reset of that database at teardown (only when something was built).
+    With --testpool-build-dsn: in that shared database, and the test's namespace is dropped at
+    teardown (DELETE /v1/namespaces/{ns}); the builds are tied to the worker's lease, so a killed
+    worker's rows go when its lease ends.
     """
-    builder = Builder(testpool_lease, request.node.nodeid)
+    dsn = _state(request.config).settings.build_dsn
+    if dsn is None:
+        request.getfixturevalue("testpool_db")
+    builder = Builder(testpool_lease, request.node.nodeid, dsn)
     yield builder
     if builder.namespace is not None:
-        testpool_lease.reset()
+        if dsn is None:
+            testpool_lease.reset()
+        else:
+            testpool_lease.drop_namespace(builder.namespace)

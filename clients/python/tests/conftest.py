@@ -78,6 +78,7 @@ class Api:
 
 class Daemon:
     def __init__(self, binary: str, workdir: pathlib.Path):
+        self.workdir = workdir
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = workdir / "daemon.log"
@@ -125,6 +126,24 @@ def daemon():
     finally:
         d.stop()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def shared_dsn(daemon) -> str:
+    """A database outside the pools, on the daemon's own server, with the tests' schema: where
+    builds with --testpool-build-dsn go (as a shared staging database would be)."""
+    import psycopg
+
+    pg = daemon.workdir / "state" / "pg"
+    port = (pg / "port").read_text().strip()
+    password = (pg / "superuser.password").read_text().strip()
+    admin = f"postgresql://postgres:{password}@127.0.0.1:{port}"
+    with psycopg.connect(admin + "/postgres", autocommit=True) as conn:
+        conn.execute("CREATE DATABASE plugin_shared")
+    with psycopg.connect(admin + "/plugin_shared", autocommit=True) as conn:
+        for p in sorted(MIGRATIONS.glob("*.sql")):
+            conn.execute(p.read_text())
+    return admin + "/plugin_shared"
 
 
 @pytest.fixture(scope="session")

@@ -343,3 +343,34 @@ def test_2_next_user(testpool_db):
     assert run.returncode == 1, run
     assert "1 passed, 1 error" in run.stdout, run
     assert "LeaseLost: testpool: lease" in run.stdout and "ended before the session did" in run.stdout, run
+
+
+def test_builds_in_a_shared_database_are_namespaced_per_test_and_dropped_at_teardown(suite, api, shared_dsn):
+    import psycopg
+
+    suite.write("test_shared.py", '''
+import pytest
+
+@pytest.mark.parametrize("outcome", ["pass", "fail", "pass2", "fail2"])
+def test_build(outcome, testpool_build, record):
+    order = testpool_build.order(status="paid")
+    untouched = testpool_build.customer()
+    assert order.status == "paid" and not untouched.built
+    customer = testpool_build.customer(country="DE")
+    assert customer.country == "DE"
+    record(outcome, ns=order.namespace, customer=customer.key)
+    if outcome.startswith("fail"):
+        assert False, "failing with rows built"
+''')
+    with psycopg.connect(shared_dsn) as conn:
+        before = conn.execute("SELECT (SELECT count(*) FROM customers), (SELECT count(*) FROM orders)").fetchone()
+    run = suite.run("-n", "2", "--testpool-build-dsn", shared_dsn)
+    assert run.returncode == 1 and "2 failed, 2 passed" in run.stdout, run
+    records = run.records()
+    assert len({r["ns"] for r in records}) == 4  # one namespace per test
+    with psycopg.connect(shared_dsn) as conn:
+        after = conn.execute("SELECT (SELECT count(*) FROM customers), (SELECT count(*) FROM orders)").fetchone()
+        created = conn.execute("SELECT count(*) FROM testpool.created").fetchone()[0]
+    assert after == before == (0, 0) and created == 0
+    for r in records:  # the daemon has forgotten every namespace: nothing left to drop
+        assert api.call("DELETE", f"/v1/namespaces/{r['ns']}")[0] == 404
