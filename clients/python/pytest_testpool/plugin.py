@@ -141,6 +141,15 @@ class _State:
                 except ApiError as e:
                     raise pytest.UsageError(f"testpool: template {s.template!r} from {s.migrations} could "
                                             f"not be built: {e}")
+            elif s.migrations is None:
+                try:
+                    client.get_template(s.template)
+                except ApiError as e:
+                    if e.status != 404:
+                        raise pytest.UsageError(f"testpool: cannot look template {s.template!r} up: {e}")
+                    raise pytest.UsageError(
+                        f"testpool: the daemon at {s.url} has no template {s.template!r}: define it with "
+                        f"`testpool template create {s.template} --migrations DIR`, or give --testpool-migrations DIR")
         finally:
             client.close()
         self.template_ready = True
@@ -209,7 +218,10 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     if not state.is_worker:
         state.ensure_template()
     if state.settings.export_env and not _is_xdist_controller(session.config):
-        state.get_lease()
+        try:
+            state.get_lease()
+        except TestpoolError as e:
+            pytest.exit(f"testpool: --testpool-env needs the lease at session start: {e}", returncode=1)
 
 
 def _is_xdist_controller(config: pytest.Config) -> bool:

@@ -374,3 +374,11 @@ def test_build(outcome, testpool_build, record):
     assert after == before == (0, 0) and created == 0
     for r in records:  # the daemon has forgotten every namespace: nothing left to drop
         assert api.call("DELETE", f"/v1/namespaces/{r['ns']}")[0] == 404
+
+
+def test_an_unknown_template_is_a_usage_error_at_session_start(suite):
+    suite.write("test_any.py", "def test_db(testpool_db):\n    pass\n")
+    run = suite.run("-n", "2", "--testpool-url", suite.daemon.url, "--testpool-template", "no_such_template",
+                    plugin=False)
+    assert run.returncode == 4, run
+    assert "has no template 'no_such_template'" in run.stderr and "testpool template create" in run.stderr, run
