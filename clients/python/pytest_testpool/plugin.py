@@ -228,6 +228,14 @@ def _is_xdist_controller(config: pytest.Config) -> bool:
     return config.pluginmanager.hasplugin("dsession")
 
 
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    s = _state(config).settings
+    if not s.active:
+        return []
+    source = f" from {s.migrations}" if s.migrations else ""
+    return [f"testpool: {s.url}, template {s.template!r}{source}, lease ttl {s.ttl_s} s, wait {s.wait_s} s"]
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_unconfigure(config: pytest.Config) -> None:
     state = config.stash.get(_STATE_KEY, None)

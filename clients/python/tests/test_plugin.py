@@ -28,6 +28,7 @@ def test_write(i, testpool_db, testpool_conn, testpool_dsn, record):
 '''.replace("TEMPLATE_NAME", TEMPLATE))
     run = suite.run("-n", str(WORKERS))
     assert run.returncode == 0, run
+    assert f"testpool: {suite.daemon.url}, template '{TEMPLATE}' from {MIGRATIONS}, lease ttl 300 s" in run.stdout, run
     records = run.records()
     assert len(records) == 12
     by_worker: dict[str, set] = {}
