@@ -12,6 +12,8 @@ packages=(
   clang libclang-rt-14-dev
   postgresql-15 postgresql-client-15 postgresql-contrib
   python3 python3-psycopg curl procps
+  # the pytest plugin (clients/python) and its tests: an offline venv install, xdist, a real Redis
+  python3-venv python3-pip python3-setuptools python3-pytest python3-pytest-xdist python3-redis redis-server
   docker.io busybox-static debootstrap
   # docker-compose.yml and its test (scripts/compose-test.sh); Debian's 1.29, which reads the
   # Compose Specification.
