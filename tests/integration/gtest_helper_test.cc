@@ -1,0 +1,179 @@
+// The GoogleTest helper (clients/cpp) end to end: several shards of tests/clients/gtest_shards.cc
+// run at once against a real daemon, each with its own lease, and what they report is checked
+// here and against the daemon's status (through testpool::client::Client).
+#include <gtest/gtest.h>
+#include <httplib.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "orchestrator/util/crypto.h"
+#include "testpool/client.h"
+#include "tests/support/process.h"
+#include "tests/support/test_server.h"
+
+namespace testpool {
+namespace {
+
+using nlohmann::json;
+using testing::CliResult;
+
+std::filesystem::path ShardsBinary() {
+  const char* bin = std::getenv("TESTPOOL_GTEST_SHARDS_BIN");
+  EXPECT_TRUE(bin != nullptr) << "TESTPOOL_GTEST_SHARDS_BIN is not set";
+  return bin != nullptr ? bin : "";
+}
+
+// Counts of `needle` in `text`.
+int Count(const std::string& text, const std::string& needle) {
+  int n = 0;
+  for (size_t at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) ++n;
+  return n;
+}
+
+class GtestHelperTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    daemon_ = new testing::Daemon({"--backend", "external", "--dsn", testing::Admin("postgres").ToKeywordString()});
+  }
+  static void TearDownTestSuite() {
+    EXPECT_EQ(daemon_->Terminate(), 0) << daemon_->Log();
+    delete daemon_;
+  }
+
+  // A template with the empty table the shards write to; its name.
+  static std::string Template(const std::string& recycle, int warm) {
+    const std::string name = "gtest_" + recycle + "_" + util::RandomToken(6);
+    const json body = {{"migrations", {{{"name", "0001_marks.sql"}, {"sql", "CREATE TABLE marks (shard int, test text);"}}}},
+                       {"pool", {{"min_ready", warm}, {"max", warm + 1}}},
+                       {"recycle", recycle}};
+    httplib::Client http("127.0.0.1", daemon_->port());
+    http.set_read_timeout(std::chrono::seconds(120));
+    auto r = http.Put(("/v1/templates/" + name).c_str(), body.dump(), "application/json");
+    EXPECT_TRUE(r && r->status == 201) << (r ? r->body : "no answer");
+    return name;
+  }
+
+  // Runs `shards` shards of the binary at once; their results by index.
+  static std::vector<CliResult> RunShards(const std::string& template_name, int shards, const testing::TempDir& dir) {
+    std::vector<CliResult> results(shards);
+    std::vector<std::thread> threads;
+    for (int i = 0; i < shards; ++i) {
+      threads.emplace_back([&, i] {
+        results[i] = testing::RunCommand({ShardsBinary().string()},
+                                         {{"TESTPOOL_URL", daemon_->url()},
+                                          {"TESTPOOL_TEMPLATE", template_name},
+                                          {"TESTPOOL_SHARD_TTL", "3"},
+                                          {"TESTPOOL_SHARD_DIR", dir.path().string()},
+                                          {"GTEST_SHARD_INDEX", std::to_string(i)},
+                                          {"GTEST_TOTAL_SHARDS", std::to_string(shards)}},
+                                         "", std::chrono::seconds(240));
+      });
+    }
+    for (auto& t : threads) t.join();
+    return results;
+  }
+
+  // The sum of a counter over the daemon's pools, or a counter of the daemon.
+  static int64_t Leased(const json& status) {
+    int64_t n = 0;
+    for (const json& p : status["pools"]) n += p["leased"].get<int64_t>();
+    return n;
+  }
+
+  // The shards of one run: their own leases and databases, isolated, reset between writing tests
+  // only, and every lease released at exit.
+  static void ShardsEachHaveTheirOwnDatabase(const std::string& recycle) {
+    constexpr int kShards = 3;
+    const std::string name = Template(recycle, kShards);
+    client::Client api(daemon_->url());
+    const json before = api.Status();
+    testing::TempDir dir("testpool-gtest-shards");
+
+    const std::vector<CliResult> results = RunShards(name, kShards, dir);
+
+    std::set<std::string> leases, databases;
+    int tests = 0, resets = 0;
+    for (int i = 0; i < kShards; ++i) {
+      const CliResult& r = results[i];
+      ASSERT_EQ(r.exit_code, 0) << "shard " << i << ":\n" << r.out << r.err;
+      tests += Count(r.out, "[       OK ]");
+      std::ifstream in(dir.path() / ("shard-" + std::to_string(i) + ".json"));
+      ASSERT_TRUE(in) << "shard " << i << " wrote no report";
+      const json report = json::parse(in);
+      leases.insert(report["lease"].get<std::string>());
+      databases.insert(report["database"].get<std::string>());
+      const std::string holder = report["holder"];
+      EXPECT_NE(holder.find("gtest_shards shard " + std::to_string(i) + "/3 pid "), std::string::npos) << holder;
+      // Every test that used the database after the first needed a reset; none other did.
+      EXPECT_GE(report["uses"].get<int>(), 2) << "shard " << i;
+      EXPECT_EQ(report["resets"].get<int>(), report["uses"].get<int>() - 1) << "shard " << i;
+      resets += report["resets"].get<int>();
+    }
+    EXPECT_EQ(tests, 8 + kShards) << "every test ran once, in one shard";
+    EXPECT_EQ(leases.size(), size_t(kShards));
+    EXPECT_EQ(databases.size(), size_t(kShards));
+
+    const json after = api.Status();
+    EXPECT_EQ(Leased(after), 0) << "a shard kept its lease: " << after.dump();
+    const json &c0 = before["counters"], &c1 = after["counters"];
+    EXPECT_EQ(c1["leases_granted"].get<int64_t>() - c0["leases_granted"].get<int64_t>(), kShards);
+    EXPECT_EQ(c1["leases_released"].get<int64_t>() - c0["leases_released"].get<int64_t>(), kShards);
+    EXPECT_EQ(c1["leases_expired"], c0["leases_expired"]) << "a lease ran out instead of being renewed";
+    EXPECT_EQ(c1["resets"].get<int64_t>() - c0["resets"].get<int64_t>(), resets);
+    httplib::Client("127.0.0.1", daemon_->port()).Delete(("/v1/templates/" + name).c_str());
+  }
+
+  static testing::Daemon* daemon_;
+};
+testing::Daemon* GtestHelperTest::daemon_;
+
+TEST_F(GtestHelperTest, ShardsRunAtOnceEachOnItsOwnCloneDatabase) { ShardsEachHaveTheirOwnDatabase("clone"); }
+
+TEST_F(GtestHelperTest, ShardsRunAtOnceEachInItsOwnRollbackSession) { ShardsEachHaveTheirOwnDatabase("rollback"); }
+
+TEST_F(GtestHelperTest, UnreachableDaemonFailsAtSetUpNamingTheUrl) {
+  const std::string url = "http://127.0.0.1:" + std::to_string(testing::FreePort());
+  CliResult r = testing::RunCommand({ShardsBinary().string()}, {{"TESTPOOL_URL", url}, {"TESTPOOL_TEMPLATE", "app"}});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.out.find("cannot reach the testpool daemon at " + url), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("testpool serve"), std::string::npos) << r.out;
+  EXPECT_EQ(Count(r.out, "[ RUN      ]"), 0) << "tests ran without a database:\n" << r.out;
+}
+
+TEST_F(GtestHelperTest, UnknownTemplateFailsAtSetUpWithTheDaemonsError) {
+  CliResult r = testing::RunCommand({ShardsBinary().string()},
+                                    {{"TESTPOOL_URL", daemon_->url()}, {"TESTPOOL_TEMPLATE", "no_such_template"}});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.out.find("not_found"), std::string::npos) << r.out;
+  EXPECT_EQ(Count(r.out, "[ RUN      ]"), 0) << r.out;
+}
+
+// The client's typed errors, straight against the daemon.
+TEST_F(GtestHelperTest, ClientErrorsCarryStatusAndCode) {
+  client::Client api(daemon_->url());
+  try {
+    api.Renew("nosuchlease", std::chrono::seconds(10));
+    ADD_FAILURE() << "renewing an unknown lease succeeded";
+  } catch (const client::Error& e) {
+    EXPECT_EQ(e.http_status(), 404);
+    EXPECT_EQ(e.code(), "not_found");
+    EXPECT_FALSE(e.unreachable());
+  }
+  client::Client nowhere("http://127.0.0.1:" + std::to_string(testing::FreePort()));
+  try {
+    nowhere.Status();
+    ADD_FAILURE() << "a daemon answered on a free port";
+  } catch (const client::Error& e) {
+    EXPECT_TRUE(e.unreachable());
+    EXPECT_NE(std::string(e.what()).find(nowhere.base_url()), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(client::Client("ftp://x"), std::invalid_argument);
+}
+
+}  // namespace
+}  // namespace testpool
