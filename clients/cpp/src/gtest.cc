@@ -152,7 +152,9 @@ void DatabaseTest::SetUp() {
   if (env_ == nullptr) {
     GTEST_FAIL() << "testpool: no Environment; call testpool::client::AddEnvironment() before RUN_ALL_TESTS";
   }
-  if (!env_->leased()) GTEST_FAIL() << "testpool: the Environment holds no lease";
+  // Its SetUp failed (and said why, once): GoogleTest 1.12 runs the tests anyway; they skip
+  // rather than add one more failure each.
+  if (!env_->leased()) GTEST_SKIP() << "testpool: no database (the Environment's SetUp failed)";
 }
 
 void DatabaseTest::TearDown() {

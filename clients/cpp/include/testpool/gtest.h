@@ -11,7 +11,8 @@
 // on HOST" (GTEST_SHARD_INDEX/GTEST_TOTAL_SHARDS, so each shard of a sharded run has its own
 // database), renews it from a background thread every ttl/3, and releases it at TearDown. When the
 // lease cannot be taken (daemon unreachable, unknown template, pool exhausted) SetUp fails fatally
-// with the daemon's message: GoogleTest then runs none of the tests and the binary exits non-zero.
+// with the daemon's message (one failure, so the binary exits non-zero); every DatabaseTest then
+// skips (GoogleTest 1.12 still runs the tests after a failed environment).
 // A binary that dies without TearDown (a crash, exit()) leaves its lease to end by its TTL.
 //
 // DatabaseTest: dsn(), lease(), conn() and Build() "use" the database. The first use in a test
@@ -113,7 +114,7 @@ class DatabaseTest : public ::testing::Test {
   DatabaseTest() = default;
   ~DatabaseTest() override;
 
-  // Fails the test when no Environment holds a lease.
+  // Fails the test when no Environment is registered; skips it when the Environment's SetUp failed.
   void SetUp() override;
   // Closes conn() if it was opened.
   void TearDown() override;
