@@ -169,6 +169,43 @@ TEST_F(GtestHelperTest, UnknownTemplateFailsAtSetUpWithTheDaemonsError) {
   EXPECT_EQ(Count(r.out, "[       OK ]"), 0) << r.out;
 }
 
+// Claims through the client: a pool over a table of a leased database (defined over HTTP), a
+// claim of a matching row with its row, the same row refused while held, free again once unclaimed.
+TEST_F(GtestHelperTest, ClientClaimsAndUnclaimsRows) {
+  const std::string name = "gtest_claims_" + util::RandomToken(6);
+  const json body = {{"migrations", {{{"name", "0001_users.sql"},
+                                      {"sql", "CREATE TABLE users (id int PRIMARY KEY, tier text);"
+                                              "INSERT INTO users VALUES (1, 'gold'), (2, 'basic');"}}}},
+                     {"pool", {{"min_ready", 1}, {"max", 2}}}};
+  httplib::Client http("127.0.0.1", daemon_->port());
+  http.set_read_timeout(std::chrono::seconds(120));
+  auto put = http.Put(("/v1/templates/" + name).c_str(), body.dump(), "application/json");
+  ASSERT_TRUE(put && put->status == 201) << (put ? put->body : "no answer");
+
+  client::Client api(daemon_->url());
+  const client::Lease lease = api.Acquire(name, {.holder = "gtest_helper_test"});
+  const json pool = {{"lease", lease.id}, {"table", "users"}, {"key", "id"}};
+  auto def = http.Put(("/v1/record-pools/" + name).c_str(), pool.dump(), "application/json");
+  ASSERT_TRUE(def && def->status == 201) << (def ? def->body : "no answer");
+
+  const client::Claim gold = api.ClaimRow(name, {.match = {{"tier", "gold"}}, .holder = "gtest_helper_test"});
+  EXPECT_EQ(gold.key, "1");
+  EXPECT_EQ(gold.row["tier"], "gold");
+  EXPECT_GT(gold.token, 0);
+  try {
+    api.ClaimRow(name, {.match = {{"tier", "gold"}}});
+    ADD_FAILURE() << "the held row was claimed twice";
+  } catch (const client::Error& e) {
+    EXPECT_EQ(e.http_status(), 503);
+    EXPECT_EQ(e.code(), "pool_exhausted");
+  }
+  api.Unclaim(gold.id);
+  EXPECT_EQ(api.ClaimRow(name, {.match = {{"tier", "gold"}}}).key, "1") << "free again once unclaimed";
+  api.Release(lease.id);
+  http.Delete(("/v1/record-pools/" + name).c_str());
+  http.Delete(("/v1/templates/" + name).c_str());
+}
+
 // The client's typed errors, straight against the daemon.
 TEST_F(GtestHelperTest, ClientErrorsCarryStatusAndCode) {
   client::Client api(daemon_->url());
