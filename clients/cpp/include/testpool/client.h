@@ -17,8 +17,8 @@
 // Errors: every request throws testpool::client::Error — with http_status() 0 and code()
 // "unreachable" when no HTTP answer came back (the message names the URL and says how to start
 // the daemon), else the daemon's status, its error code ("not_found", "pool_exhausted",
-// "lease_expired", …) and message. A 2xx answer whose body is not what the API documents is
-// Error(status, "bad_response"). Lease and claim requests are never retried by the client.
+// "lease_expired", …) and message. A 2xx answer whose body is not what the API documents is an
+// Error with code "bad_response". Lease and claim requests are never retried by the client.
 #pragma once
 
 #include <chrono>
