@@ -1,0 +1,18 @@
+# The client's dependencies as imported targets, each found only when the including project has
+# not found it already: used by clients/cpp/CMakeLists.txt and by the installed package config.
+find_package(PkgConfig REQUIRED)
+if(NOT TARGET PkgConfig::HTTPLIB)
+  pkg_check_modules(HTTPLIB REQUIRED IMPORTED_TARGET cpp-httplib)
+endif()
+if(NOT TARGET PkgConfig::LIBPQ)
+  pkg_check_modules(LIBPQ REQUIRED IMPORTED_TARGET libpq)
+endif()
+if(NOT TARGET nlohmann_json::nlohmann_json)
+  find_package(nlohmann_json 3 REQUIRED)
+endif()
+if(NOT TARGET GTest::gtest)
+  find_package(GTest REQUIRED)
+endif()
+if(NOT TARGET Threads::Threads)
+  find_package(Threads REQUIRED)
+endif()
