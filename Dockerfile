@@ -23,7 +23,7 @@ WORKDIR /src
 # elsewhere in the tree does not rebuild the image.
 COPY CMakeLists.txt ./
 COPY orchestrator ./orchestrator
-RUN cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DTESTPOOL_BUILD_TESTS=OFF -DTESTPOOL_BUILD_BENCH=OFF \
+RUN cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DTESTPOOL_BUILD_TESTS=OFF -DTESTPOOL_BUILD_BENCH=OFF -DTESTPOOL_BUILD_CLIENTS=OFF \
  && cmake --build build --target testpool -j2 \
  && install -s -m 755 build/testpool /usr/local/bin/testpool \
  && testpool --version
