@@ -182,6 +182,8 @@ BODIES = {
     "lease-huge-ttl": 'l{"ttl_s":18446744073709551615,"wait_s":-9223372036854775808}',
     "renew": 'r{"ttl_s":120}',
     "reset": "x{}",
+    "reset-to": 'x{"to":"module_orders.2"}',
+    "checkpoint": 'k{"name":"golden:1"}',
     "record-pool": 'p{"dsn":"postgresql://u:p@localhost/app","table":"test_users","key":"user_id","schema":"public",'
                    '"match":{"profile_type":"premium","active":true,"tier":2,"score":1.5}}',
     "record-pool-lease": 'p{"lease":"abc234","table":"t","key":"id","name":"fuzzname"}',

@@ -7,6 +7,7 @@
 //   't' PUT /v1/templates/{name}      'l' POST …/leases           'r' POST /v1/leases/{id}/renew
 //   'x' POST /v1/leases/{id}/reset    'p' PUT /v1/record-pools/…  'c' POST …/claims
 //   'n' POST /v1/claims/{id}/renew    'b' POST /v1/leases/{id}/build   'd' POST /v1/builds
+//   'k' POST /v1/leases/{id}/checkpoints
 // (any other byte picks one of them by its value).
 //
 // Checked: the only error is Error(kInvalidArgument) (kInternal would mean a parser out of step
@@ -32,7 +33,7 @@ namespace {
 
 using nlohmann::json;
 
-constexpr std::string_view kRoutes = "tlrxpcnbd";
+constexpr std::string_view kRoutes = "tlrxpcnbdk";
 const std::string kUrlName = "fuzzname";
 
 // An accepted body holds only the table's members and all of the required ones.
@@ -70,11 +71,19 @@ void Route(char route, const json& body) {
       FUZZ_CHECK(InSeconds(RenewTtlFromJson(body)));
       CheckShape(body, bodies::kRenewRequest);
       break;
-    case 'x':
-      CheckResetBody(body);
+    case 'x': {
+      const std::string to = ResetTargetFromJson(body);
       CheckShape(body, bodies::kResetRequest);
-      FUZZ_CHECK(body.empty());
+      // Absent: the template (""); present: a name, never empty.
+      FUZZ_CHECK(body.contains("to") ? !to.empty() && to == body["to"].get<std::string>() : to.empty());
       break;
+    }
+    case 'k': {
+      const std::string name = CheckpointNameFromJson(body);
+      CheckShape(body, bodies::kCheckpointRequest);
+      FUZZ_CHECK(name == body["name"].get<std::string>());
+      break;
+    }
     case 'p': {
       const records::RecordPoolSpec spec = RecordPoolSpecFromJson(kUrlName, body);
       CheckShape(body, bodies::kRecordPoolDefinition);
@@ -120,7 +129,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (kRoutes.find(route) == std::string_view::npos) route = kRoutes[data[0] % kRoutes.size()];
   const std::string text(fuzz::AsText(data + 1, size - 1));
   // Routes whose body is optional read blank text as {} (handlers.cc's OptionalJsonBody).
-  const bool optional = std::string_view("lrxcn").find(route) != std::string_view::npos;
+  const bool optional = std::string_view("lrxcnk").find(route) != std::string_view::npos;
   try {
     const nlohmann::json body = optional && text.find_first_not_of(" \t\r\n") == std::string::npos
                                     ? nlohmann::json::object()

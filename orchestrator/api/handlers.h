@@ -43,6 +43,7 @@ void CreateLease(const Services& s, const httplib::Request& req, httplib::Respon
 void GetLease(const Services& s, const httplib::Request& req, httplib::Response& res);
 void RenewLease(const Services& s, const httplib::Request& req, httplib::Response& res);
 void ResetLease(const Services& s, const httplib::Request& req, httplib::Response& res);
+void CreateCheckpoint(const Services& s, const httplib::Request& req, httplib::Response& res);
 void ReleaseLease(const Services& s, const httplib::Request& req, httplib::Response& res);
 void GetStatus(const Services& s, const httplib::Request& req, httplib::Response& res);
 

@@ -173,7 +173,24 @@ std::chrono::seconds RenewTtlFromJson(const json& body) {
   return Ttl(body, bodies::kRenewRequest, core::LeaseRequest{}.ttl);
 }
 
-void CheckResetBody(const json& body) { BodyReader(body, bodies::kResetRequest); }
+std::string ResetTargetFromJson(const json& body) {
+  const BodyReader b(body, bodies::kResetRequest);
+  std::optional<std::string> to = b.String("to");
+  if (to && to->empty()) {
+    throw Error(ErrorCode::kInvalidArgument,
+                "the reset request's to must name a checkpoint of the lease; leave it out to go back to the template");
+  }
+  return to.value_or("");
+}
+
+std::string CheckpointNameFromJson(const json& body) {
+  const BodyReader b(body, bodies::kCheckpointRequest);
+  return b.String("name").value_or("");
+}
+
+json CheckpointJson(const core::CheckpointInfo& c) {
+  return {{"lease", c.lease_id}, {"name", c.name}, {"mode", c.mode}, {"ms", c.ms}, {"checkpoints", c.checkpoints}};
+}
 
 json LeaseJson(const core::LeaseInfo& l) {
   return {{"id", l.id},

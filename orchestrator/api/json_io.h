@@ -50,8 +50,13 @@ nlohmann::json TemplateJson(const std::string& name, const std::optional<core::T
 core::LeaseRequest LeaseRequestFromJson(const std::string& name, const nlohmann::json& body);
 // POST /v1/leases/{id}/renew: {"ttl_s"}, optional (default: core::LeaseRequest's ttl).
 std::chrono::seconds RenewTtlFromJson(const nlohmann::json& body);
-// POST /v1/leases/{id}/reset: no fields ({} or an empty body).
-void CheckResetBody(const nlohmann::json& body);
+// POST /v1/leases/{id}/reset: {"to"}, optional: the checkpoint to go back to ("" : the
+// template's state). An empty body is an empty object.
+std::string ResetTargetFromJson(const nlohmann::json& body);
+// POST /v1/leases/{id}/checkpoints: {"name"}, required.
+std::string CheckpointNameFromJson(const nlohmann::json& body);
+// {"lease","name","mode","ms","checkpoints"}
+nlohmann::json CheckpointJson(const core::CheckpointInfo& checkpoint);
 
 // {"id","dsn","host","port","user","password","database","token","expires_at","created_at",
 //  "holder","template","hash","slot","state","wait_ms"}

@@ -85,6 +85,14 @@ constexpr const char* kSchemas = R"json({
       "slot": {"type": "string"}, "state": {"type": "string", "enum": ["active", "released", "expired"]},
       "wait_ms": {"type": "number"}}
   },
+  "Checkpoint": {
+    "type": "object", "required": ["lease", "name", "mode", "ms", "checkpoints"],
+    "properties": {
+      "lease": {"type": "string"}, "name": {"type": "string"},
+      "mode": {"type": "string", "enum": ["clone", "rollback"]},
+      "ms": {"type": "number", "description": "how long saving it took"},
+      "checkpoints": {"type": "array", "items": {"type": "string"}, "description": "the lease's checkpoints, oldest first"}}
+  },
   "RecordPool": {
     "type": "object", "required": ["name", "schema", "table", "key", "match", "rows", "claimed", "expired", "free", "waiting"],
     "properties": {
@@ -385,13 +393,26 @@ json Paths() {
   renew["parameters"] = json::array({id});
   renew["requestBody"] = Body("RenewRequest", false);
   p["/v1/leases/{id}/renew"]["post"] = renew;
-  json reset = Op("resetLease", "leases", "Restore the leased database to the template's state in place (same DSN)",
-                  {{"200", Answer("the lease", Ref("Lease"))}, {"400", Err("BadRequest")}, {"404", Err("NotFound")},
-                   {"410", Err("Gone")}, {"413", Err("TooLarge")}, {"502", Err("Backend")},
-                   {"503", Err("Unavailable")}});
+  json reset = Op("resetLease", "leases",
+                  "Restore the leased database in place (same DSN) to the template's state, or to a checkpoint "
+                  "(`to`); the checkpoints saved after it are dropped",
+                  {{"200", Answer("the lease", Ref("Lease"))}, {"400", Err("BadRequest")},
+                   {"404", Err("NotFound")}, {"410", Err("Gone")}, {"413", Err("TooLarge")},
+                   {"502", Err("Backend")}, {"503", Err("Unavailable")}, {"504", Err("Timeout")}});
   reset["parameters"] = json::array({id});
   reset["requestBody"] = Body("ResetRequest", false);
   p["/v1/leases/{id}/reset"]["post"] = reset;
+  json checkpoint = Op("createCheckpoint", "leases",
+                       "Save the leased database's committed state under a name, to reset to later. Clone mode: a "
+                       "database cloned from the lease's (its sessions are ended first); rollback mode: a savepoint "
+                       "(waits up to 10 s for a transaction a client has open). Checkpoints end with the lease",
+                       {{"201", Answer("the checkpoint and the lease's checkpoints now", Ref("Checkpoint"))},
+                        {"400", Err("BadRequest")}, {"404", Err("NotFound")}, {"409", Err("Conflict")},
+                        {"410", Err("Gone")}, {"413", Err("TooLarge")}, {"502", Err("Backend")},
+                        {"503", Err("Unavailable")}, {"504", Err("Timeout")}});
+  checkpoint["parameters"] = json::array({id});
+  checkpoint["requestBody"] = Body("CheckpointRequest", true);
+  p["/v1/leases/{id}/checkpoints"]["post"] = checkpoint;
   RecordPaths(p);
   BuilderPaths(p);
   return p;

@@ -12,6 +12,7 @@ namespace bodies {
 namespace {
 
 constexpr const char* kLeaseIdPattern = "^[a-z2-7]{1,64}$";
+constexpr const char* kCheckpointPattern = "^[A-Za-z0-9_.:-]{1,64}$";  // core checks it: PoolManager
 constexpr const char* kNamespacePattern = "^[a-z0-9_-]{1,40}$";
 constexpr const char* kDsnDescription = "the target database (keyword form or postgresql:// URI)";
 constexpr const char* kSeedDescription =
@@ -103,7 +104,16 @@ const BodyShape kRenewRequest{
 const BodyShape kResetRequest{
     .schema = "ResetRequest",
     .where = "the reset request",
-    .must_be = "a JSON object (a reset takes no fields)",
+    .fields = {{.name = "to", .pattern = kCheckpointPattern,
+                .description = "a checkpoint of the lease to go back to; absent: the template's state"}},
+};
+
+const BodyShape kCheckpointRequest{
+    .schema = "CheckpointRequest",
+    .where = "the checkpoint request",
+    .fields = {{.name = "name", .required = true, .pattern = kCheckpointPattern,
+                .description = "a name taken already is replaced (and the checkpoints saved after it dropped)",
+                .example = "module_orders"}},
 };
 
 const BodyShape kRecordPoolDefinition{
@@ -166,7 +176,7 @@ const std::vector<const BodyShape*>& AllBodyShapes() {
   static const std::vector<const BodyShape*> all = {
       &kSqlFile,           &kPoolConfig,        &kMatchValues,     &kBuildOverrides,
       &kTemplateDefinition, &kLeaseRequest,     &kRenewRequest,    &kResetRequest,
-      &kRecordPoolDefinition, &kClaimRequest,   &kClaimRenewRequest, &kLeaseBuildRequest,
+      &kCheckpointRequest, &kRecordPoolDefinition, &kClaimRequest,   &kClaimRenewRequest, &kLeaseBuildRequest,
       &kDsnBuildRequest};
   return all;
 }

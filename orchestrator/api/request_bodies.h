@@ -73,6 +73,7 @@ struct BodyShape {
 namespace bodies {
 extern const BodyShape kSqlFile, kPoolConfig, kMatchValues, kBuildOverrides;
 extern const BodyShape kTemplateDefinition, kLeaseRequest, kRenewRequest, kResetRequest;
+extern const BodyShape kCheckpointRequest;
 extern const BodyShape kRecordPoolDefinition, kClaimRequest, kClaimRenewRequest;
 extern const BodyShape kLeaseBuildRequest, kDsnBuildRequest;
 }  // namespace bodies

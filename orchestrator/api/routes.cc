@@ -20,6 +20,7 @@ const std::vector<Route>& Routes() {
       {"DELETE", Scope::kWorker, "/v1/leases/{id}",               R"(/v1/leases/([^/]+))",               kMaxSmallBodyBytes, ReleaseLease},
       {"POST",   Scope::kWorker, "/v1/leases/{id}/renew",         R"(/v1/leases/([^/]+)/renew)",         kMaxSmallBodyBytes, RenewLease},
       {"POST",   Scope::kWorker, "/v1/leases/{id}/reset",         R"(/v1/leases/([^/]+)/reset)",         kMaxSmallBodyBytes, ResetLease},
+      {"POST",   Scope::kWorker, "/v1/leases/{id}/checkpoints",   R"(/v1/leases/([^/]+)/checkpoints)",   kMaxSmallBodyBytes, CreateCheckpoint},
       {"GET",    Scope::kWorker, "/v1/record-pools",              "/v1/record-pools",                    kMaxSmallBodyBytes, ListRecordPools},
       {"PUT",    Scope::kAdmin,  "/v1/record-pools/{name}",       R"(/v1/record-pools/([^/]+))",         kMaxSmallBodyBytes, PutRecordPool},
       {"GET",    Scope::kWorker, "/v1/record-pools/{name}",       R"(/v1/record-pools/([^/]+))",         kMaxSmallBodyBytes, GetRecordPool},

@@ -1,4 +1,4 @@
-// /v1/templates/{name}/leases, /v1/leases/{id}… and /v1/status: the pools, through PoolManager.
+// /v1/templates/{name}/leases, /v1/leases/{id}… (reset, checkpoints) and /v1/status: the pools, through PoolManager.
 #include "orchestrator/api/client_probe.h"
 #include "orchestrator/api/handlers.h"
 #include "orchestrator/api/json_io.h"
@@ -34,8 +34,14 @@ void RenewLease(const Services& s, const httplib::Request& req, httplib::Respons
 
 void ResetLease(const Services& s, const httplib::Request& req, httplib::Response& res) {
   std::string id = LeaseIdParam(req);
-  CheckResetBody(OptionalJsonBody(req));
-  Reply(res, 200, LeaseJson(s.pools.Reset(id)));
+  std::string to = ResetTargetFromJson(OptionalJsonBody(req));
+  Reply(res, 200, LeaseJson(s.pools.Reset(id, to)));
+}
+
+void CreateCheckpoint(const Services& s, const httplib::Request& req, httplib::Response& res) {
+  std::string id = LeaseIdParam(req);
+  std::string name = CheckpointNameFromJson(OptionalJsonBody(req));
+  Reply(res, 201, CheckpointJson(s.pools.Checkpoint(id, name)));
 }
 
 void ReleaseLease(const Services& s, const httplib::Request& req, httplib::Response& res) {

@@ -308,8 +308,31 @@ BuildResult Builders::Build(const pg::ConnInfo& target, const BuildRequest& req)
   BuildResult result;
   result.seed = request.seed;
   result.ns = request.ns;
-  pg::Connection c = pg::Connection::Open(target);
-  Impl::EnsureSchema(c);
+  // What the target itself refuses (its login, its database, its role's rights) is the caller's
+  // to fix: a 4xx naming it, not an internal error.
+  auto refused = [&](const pg::PgError& e, const std::string& doing) {
+    const std::string& st = e.sqlstate();
+    // libpq gives a failed connection no SQLSTATE: the server's FATAL is in the message.
+    const std::string what = e.what();
+    const bool login_refused = st.empty() && (what.find("authentication failed") != std::string::npos ||
+                                              what.find("does not exist") != std::string::npos ||
+                                              what.find("pg_hba.conf") != std::string::npos);
+    if (login_refused || st.rfind("28", 0) == 0 || st == "3D000" || st.rfind("42", 0) == 0) {
+      return Invalid("building '" + req.recipe + "' in database " + target.Get("dbname") + " as role " +
+                     target.Get("user") + ": " + doing + " was refused: " + e.diagnostics().message +
+                     " (a DSN build needs a role that may create schema testpool and write the recipe's tables; "
+                     "a lease's own database: POST /v1/leases/{id}/build)");
+    }
+    return Error(e.code(), e.what());
+  };
+  std::optional<pg::Connection> conn;
+  try {
+    conn.emplace(pg::Connection::Open(target));
+    Impl::EnsureSchema(*conn);
+  } catch (const pg::PgError& e) {
+    throw refused(e, conn ? "creating schema testpool" : "the login");
+  }
+  pg::Connection& c = *conn;
   try {
     pg::Transaction tx(c);
     // One build per namespace at a time in a target: row indexes continue from the last build's.
@@ -324,6 +347,7 @@ BuildResult Builders::Build(const pg::ConnInfo& target, const BuildRequest& req)
                     ") was refused by the database, nothing was kept: " + e.diagnostics().message +
                     (e.diagnostics().detail.empty() ? "" : " (" + e.diagnostics().detail + ")"));
     }
+    if (st.rfind("42", 0) == 0) throw refused(e, "writing its rows");
     throw;
   }
   result.ms = took.ElapsedMs();
@@ -371,14 +395,29 @@ BuildResult BuildService::BuildInDsn(const std::string& dsn, BuildRequest reques
     LeaseInfo lease = leases_.GetLease(request.lease_id);
     if (lease.state != LeaseState::kActive) throw Error(ErrorCode::kLeaseExpired, "lease " + request.lease_id + " has ended");
   }
+  // Remembered before the build: a daemon that dies mid-build still knows where to clean up.
+  bool first = false;  // the namespace's first build into this DSN
   {
-    // Remembered before the build: a daemon that dies mid-build still knows where to clean up.
     auto conn = store_.Connect();
-    conn->Exec("INSERT INTO build_targets (ns, dsn, lease_id) VALUES ($1, $2, $3) ON CONFLICT (ns, dsn) DO UPDATE "
-               "SET lease_id = coalesce(EXCLUDED.lease_id, build_targets.lease_id)",
-               {request.ns, dsn, request.lease_id.empty() ? pg::Param() : pg::Param(request.lease_id)});
+    first = conn->Exec("INSERT INTO build_targets (ns, dsn, lease_id) VALUES ($1, $2, $3) ON CONFLICT (ns, dsn) DO "
+                       "UPDATE SET lease_id = coalesce(EXCLUDED.lease_id, build_targets.lease_id) "
+                       "RETURNING xmax = 0",
+                       {request.ns, dsn, request.lease_id.empty() ? pg::Param() : pg::Param(request.lease_id)})
+                .Get(0, 0) == "t";
   }
-  return builders_.Build(target, request);
+  try {
+    return builders_.Build(target, request);
+  } catch (const Error&) {
+    // Nothing of a failed build is kept (one transaction); a namespace it alone named is forgotten.
+    if (first) {
+      try {
+        store_.Connect()->Exec("DELETE FROM build_targets WHERE ns = $1 AND dsn = $2", {request.ns, dsn});
+      } catch (const std::exception& e) {
+        log::Warn("builder.forget_failed", {{"ns", request.ns}, {"error", e.what()}});
+      }
+    }
+    throw;
+  }
 }
 
 int64_t BuildService::DropNamespace(const std::string& ns) {

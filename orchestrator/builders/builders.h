@@ -110,7 +110,9 @@ class Builders {
   // `target` (superuser or the table owner's rights: it creates schema testpool there if missing).
   // Errors: kNotFound (recipe), kInvalidArgument (count, namespace, an override column the table
   // lacks, a recipe field the table lacks, or the database rejected a row: the message names the
-  // recipe, the constraint and the seed), kUnavailable (target unreachable).
+  // recipe, the constraint and the seed; also a target that refuses the login, has no such
+  // database, or whose role may not create schema testpool or write the recipe's tables: the
+  // message says which), kUnavailable (target unreachable).
   BuildResult Build(const pg::ConnInfo& target, const BuildRequest& request);
 
   // Deletes every row built under namespace `ns` in `target`, children first; returns how many.
@@ -138,7 +140,8 @@ class BuildService {
   // recipe), kLeaseExpired (the lease ended), and as Builders::Build.
   BuildResult BuildInLease(const std::string& lease_id, BuildRequest request);
   // Into the database at `dsn`; `request.ns` is required (kInvalidArgument). With
-  // `request.lease_id`, the rows go when that lease ends. As Builders::Build otherwise.
+  // `request.lease_id`, the rows go when that lease ends. As Builders::Build otherwise; a build
+  // that fails leaves no record of the namespace behind when it was the namespace's first there.
   BuildResult BuildInDsn(const std::string& dsn, BuildRequest request);
   // Removes every row built under `ns` in every shared database it was used in; returns how many.
   // kNotFound when no build ever used it.

@@ -23,7 +23,8 @@ commands:
                                 lease a database; prints its DSN (or the whole lease)
   renew ID [--ttl S]            push the lease's expiry to ttl seconds from now (default 600)
   release ID                    end the lease (a second release is fine)
-  reset ID                      restore the leased database to its template, same DSN
+  reset ID [--to CHECKPOINT]    restore the leased database to its template (or a checkpoint), same DSN
+  checkpoint ID NAME            save the leased database's state as NAME, for reset --to NAME
   status [--json]               pools (slots by state, waiting requests) and counters
   run --template NAME [--ttl S] [--wait S] [--holder H] -- CMD [ARG…]
                                 lease, run CMD with DATABASE_URL and PG* set, renew while it runs,
@@ -64,6 +65,7 @@ int Main(int argc, char** argv) {
   if (command == "renew") return Renew(argc - 1, argv + 1);
   if (command == "release") return Release(argc - 1, argv + 1);
   if (command == "reset") return Reset(argc - 1, argv + 1);
+  if (command == "checkpoint") return Checkpoint(argc - 1, argv + 1);
   if (command == "status") return Status(argc - 1, argv + 1);
   if (command == "run") return Run(argc - 1, argv + 1);
   if (command == "record-pool") return RecordPool(argc - 1, argv + 1);

@@ -21,6 +21,7 @@ int Lease(int argc, char** argv);
 int Renew(int argc, char** argv);
 int Release(int argc, char** argv);
 int Reset(int argc, char** argv);
+int Checkpoint(int argc, char** argv);
 int Status(int argc, char** argv);
 int Run(int argc, char** argv);
 int Claim(int argc, char** argv);       // claim_cmd.cc: record pools

@@ -9,9 +9,10 @@ namespace testpool::cli {
 namespace po = boost::program_options;
 
 po::variables_map ParseArgs(const std::vector<std::string>& args, const po::options_description& opts,
-                            const char* positional) {
+                            const char* positional, const char* second) {
   po::positional_options_description pos;
   if (positional != nullptr) pos.add(positional, 1);
+  if (positional != nullptr && second != nullptr) pos.add(second, 1);
   po::variables_map vm;
   po::store(po::command_line_parser(args).options(opts).positional(pos).run(), vm);
   po::notify(vm);

@@ -11,11 +11,12 @@
 
 namespace testpool::cli {
 
-// Parses `args` (the command's own arguments) with one optional positional argument
-// `positional` (nullptr: none). Throws Boost.Program_options errors (RunCommand makes them exit 2).
+// Parses `args` (the command's own arguments) with up to two optional positional arguments
+// `positional` and then `second` (nullptr: none). Throws Boost.Program_options errors (RunCommand
+// makes them exit 2).
 boost::program_options::variables_map ParseArgs(const std::vector<std::string>& args,
                                                 const boost::program_options::options_description& opts,
-                                                const char* positional);
+                                                const char* positional, const char* second = nullptr);
 
 // Prints "testpool COMMAND: code: message" for an error reply; returns kExitFailed.
 int Failed(const std::string& command, const ApiReply& reply);

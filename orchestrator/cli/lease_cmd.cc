@@ -1,4 +1,4 @@
-// `testpool lease|renew|release|reset|status`: thin clients of /v1/templates/{name}/leases,
+// `testpool lease|renew|release|reset|checkpoint|status`: thin clients of /v1/templates/{name}/leases,
 // /v1/leases/{id}… and /v1/status.
 #include <boost/program_options.hpp>
 #include <algorithm>
@@ -19,7 +19,8 @@ const char* kLeaseUsage = R"(usage:
   testpool lease NAME [--ttl S] [--wait S] [--holder H] [--json]   prints the DSN (or the whole lease)
   testpool renew ID [--ttl S] [--json]
   testpool release ID
-  testpool reset ID [--json]
+  testpool reset ID [--to CHECKPOINT] [--json]
+  testpool checkpoint ID NAME [--json]
   testpool status [--json]
 )";
 
@@ -101,6 +102,7 @@ int ReleaseBody(int argc, char** argv) {
 int ResetBody(int argc, char** argv) {
   po::options_description opts("testpool reset options");
   opts.add_options()("help,h", "show this help")("id", po::value<std::string>(), "lease id")
+      ("to", po::value<std::string>(), "a checkpoint of the lease to go back to (default: the template)")
       ("json", "print the whole lease as JSON");
   po::variables_map vm = ParseArgs(OwnArgs(argc, argv), opts, "id");
   if (vm.count("help")) {
@@ -109,14 +111,44 @@ int ResetBody(int argc, char** argv) {
   }
   if (!vm.count("id")) return Usage("reset", "ID is required");
   const std::string id = vm["id"].as<std::string>();
+  json body = json::object();
+  if (vm.count("to")) body["to"] = vm["to"].as<std::string>();
   ApiClient api(DefaultUrl(), DefaultToken());
-  ApiReply r = api.Post("/v1/leases/" + PathSegment(id) + "/reset", json::object());
+  ApiReply r = api.Post("/v1/leases/" + PathSegment(id) + "/reset", body);
   if (r.status != 200 || !r.body.is_object()) return Failed("reset", r);
   if (vm.count("json")) {
     std::cout << r.body.dump(2) << "\n";
+  } else if (vm.count("to")) {
+    std::printf("lease %s: database %s is back at checkpoint %s\n", id.c_str(), Str(r.body, "database").c_str(),
+                vm["to"].as<std::string>().c_str());
   } else {
     std::printf("lease %s: database %s is back at template %s (%s)\n", id.c_str(), Str(r.body, "database").c_str(),
                 Str(r.body, "template").c_str(), Str(r.body, "hash").substr(0, 12).c_str());
+  }
+  return kExitOk;
+}
+
+int CheckpointBody(int argc, char** argv) {
+  po::options_description opts("testpool checkpoint options");
+  opts.add_options()("help,h", "show this help")("id", po::value<std::string>(), "lease id")
+      ("name", po::value<std::string>(), "the checkpoint's name (A-Z a-z 0-9 _ . : -, up to 64)")
+      ("json", "print the daemon's JSON answer");
+  po::variables_map vm = ParseArgs(OwnArgs(argc, argv), opts, "id", "name");
+  if (vm.count("help")) {
+    std::cout << kLeaseUsage << opts;
+    return kExitOk;
+  }
+  if (!vm.count("id") || !vm.count("name")) return Usage("checkpoint", "ID and NAME are required");
+  const std::string id = vm["id"].as<std::string>();
+  ApiClient api(DefaultUrl(), DefaultToken());
+  ApiReply r = api.Post("/v1/leases/" + PathSegment(id) + "/checkpoints", {{"name", vm["name"].as<std::string>()}});
+  if (r.status != 201 || !r.body.is_object()) return Failed("checkpoint", r);
+  if (vm.count("json")) {
+    std::cout << r.body.dump(2) << "\n";
+  } else {
+    std::printf("lease %s: checkpoint %s saved (%s mode, %.1f ms); restore it with `testpool reset %s --to %s`\n",
+                id.c_str(), Str(r.body, "name").c_str(), Str(r.body, "mode").c_str(), r.body.value("ms", 0.0),
+                id.c_str(), Str(r.body, "name").c_str());
   }
   return kExitOk;
 }
@@ -183,6 +215,9 @@ int Release(int argc, char** argv) {
   return RunCommand("release", kLeaseUsage, [&] { return ReleaseBody(argc, argv); });
 }
 int Reset(int argc, char** argv) { return RunCommand("reset", kLeaseUsage, [&] { return ResetBody(argc, argv); }); }
+int Checkpoint(int argc, char** argv) {
+  return RunCommand("checkpoint", kLeaseUsage, [&] { return CheckpointBody(argc, argv); });
+}
 int Status(int argc, char** argv) { return RunCommand("status", kLeaseUsage, [&] { return StatusBody(argc, argv); }); }
 
 }  // namespace testpool::cli

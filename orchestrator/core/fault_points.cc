@@ -16,8 +16,8 @@ const std::vector<std::string> kFaultPoints = {
     "clone_database", "prepare_role", "hand_over", "cut_off", "counters", "end_sessions", "sequence_digest",
     "unchanged", "drop_database", "drop_role", "list_databases", "list_roles",
     // PoolRows
-    "insert_warming", "mark_ready", "set_state", "delete_slot", "grant", "end_lease", "renew", "load_slots",
-    "load_active_leases", "find_lease", "expire_stray_leases", "pooled_templates", "take_ownership",
+    "insert_warming", "mark_ready", "set_state", "delete_slot", "grant", "end_lease", "renew", "forget_baseline",
+    "load_slots", "load_active_leases", "find_lease", "expire_stray_leases", "pooled_templates", "take_ownership",
     "release_ownership"};
 
 namespace {
@@ -215,6 +215,9 @@ class FaultyRows final : public PoolRows {
   }
   void Renew(const std::string& lease_id, util::WallTime expires_at) override {
     Around(*plan_, "renew", [&] { in_->Renew(lease_id, expires_at); });
+  }
+  void ForgetBaseline(const std::string& slot_id) override {
+    Around(*plan_, "forget_baseline", [&] { in_->ForgetBaseline(slot_id); });
   }
   std::vector<SlotRow> LoadSlots() override {
     return Around(*plan_, "load_slots", [&] { return in_->LoadSlots(); });

@@ -47,13 +47,21 @@ class PinnedSessions {
   virtual void Admit(const std::string& slot_id, const std::string& lease_id, const std::string& user,
                      const std::string& password) = 0;
 
-  // Puts the slot's database back in the template's state in place: rolls back to the base
-  // savepoint, restores the sequences, releases advisory locks; open client connections stay
-  // connected (a client caught inside a transaction finds it aborted). Returns how long it took.
-  // Throws Error(kNotFound) when the slot has no pinned session, Error(kUnavailable) when the
-  // session was lost (the lease's data is gone; the slot will be recycled by clone),
-  // Error(kTimeout) when a client's statement kept the session busy past the reset's wait.
-  virtual std::chrono::microseconds Reset(const std::string& slot_id) = 0;
+  // Puts the slot's database back in the template's state (`to` empty) or in the state saved as
+  // checkpoint `to`, in place: rolls back to that savepoint, restores the sequences, releases
+  // advisory locks; the checkpoints saved after it are gone (all of them for the template); open
+  // client connections stay connected (a client caught inside a transaction finds it aborted).
+  // Returns how long it took. Throws Error(kNotFound) when the slot has no pinned session or no
+  // such checkpoint, Error(kUnavailable) when the session was lost (the lease's data is gone;
+  // the slot will be recycled by clone), Error(kTimeout) when a client's statement kept the
+  // session busy past the reset's wait.
+  virtual std::chrono::microseconds Reset(const std::string& slot_id, const std::string& to) = 0;
+
+  // Saves the slot's committed state as checkpoint `name` (a savepoint inside the pinned
+  // transaction, and the sequences' values); a name taken already is replaced and the
+  // checkpoints after it forgotten. Waits for a transaction a client has open to end. Returns how
+  // long it took. Throws as Reset does (kTimeout: a client kept a transaction open past the wait).
+  virtual std::chrono::microseconds Checkpoint(const std::string& slot_id, const std::string& name) = 0;
 
   // Ends the lease's use of the slot: its client connections are closed (each told why), the
   // sequences restored and the whole transaction rolled back, and the pinned session closed.

@@ -92,6 +92,7 @@ class PoolRows {
   virtual void Grant(const LeaseRow& lease) = 0;
   virtual void End(const std::string& lease_id, const std::string& slot_id, LeaseState how) = 0;
   virtual void Renew(const std::string& lease_id, util::WallTime expires_at) = 0;
+  virtual void ForgetBaseline(const std::string& slot_id) = 0;
   virtual std::vector<SlotRow> LoadSlots() = 0;
   virtual std::vector<LeaseRow> LoadActiveLeases() = 0;
   virtual std::optional<LeaseRow> FindLease(const std::string& lease_id) = 0;

@@ -1,6 +1,7 @@
-// Lease lifecycle: Acquire (take a ready slot or wait for one, record the grant), Renew,
-// Reset, Release and expiry by the reaper, both ending through Finish (cut the credentials off,
-// mark the lease ended, hand the slot to its recycle: pool_slots.cc), GetLease.
+// Lease lifecycle: Acquire (take a ready slot or wait for one, record the grant), Renew, Release
+// and expiry by the reaper, both ending through Finish (cut the credentials off, mark the lease
+// ended, hand the slot to its recycle: pool_slots.cc), GetLease. Reset and checkpoints:
+// pool_reset.cc.
 #include <algorithm>
 
 #include "orchestrator/core/pool_manager_impl.h"
@@ -252,59 +253,6 @@ LeaseInfo PoolManager::Renew(const std::string& lease_id, std::chrono::seconds t
   impl_->rows->Renew(lease_id, out.expires_at);
   log::Info("lease.renewed", {{"lease", lease_id}, {"slot", out.slot_id}, {"ttl_s", std::to_string(ttl.count())}});
   return out;
-}
-
-LeaseInfo PoolManager::Reset(const std::string& lease_id) {
-  Slot snapshot;
-  std::string template_db;
-  RecycleMode mode_of_pool = RecycleMode::kClone;
-  LeaseInfo lease;
-  {
-    std::unique_lock<std::mutex> lock(impl_->mu);
-    auto it = impl_->leases.find(lease_id);
-    if (it == impl_->leases.end()) {
-      lock.unlock();
-      throw impl_->UnknownLease(lease_id);
-    }
-    if (it->second.state != LeaseState::kActive || impl_->ending.count(lease_id)) {
-      throw Error(ErrorCode::kLeaseExpired, "lease " + lease_id + " has ended");
-    }
-    lease = it->second;
-    snapshot = impl_->slots.at(lease.slot_id);
-    template_db = impl_->pools.at(snapshot.pool).template_db;
-    mode_of_pool = impl_->ModeOf(snapshot);
-  }
-  const util::Stopwatch took;
-  RecycleOutcome mode = RecycleOutcome::kClone;
-  if (snapshot.pinned && impl_->pinned != nullptr) {
-    // Rollback mode: back to the base savepoint in place; the clients stay connected.
-    mode = RecycleOutcome::kRollback;
-    impl_->pinned->Reset(snapshot.id);
-  } else {
-    std::lock_guard<std::mutex> io(*snapshot.io);
-    std::shared_ptr<SlotWork> ops = impl_->Ops(snapshot);
-    // The lease's sessions end first either way (Unchanged ends them, as the re-clone's cut-off
-    // does): an open transaction's uncommitted rows, and counters a live session has not reported
-    // yet, must not pass for clean. A database nothing was written to since its clone is at the
-    // template's state already: the role and the database stay, no clone.
-    if (mode_of_pool == RecycleMode::kClone &&
-        ops->Unchanged(snapshot.database, WriteMarks::Decode(snapshot.baseline))) {
-      mode = RecycleOutcome::kSkip;
-    } else {
-      ops->CutOff(snapshot.role);
-      ops->DropDatabase(snapshot.database);
-      impl_->CloneAndPrepare(&snapshot, template_db, mode_of_pool);  // same credentials
-    }
-  }
-  const double ms = took.ElapsedMs();
-  std::lock_guard<std::mutex> lock(impl_->mu);
-  auto live = impl_->slots.find(snapshot.id);
-  if (live != impl_->slots.end() && live->second.lease_id == lease_id) live->second.baseline = snapshot.baseline;
-  ++impl_->counters.resets;
-  if (mode == RecycleOutcome::kSkip) ++impl_->counters.resets_skipped;
-  Observe(&impl_->counters.reset, ms);
-  log::Info("lease.reset", {{"lease", lease_id}, {"slot", snapshot.id}, {"mode", ToString(mode)}, {"ms", log::Ms(ms)}});
-  return lease;
 }
 
 LeaseInfo PoolManager::GetLease(const std::string& lease_id) {

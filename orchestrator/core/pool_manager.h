@@ -154,6 +154,14 @@ struct ManagerStatus {
 // deprioritised through `backend`) or on each slot's server. Both must outlive what uses them.
 PoolIo RealPoolIo(ControlStore& store, backend::Backend& backend);
 
+// A checkpoint just saved (PoolManager::Checkpoint).
+struct CheckpointInfo {
+  std::string lease_id, name;
+  std::string mode;                      // "clone" (a database) or "rollback" (a savepoint)
+  double ms = 0;                         // how long saving it took
+  std::vector<std::string> checkpoints;  // the lease's checkpoints now, oldest first
+};
+
 class PoolManager final : public TemplateService::Listener, public LeaseLookup {
  public:
   // `store` and `backend` must outlive the manager; `backend` must be started. The manager reaches
@@ -194,9 +202,23 @@ class PoolManager final : public TemplateService::Listener, public LeaseLookup {
   LeaseInfo Renew(const std::string& lease_id, std::chrono::seconds ttl);
   // Ends the lease. Idempotent: a lease that already ended is fine. kNotFound for an id never issued.
   void Release(const std::string& lease_id);
-  // Restores the leased database to the template's state in place; same DSN. The lease's sessions
-  // are ended (clone mode; rollback mode keeps them). kNotFound, kLeaseExpired.
-  LeaseInfo Reset(const std::string& lease_id);
+  // Restores the leased database in place (same DSN) to the template's state (`to` empty) or to
+  // the state saved as checkpoint `to`; the checkpoints saved after it are dropped (all of them
+  // for the template). Clone mode ends the lease's sessions and re-clones (from the template or
+  // the checkpoint's database) unless dirty tracking shows nothing was written since the database
+  // was last made from that same state; rollback mode rolls back to the savepoint, sessions kept.
+  // kNotFound (no such lease or checkpoint), kLeaseExpired, kInvalidArgument (a bad name),
+  // kTimeout (rollback mode: a statement of the lease kept its session busy).
+  LeaseInfo Reset(const std::string& lease_id, const std::string& to = "");
+  // Saves the leased database's current committed state as checkpoint `name` (1–64 of
+  // A-Z a-z 0-9 _ . : -), for Reset(lease, name). A name taken already is replaced, and the
+  // checkpoints saved after it are dropped. Clone mode: the lease's sessions are ended (open
+  // transactions lost, as on a reset) and the database is cloned; rollback mode: a savepoint,
+  // after waiting (up to 10 s) for a transaction a client has open (kTimeout when it stays open).
+  // Checkpoints end with the lease and do not survive a daemon restart. kNotFound,
+  // kLeaseExpired, kInvalidArgument, kConflict (kMaxCheckpoints reached), kTimeout.
+  CheckpointInfo Checkpoint(const std::string& lease_id, const std::string& name);
+  static constexpr size_t kMaxCheckpoints = 16;
   // The lease, also an ended one (from memory for a while, then from the control database).
   // kNotFound when never issued, kUnavailable when it must be read from a control database that
   // cannot be reached.

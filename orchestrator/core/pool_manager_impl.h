@@ -76,7 +76,28 @@ struct Slot {
   int port = 0;
   bool lost = false;  // its server went away (a container that died): nothing to recycle
   std::shared_ptr<std::mutex> io = std::make_shared<std::mutex>();  // serialises server work on this slot
+  // The lease's checkpoints, oldest first (pool_reset.cc); they end with the lease. Clone mode:
+  // each is a database cloned from the slot's (`database`), named <slot database>_k<n> with n
+  // counting up from 1 (`checkpoints_made`); rollback mode: a savepoint in the pinned session
+  // (`database` empty). Memory only: a restarted daemon forgets them, and its reconcile drops
+  // their databases (no row owns them).
+  struct Checkpoint {
+    std::string name, database;
+  };
+  std::vector<Checkpoint> checkpoints;
+  int checkpoints_made = 0;
+  // Clone mode, once the lease took or restored a checkpoint: the one its database was last made
+  // from (empty: the template) and that moment's write marks, so a restore of it can be skipped
+  // when nothing was written since. `baseline` is then empty (and so is the row's): the database
+  // is no longer at the template's state, and no recycle may pass it for clean.
+  std::string at_checkpoint, checkpoint_marks;
 };
+
+// The password the slot's role has on the server: the lease's own in clone mode; in rollback mode
+// one only the daemon knows, so the lease's DSN works through the proxy alone.
+inline const std::string& ServerPassword(const Slot& s, RecycleMode mode) {
+  return mode == RecycleMode::kRollback ? s.server_password : s.password;
+}
 
 struct Waiter {
   std::condition_variable cv;
@@ -325,6 +346,26 @@ struct PoolManager::Impl {
   // 5. After a grant that had to wait, not under mu: when the asker went away meanwhile, ends
   // the lease and throws kUnavailable (nobody would ever use or release it).
   void ReleaseIfAbandoned(const LeaseInfo& lease, const LeaseRequest& req);
+
+  // ---- reset and checkpoints (pool_reset.cc) ---------------------------------------------------
+
+  // A copy of the slot an active lease holds, with what server work on it needs. Takes mu.
+  // Throws as Reset does (kNotFound, kLeaseExpired).
+  struct LeasedSlot {
+    Slot slot;
+    LeaseInfo lease;
+    std::string template_db;
+    RecycleMode mode = RecycleMode::kClone;
+  };
+  LeasedSlot ForLease(const std::string& lease_id);
+  // Clone mode: the slot's database becomes a clone of `source` (the template, or a checkpoint's
+  // database) under the same role and password; returns its write marks, taken before the role
+  // can log in again. Throws as SlotWork; the role can log in again also then.
+  std::string RecloneInPlace(Slot* s, SlotWork& ops, const std::string& source, RecycleMode mode);
+  // Drops the databases of the checkpoints from `first` on (clone mode) and forgets them.
+  static void DropCheckpoints(Slot* s, SlotWork& ops, size_t first);
+  // Writes the results of server work on a lease's slot back, if the lease still holds it (mu).
+  void KeepLeasedResults(const Slot& s, const std::string& lease_id);
 
   // The error for a lease id not in memory, read from the control database (not under mu):
   // kLeaseExpired when it was issued and has ended, kNotFound when never issued.

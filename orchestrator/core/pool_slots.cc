@@ -25,12 +25,6 @@ void NewCredentials(Slot* s) {
   s->server_password = util::RandomToken(32);
 }
 
-// The password the slot's role has on the server: the lease's own in clone mode; in rollback mode
-// one only the daemon knows, so the lease's DSN works through the proxy alone.
-const std::string& ServerPassword(const Slot& s, RecycleMode mode) {
-  return mode == RecycleMode::kRollback ? s.server_password : s.password;
-}
-
 }  // namespace
 
 // ---- state and capacity, under mu ------------------------------------------------------------
@@ -250,6 +244,10 @@ void PoolManager::Impl::BecomeReady(const Slot& s) {
   live.generation = s.generation;
   live.server_password = s.server_password;
   live.pinned = s.pinned;
+  live.checkpoints.clear();
+  live.checkpoints_made = 0;
+  live.at_checkpoint.clear();
+  live.checkpoint_marks.clear();
   live.rolled_back = false;
   live.cut_off = false;
   live.server = s.server;
@@ -289,6 +287,9 @@ void PoolManager::Impl::Recycle(Slot s) {
       s.pinned = false;
     }
     if (!s.cut_off) ops->CutOff(s.role);
+    // The lease's checkpoints end with it. Its database is not at the template's state after one
+    // (`baseline` is empty, in the row too), so it is re-cloned below.
+    DropCheckpoints(&s, *ops, 0);
     if (draining) {
       std::lock_guard<std::mutex> lock(mu);
       Discard(slots.at(s.id));
@@ -375,6 +376,7 @@ void PoolManager::Impl::Destroy(Slot s) {
       servers->RemoveSlot(s.id);
     } else {
       if (!s.role.empty()) shared_ops->CutOff(s.role);
+      DropCheckpoints(&s, *shared_ops, 0);
       shared_ops->DropDatabase(s.database);
       // Every role of this slot, not only the one its row names: a daemon that died between
       // preparing a role and recording it (a warm, a hand-over) left one no row knows. Role names

@@ -50,6 +50,7 @@ pg::ConnInfo SlotOps::At(const std::string& db) const {
 }
 
 void SlotOps::CloneDatabase(const std::string& db, const std::string& template_db) {
+  TakeReader(template_db).reset();  // the source must have no other session (a lease's, for a checkpoint)
   auto conn = admin_.Acquire();
   std::string q = conn->QuoteIdent(db);
   // CREATE DATABASE cannot share a query string (an implicit transaction) with anything else.

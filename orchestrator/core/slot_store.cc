@@ -97,6 +97,11 @@ void SlotStore::Renew(const std::string& lease_id, util::WallTime expires_at) {
              {lease_id, EpochMs(expires_at)});
 }
 
+void SlotStore::ForgetBaseline(const std::string& slot_id) {
+  auto conn = store_.Connect();
+  conn->Exec("UPDATE slots SET baseline = NULL, updated_at = now() WHERE id = $1", {slot_id});
+}
+
 std::vector<SlotRow> SlotStore::LoadSlots() {
   auto conn = store_.Connect();
   pg::Result r = conn->Exec(

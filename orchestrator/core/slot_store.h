@@ -43,6 +43,10 @@ class SlotStore final : public PoolRows {
   void End(const std::string& lease_id, const std::string& slot_id, LeaseState how) override;
   // The lease's expires_at (whatever its state).
   void Renew(const std::string& lease_id, util::WallTime expires_at) override;
+  // The slot's database may no longer be at its template's state (a checkpoint was taken or
+  // restored): its recorded baseline is cleared, so no recycle, after a restart either, can pass
+  // it for clean. MarkReady records the next one.
+  void ForgetBaseline(const std::string& slot_id) override;
 
   // Every slot row, by id.
   std::vector<SlotRow> LoadSlots() override;

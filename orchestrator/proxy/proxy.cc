@@ -344,29 +344,51 @@ void Proxy::Admit(const std::string& slot_id, const std::string& lease_id, const
   impl_->admitted[user] = std::move(a);
 }
 
-std::chrono::microseconds Proxy::Reset(const std::string& slot_id) {
+namespace {
+
+// What a session's internal operation failed with, as the error the pool manager expects.
+Error SessionError(const InternalResult& r, const char* what) {
+  const std::string_view code = r.error.Get('C');
+  if (code == "57014") {
+    return Error(ErrorCode::kTimeout, std::string(what) +
+                                          " waited too long for the lease's session: a statement kept running or a "
+                                          "transaction stayed open (commit or roll back first)");
+  }
+  if (code == "42704") return Error(ErrorCode::kNotFound, std::string(r.error.Get('M')));
+  return Error(ErrorCode::kUnavailable, std::string(r.error.Get('M')));
+}
+
+}  // namespace
+
+std::chrono::microseconds Proxy::RunOnSession(const std::string& slot_id, const char* what,
+                                              std::function<void(Session&, std::function<void(const InternalResult&)>)> op) {
   const auto t0 = std::chrono::steady_clock::now();
   impl_->OnIo<void>(
-      [this, slot_id](std::shared_ptr<std::promise<void>> done) {
+      [this, slot_id, what, op](std::shared_ptr<std::promise<void>> done) {
         auto it = impl_->pinned.find(slot_id);
         if (it == impl_->pinned.end()) {
           done->set_exception(
               std::make_exception_ptr(Error(ErrorCode::kNotFound, "slot " + slot_id + " has no pinned session")));
           return;
         }
-        it->second->session->Reset([done](const InternalResult& r) {
+        op(*it->second->session, [done, what](const InternalResult& r) {
           if (r.ok) {
             done->set_value();
-          } else if (r.error.Get('C') == "57014") {
-            done->set_exception(std::make_exception_ptr(Error(
-                ErrorCode::kTimeout, "the reset waited too long for a running statement of the lease to finish")));
           } else {
-            done->set_exception(std::make_exception_ptr(Error(ErrorCode::kUnavailable, std::string(r.error.Get('M')))));
+            done->set_exception(std::make_exception_ptr(SessionError(r, what)));
           }
         });
       },
       Session::kResetWait + std::chrono::seconds(5));
   return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0);
+}
+
+std::chrono::microseconds Proxy::Reset(const std::string& slot_id, const std::string& to) {
+  return RunOnSession(slot_id, "the reset", [to](Session& s, auto done) { s.Reset(to, std::move(done)); });
+}
+
+std::chrono::microseconds Proxy::Checkpoint(const std::string& slot_id, const std::string& name) {
+  return RunOnSession(slot_id, "the checkpoint", [name](Session& s, auto done) { s.Checkpoint(name, std::move(done)); });
 }
 
 bool Proxy::Release(const std::string& slot_id) {

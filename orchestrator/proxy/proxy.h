@@ -22,12 +22,16 @@
 
 #include <chrono>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <string>
 
 #include "orchestrator/core/pinned_sessions.h"
 
 namespace testpool::proxy {
+
+class Session;
+struct InternalResult;
 
 struct ProxyOptions {
   std::string listen_host = "127.0.0.1";
@@ -67,13 +71,19 @@ class Proxy final : public core::PinnedSessions {
   void Pin(const Target& target) override;
   void Admit(const std::string& slot_id, const std::string& lease_id, const std::string& user,
              const std::string& password) override;
-  std::chrono::microseconds Reset(const std::string& slot_id) override;
+  std::chrono::microseconds Reset(const std::string& slot_id, const std::string& to) override;
+  std::chrono::microseconds Checkpoint(const std::string& slot_id, const std::string& name) override;
   bool Release(const std::string& slot_id) override;
   std::string host() const override;
   int port() const override;
   Stats stats() const override;
 
  private:
+  // Runs `op` on the slot's session (on the I/O thread) and waits for it; throws as Reset does.
+  std::chrono::microseconds RunOnSession(
+      const std::string& slot_id, const char* what,
+      std::function<void(Session&, std::function<void(const InternalResult&)>)> op);
+
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };

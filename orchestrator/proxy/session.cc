@@ -111,38 +111,57 @@ void Session::RunInternal(std::string sql, std::string recovery, std::function<v
   SendEntry(EncodeQuery(sql), std::move(e));
 }
 
+namespace {
+
+// The setval() statements that put every sequence back as kSequencesSql's rows found it; nullopt
+// when a row is not what that query returns. Values are the server's own integers (checked), so
+// they are spliced as literals.
+std::optional<std::string> SequenceRestoreSql(const std::vector<Row>& rows) {
+  std::string sql;
+  size_t in_select = 0;
+  for (const Row& row : rows) {
+    if (row.size() != 3 || !row[0] || !row[1] || !IsInteger(*row[0]) || !IsInteger(*row[1]) ||
+        (row[2] && !IsInteger(*row[2]))) {
+      return std::nullopt;
+    }
+    sql += in_select == 0 ? "SELECT " : ", ";
+    sql += "pg_catalog.setval(" + *row[0] + "::pg_catalog.regclass, " + (row[2] ? *row[2] : *row[1]) + ", " +
+           (row[2] ? "true" : "false") + ")";
+    if (++in_select == 500) {
+      sql += "; ";
+      in_select = 0;
+    }
+  }
+  if (in_select > 0) sql += "; ";
+  return sql;
+}
+
+InternalResult Failed(std::string_view sqlstate, const std::string& message) {
+  InternalResult r;
+  r.ok = false;
+  r.error = MakeFields("ERROR", sqlstate, message);
+  return r;
+}
+
+}  // namespace
+
 void Session::Pin(std::function<void(const InternalResult&)> done) {
   Waiter w;
   w.fail = done;
   w.run = [this, done] {
-    RunInternal(kPinSql, "", [this, done](const InternalResult& r) {
+    RunInternal(std::string(kPinSql) + kSequencesSql, "", [this, done](const InternalResult& r) {
       if (!r.ok) {
         Break("the pinned transaction could not be opened: " + std::string(r.error.Get('M')));
         done(r);
         return;
       }
-      restore_sql_.clear();
-      size_t in_select = 0;
-      for (const Row& row : r.rows) {
-        if (row.size() != 3 || !row[0] || !row[1] || !IsInteger(*row[0]) || !IsInteger(*row[1]) ||
-            (row[2] && !IsInteger(*row[2]))) {
-          Break("unexpected sequence row from the server");
-          InternalResult bad;
-          bad.ok = false;
-          bad.error = MakeFields("ERROR", "XX000", "unexpected sequence row from the server");
-          done(bad);
-          return;
-        }
-        // Values are the server's own integers (checked above), so they are spliced as literals.
-        restore_sql_ += in_select == 0 ? "SELECT " : ", ";
-        restore_sql_ += "pg_catalog.setval(" + *row[0] + "::pg_catalog.regclass, " + (row[2] ? *row[2] : *row[1]) +
-                        ", " + (row[2] ? "true" : "false") + ")";
-        if (++in_select == 500) {
-          restore_sql_ += "; ";
-          in_select = 0;
-        }
+      std::optional<std::string> restore = SequenceRestoreSql(r.rows);
+      if (!restore) {
+        Break("unexpected sequence row from the server");
+        done(Failed("XX000", "unexpected sequence row from the server"));
+        return;
       }
-      if (in_select > 0) restore_sql_ += "; ";
+      restore_sql_ = std::move(*restore);
       for (const auto& [name, sql] : kInternalStatements) {
         Entry p;
         p.kind = Entry::Kind::kParse;
@@ -157,35 +176,97 @@ void Session::Pin(std::function<void(const InternalResult&)> done) {
   Enqueue(std::move(w));
 }
 
-void Session::Reset(std::function<void(const InternalResult&)> done) {
+void Session::Checkpoint(const std::string& name, std::function<void(const InternalResult&)> done) {
   if (broken_) {
-    InternalResult r;
-    r.ok = false;
-    r.error = MakeFields("ERROR", "08006", broken_reason_);
-    done(r);
+    done(Failed("08006", broken_reason_));
+    return;
+  }
+  Waiter w;  // not preempt: a checkpoint records committed work, so it waits for open blocks to end
+  w.fail = done;
+  w.deadline = Clock::now() + kResetWait;
+  w.run = [this, name, done] {
+    // testpool_i holds the work of the units since the last checkpoint (or the base): released
+    // into the enclosing savepoint, so the new checkpoint's savepoint sits above it. A name taken
+    // already is replaced: releasing its savepoint releases every later one too.
+    auto same = std::find_if(checkpoints_.begin(), checkpoints_.end(), [&](const Saved& k) { return k.name == name; });
+    std::string sql = "RELEASE SAVEPOINT " + (same == checkpoints_.end() ? std::string("testpool_i") : same->savepoint);
+    checkpoints_.erase(same, checkpoints_.end());
+    const std::string savepoint = "testpool_k" + std::to_string(++savepoints_made_);
+    sql += "; SAVEPOINT " + savepoint + "; " + kSequencesSql + "; SAVEPOINT testpool_i";
+    stale_ = false;
+    RunInternal(std::move(sql), "", [this, name, savepoint, done](const InternalResult& r) {
+      if (!r.ok) {
+        Break("checkpoint failed: " + std::string(r.error.Get('M')));
+        done(r);
+        return;
+      }
+      std::optional<std::string> restore = SequenceRestoreSql(r.rows);
+      if (!restore) {
+        Break("unexpected sequence row from the server");
+        done(Failed("XX000", "unexpected sequence row from the server"));
+        return;
+      }
+      checkpoints_.push_back(Saved{name, savepoint, std::move(*restore)});
+      done(r);
+    });
+  };
+  Enqueue(std::move(w));
+}
+
+std::vector<std::string> Session::checkpoints() const {
+  std::vector<std::string> out;
+  for (const Saved& k : checkpoints_) out.push_back(k.name);
+  return out;
+}
+
+void Session::Reset(const std::string& to, std::function<void(const InternalResult&)> done) {
+  if (broken_) {
+    done(Failed("08006", broken_reason_));
+    return;
+  }
+  if (!to.empty() && std::none_of(checkpoints_.begin(), checkpoints_.end(), [&](const Saved& k) { return k.name == to; })) {
+    done(Failed("42704", "lease " + options_.lease_id + " has no checkpoint named " + to));
     return;
   }
   Waiter w;
   w.preempt = true;
   w.fail = done;
   w.deadline = Clock::now() + kResetWait;
-  w.run = [this, done] {
+  w.run = [this, to, done] {
+    // Looked up again: a checkpoint queued before this reset may have replaced it.
+    auto target = std::find_if(checkpoints_.begin(), checkpoints_.end(), [&](const Saved& k) { return k.name == to; });
+    if (!to.empty() && target == checkpoints_.end()) {
+      done(Failed("42704", "lease " + options_.lease_id + " has no checkpoint named " + to));
+      return;
+    }
+    const std::string reason = to.empty() ? "testpool reset lease " + options_.lease_id
+                                          : "testpool restored lease " + options_.lease_id + " to checkpoint " + to;
     for (auto& [id, c] : clients_) {
       // A block open across the reset is gone with everything else; its client learns it at its
       // next statement, as in an aborted transaction.
       if (c.tx == Tx::kBlock || c.tx == Tx::kFailed) {
         c.tx = c.predicted = Tx::kDiscarded;
-        c.discard_reason = "testpool reset lease " + options_.lease_id + " while this transaction was open";
+        c.discard_reason = reason + " while this transaction was open";
       }
-      c.portals.clear();  // portals made since the base savepoint are gone
+      c.portals.clear();  // portals made since the savepoint are gone
       c.virtual_portals.clear();
     }
-    params_of_ = 0;  // settings made since the base savepoint are rolled back too
+    params_of_ = 0;  // settings made since the savepoint are rolled back too
     params_key_.clear();
     params_now_.clear();
     stale_ = false;
-    RunInternal("ROLLBACK TO SAVEPOINT testpool_base; SELECT pg_catalog.pg_advisory_unlock_all(); DISCARD SEQUENCES; " +
-                    restore_sql_ + "SAVEPOINT testpool_i",
+    // Back to the savepoint (which stays); the checkpoints above it go with what they saved.
+    std::string savepoint = "testpool_base", restore = restore_sql_;
+    if (target != checkpoints_.end()) {
+      savepoint = target->savepoint;
+      restore = target->restore_sql;
+      checkpoints_.erase(target + 1, checkpoints_.end());
+    } else {
+      checkpoints_.clear();
+    }
+    RunInternal("ROLLBACK TO SAVEPOINT " + savepoint +
+                    "; SELECT pg_catalog.pg_advisory_unlock_all(); DISCARD SEQUENCES; " + restore +
+                    "SAVEPOINT testpool_i",
                 "", [this, done](const InternalResult& r) {
                   if (!r.ok) Break("reset failed: " + std::string(r.error.Get('M')));
                   done(r);

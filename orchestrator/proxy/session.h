@@ -4,6 +4,8 @@
 // The transaction on the server is nested like this:
 //   BEGIN                                   opened when the session is pinned
 //     SAVEPOINT testpool_base               what a reset or a release goes back to
+//       SAVEPOINT testpool_k1 … kN          checkpoints, each inside the one before; what follows
+//                                           sits inside the last (none at first)
 //       SAVEPOINT testpool_i                the implicit transaction of an idle client
 //         SAVEPOINT testpool_c              a client's BEGIN … COMMIT block
 //           (the client's own savepoints)
@@ -138,11 +140,22 @@ class Session {
   // base savepoint, the sequences' values (for restores), the internal prepared statements.
   // `done` runs when the server answered; ok=false leaves the session broken.
   void Pin(std::function<void(const InternalResult&)> done);
-  // Back to the base savepoint with sequences restored, advisory locks released. Waits for a
-  // client unit in flight to finish; a client idle inside a block finds its block discarded (its
-  // next statement fails as in an aborted transaction, until it ends the block). `done` gets
-  // ok=false when the session is broken or the server refused.
-  void Reset(std::function<void(const InternalResult&)> done);
+  // Saves the lease's committed state as checkpoint `name`: a savepoint above everything done so
+  // far, and the sequences' values. A name taken already is replaced, and the checkpoints saved
+  // after it are forgotten (their savepoints released). Waits (up to kResetWait) for a client's
+  // unit in flight or open block to end: uncommitted work is not saved. `done` gets ok=false when
+  // the session is broken, the server refused (the session then breaks) or the wait ran out
+  // (57014).
+  void Checkpoint(const std::string& name, std::function<void(const InternalResult&)> done);
+  // Back to the savepoint of checkpoint `to` ("" : the base, the template's state) with sequences
+  // restored, advisory locks released; the checkpoints saved after it are gone (all of them for
+  // the base). Waits for a client unit in flight to finish; a client idle inside a block finds
+  // its block discarded (its next statement fails as in an aborted transaction, until it ends the
+  // block). `done` gets ok=false when the session is broken, the server refused, the wait ran out
+  // (57014) or there is no such checkpoint (42704).
+  void Reset(const std::string& to, std::function<void(const InternalResult&)> done);
+  // The checkpoints' names, oldest first.
+  std::vector<std::string> checkpoints() const;
   // Ends the session: every client is closed with `reason` (FATAL, SQLSTATE 57P01), sequences are
   // restored and the transaction rolled back. `done(ok)`: ok means the database is back in the
   // template's state. The proxy then closes the server connection.
@@ -415,6 +428,13 @@ class Session {
   InternalResult internal_;      // being collected for the internal entry at the head
   std::map<std::string, std::string> server_params_;
   std::string restore_sql_;  // setval() of every sequence, as at Pin
+  // A checkpoint: its savepoint (testpool_k<n>, above the base and every older checkpoint) and
+  // the setval() of every sequence as it saved them.
+  struct Saved {
+    std::string name, savepoint, restore_sql;
+  };
+  std::vector<Saved> checkpoints_;  // oldest first, nested in this order on the server
+  uint64_t savepoints_made_ = 0;
   bool broken_ = false;
   std::string broken_reason_;
   bool released_ = false;

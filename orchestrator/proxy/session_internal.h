@@ -49,10 +49,12 @@ inline bool IsStatementOnly(const std::string& raw) {
   }
 }
 
-// BEGIN; the base savepoint; every sequence's state (pg_sequence_last_value is NULL until the
-// first nextval). Temporary sequences of other sessions are not ours to restore.
-constexpr const char* kPinSql =
-    "BEGIN; SAVEPOINT testpool_base; "
+// BEGIN and the base savepoint (then kSequencesSql).
+constexpr const char* kPinSql = "BEGIN; SAVEPOINT testpool_base; ";
+// Every sequence's state, for the setval() that restores it (sequences are not transactional):
+// at the pin for the base, at each checkpoint for that checkpoint. pg_sequence_last_value is NULL
+// until the first nextval. Temporary sequences of other sessions are not ours to restore.
+constexpr const char* kSequencesSql =
     "SELECT c.oid::pg_catalog.int8, s.seqstart, pg_catalog.pg_sequence_last_value(c.oid) "
     "FROM pg_catalog.pg_class c JOIN pg_catalog.pg_sequence s ON s.seqrelid = c.oid "
     "WHERE c.relpersistence <> 't'";

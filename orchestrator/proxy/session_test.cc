@@ -8,6 +8,7 @@
 #include <map>
 #include <set>
 #include <string>
+#include <vector>
 
 namespace testpool::proxy {
 namespace {
@@ -74,6 +75,22 @@ class SessionTest : public ::testing::Test {
     return out;
   }
 
+  // The text of the one Query sent to the server since the last call (kept in sent_query_ for
+  // messages); then forgets what was sent. "" when there is not exactly one Query.
+  std::string QueryText() {
+    FrameReader r;
+    r.Feed(to_server_);
+    to_server_.clear();
+    sent_query_.clear();
+    int queries = 0;
+    while (std::optional<MessageView> m = r.Next()) {
+      if (m->type != 'Q') continue;
+      ++queries;
+      sent_query_ = std::string(m->body.substr(0, m->body.find('\0')));
+    }
+    return queries == 1 ? sent_query_ : "";
+  }
+
   static std::string Complete(std::string_view tag) { return EncodeCommandComplete(tag); }
   static std::string Ready(char status) { return EncodeReadyForQuery(status); }
 
@@ -92,10 +109,54 @@ class SessionTest : public ::testing::Test {
   }
 
   std::string to_server_;
+  std::string sent_query_;
   std::map<ClientId, std::string> to_client_;
   std::set<ClientId> closed_;  // by close_client
   Session session_;
 };
+
+// A checkpoint saves committed work only: it waits for a client's open block to end, then puts a
+// savepoint above everything so far. A restore goes back to that savepoint (not the base) and
+// forgets the checkpoints after it; an unknown name fails at once; a reset to the template
+// forgets them all.
+TEST_F(SessionTest, ACheckpointWaitsForAnOpenBlockAndARestoreGoesBackToIt) {
+  Pin();
+  session_.Attach(1, {});
+  Client(1, EncodeQuery("BEGIN"));
+  ASSERT_EQ(Sent(), "Q");
+  Server(Complete("SAVEPOINT") + Ready('T'));
+  ASSERT_EQ(Got(1), "C(BEGIN)ZT");
+  bool saved = false;
+  session_.Checkpoint("k", [&](const InternalResult& r) { saved = r.ok; });
+  EXPECT_EQ(Sent(), "") << "the checkpoint must wait for the open block";
+  Client(1, EncodeQuery("COMMIT"));
+  ASSERT_EQ(Sent(), "Q");
+  Server(Complete("RELEASE") + Ready('T'));
+  ASSERT_EQ(Got(1), "C(COMMIT)ZI");
+  EXPECT_EQ(QueryText().rfind("RELEASE SAVEPOINT testpool_i; SAVEPOINT testpool_k1; SELECT ", 0), 0u) << sent_query_;
+  Server(Complete("RELEASE") + Complete("SAVEPOINT") + Complete("SELECT 0") + Complete("SAVEPOINT") + Ready('T'));
+  ASSERT_TRUE(saved);
+  EXPECT_EQ(session_.checkpoints(), std::vector<std::string>{"k"});
+
+  bool restored = false;
+  session_.Reset("k", [&](const InternalResult& r) { restored = r.ok; });
+  EXPECT_EQ(QueryText().rfind("ROLLBACK TO SAVEPOINT testpool_k1; ", 0), 0u) << sent_query_;
+  Server(Complete("ROLLBACK") + Complete("SELECT 1") + Complete("DISCARD SEQUENCES") + Complete("SAVEPOINT") +
+         Ready('T'));
+  ASSERT_TRUE(restored);
+  EXPECT_EQ(session_.checkpoints(), std::vector<std::string>{"k"}) << "a restored checkpoint stays";
+
+  std::string error;
+  session_.Reset("nope", [&](const InternalResult& r) { error = r.ok ? "ok" : std::string(r.error.Get('C')); });
+  EXPECT_EQ(error, "42704");
+  EXPECT_EQ(Sent(), "");
+
+  session_.Reset("", [&](const InternalResult& r) { restored = r.ok; });
+  EXPECT_EQ(QueryText().rfind("ROLLBACK TO SAVEPOINT testpool_base; ", 0), 0u) << sent_query_;
+  Server(Complete("ROLLBACK") + Complete("SELECT 1") + Complete("DISCARD SEQUENCES") + Complete("SAVEPOINT") +
+         Ready('T'));
+  EXPECT_TRUE(session_.checkpoints().empty());
+}
 
 // A block a reset discarded is answered by the proxy alone. When the client had pipelined an
 // extended unit behind its last statement, that unit is answered as PostgreSQL answers an error
@@ -113,7 +174,7 @@ TEST_F(SessionTest, AQueuedExtendedUnitOfADiscardedBlockGetsOneErrorAndTheNextUn
   ASSERT_EQ(Sent(), "Q");
   Client(1, EncodeParse("", "SELECT 2", {}) + EncodeSimpleBind("", "") + EncodeExecute("", 0) + EncodeSync());
   bool reset = false;
-  session_.Reset([&](const InternalResult& r) { reset = r.ok; });
+  session_.Reset("", [&](const InternalResult& r) { reset = r.ok; });
   ASSERT_EQ(Sent(), "");
   Server(Complete("SELECT 1") + Ready('T'));
   ASSERT_EQ(Got(1), "C(SELECT 1)ZT");

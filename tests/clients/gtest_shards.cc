@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <stdexcept>
 #include <string>
 #include <thread>
 
@@ -84,6 +85,34 @@ TEST_F(MarksTest, TheLeaseIsRenewedInTheBackground) {
       << "renewals: " << Environment::Instance()->renewals();
   CheckCleanThenWrite();
 }
+
+// A suite whose tests start from data its SetUpTestSuite made once (a checkpoint), and one after
+// it that must find the template's state again. gtest_helper_test runs these unsharded (the
+// sharded runs filter them out).
+class SeededTest : public MarksTest {
+ protected:
+  static void SetUpTestSuite() {
+    Environment::Instance()->PushCheckpoint("seeded", [](PGconn* c) {
+      PGresult* r = PQexec(c, "INSERT INTO marks VALUES (-1, 'seed'), (-1, 'seed')");
+      const bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+      PQclear(r);
+      if (!ok) throw std::runtime_error(std::string("seeding failed: ") + PQerrorMessage(c));
+    });
+  }
+  static void TearDownTestSuite() { Environment::Instance()->PopCheckpoint(); }
+
+  void CheckSeededThenWrite() {
+    ASSERT_EQ(Scalar("SELECT count(*) FROM marks"), "2") << "not at the suite's checkpoint";
+    ASSERT_EQ(Scalar("SELECT count(*) FROM marks WHERE test = 'seed'"), "2");
+    Scalar("INSERT INTO marks VALUES (0, 'written') RETURNING 1");
+  }
+};
+
+TEST_F(SeededTest, StartsFromTheSeed) { CheckSeededThenWrite(); }
+TEST_F(SeededTest, StartsFromTheSeedAgain) { CheckSeededThenWrite(); }
+
+class AfterSeededTest : public MarksTest {};
+TEST_F(AfterSeededTest, IsBackAtTheTemplate) { CheckCleanThenWrite(); }
 
 // One per shard (registered in main, consecutively, so that sharding gives each shard exactly
 // one): every shard writes its mark, waits until all have, then sees its own mark alone.

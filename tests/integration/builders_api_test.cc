@@ -414,6 +414,29 @@ TEST_F(BuildersApiTest, RowsBuiltInASharedDatabaseUnderALeaseGoWhenTheLeaseIsRel
 
 // ---- refusals ------------------------------------------------------------------------------------
 
+// A DSN whose role may not create schema testpool (a lease's own DSN: CONNECT and TEMP only), or
+// that does not log in: 400 naming what was refused, not 500; and no record of the namespace is
+// left (DELETE /v1/namespaces/{ns} knows nothing of it).
+TEST_F(BuildersApiTest, ATargetThatRefusesTheBuildIsA400AndLeavesNoNamespace) {
+  const json lease = Lease();
+  ASSERT_TRUE(lease.contains("dsn"));
+  const std::string ns = Fresh("refused");
+  auto r = BuildInDsn({{"dsn", lease["dsn"]}, {"namespace", ns}, {"recipe", "customer"}});
+  EXPECT_EQ(r->status, 400) << r->body;
+  EXPECT_EQ(ErrorCodeOf(r), "invalid_argument");
+  EXPECT_NE(MessageOf(r).find("schema testpool"), std::string::npos) << r->body;
+  EXPECT_NE(MessageOf(r).find("/v1/leases/{id}/build"), std::string::npos) << r->body;
+  EXPECT_EQ(Client().Delete(("/v1/namespaces/" + ns).c_str())->status, 404);
+
+  pg::ConnInfo wrong = pg::ConnInfo::Parse(lease["dsn"].get<std::string>());
+  wrong.Set("password", "not-the-password");
+  auto login = BuildInDsn({{"dsn", wrong.ToKeywordString()}, {"namespace", ns}, {"recipe", "customer"}});
+  EXPECT_EQ(login->status, 400) << login->body;
+  EXPECT_NE(MessageOf(login).find("login"), std::string::npos) << login->body;
+  EXPECT_EQ(Client().Delete(("/v1/namespaces/" + ns).c_str())->status, 404);
+  Release(lease);
+}
+
 TEST_F(BuildersApiTest, MalformedBuildBodiesAre400NamingTheField) {
   const json lease = Lease();
   ASSERT_TRUE(lease.contains("id"));

@@ -75,6 +75,7 @@ class GtestHelperTest : public ::testing::Test {
       env.set("TESTPOOL_SHARD_DIR", dir.path().string());  // env[k] = v reads out of bounds in Boost 1.74
       env.set("GTEST_SHARD_INDEX", std::to_string(i));  // env[k] = v reads out of bounds in Boost 1.74
       env.set("GTEST_TOTAL_SHARDS", std::to_string(shards));  // env[k] = v reads out of bounds in Boost 1.74
+      env.set("GTEST_FILTER", "-SeededTest.*:AfterSeededTest.*");  // SuiteCheckpoints runs those
       const std::string stem = (dir.path() / ("out-" + std::to_string(i))).string();
       children.emplace_back(ShardsBinary().string(), env, bp::std_out > stem, bp::std_err > stem + ".err");
     }
@@ -150,6 +151,29 @@ testing::Daemon* GtestHelperTest::daemon_;
 TEST_F(GtestHelperTest, ShardsRunAtOnceEachOnItsOwnCloneDatabase) { ShardsEachHaveTheirOwnDatabase("clone"); }
 
 TEST_F(GtestHelperTest, ShardsRunAtOnceEachInItsOwnRollbackSession) { ShardsEachHaveTheirOwnDatabase("rollback"); }
+
+// PushCheckpoint in SetUpTestSuite: the suite's tests each start from its data, the tests after
+// the suite from the template again; resets only where a test used the database before.
+TEST_F(GtestHelperTest, SuiteCheckpointsAreTheBaseOfTheirTests) {
+  for (const std::string recycle : {"clone", "rollback"}) {
+    const std::string name = Template(recycle, 1);
+    testing::TempDir dir("testpool-gtest-seeded");
+    CliResult r = testing::RunCommand(
+        {ShardsBinary().string()},
+        {{"TESTPOOL_URL", daemon_->url()}, {"TESTPOOL_TEMPLATE", name}, {"TESTPOOL_SHARD_DIR", dir.path().string()},
+         {"GTEST_FILTER", "MarksTest.WriteOne:SeededTest.*:AfterSeededTest.*"}});
+    ASSERT_EQ(r.exit_code, 0) << recycle << ":\n" << r.out << r.err;
+    EXPECT_EQ(Count(r.out, "[       OK ]"), 4) << r.out;
+    std::ifstream in(dir.path() / "shard-0.json");
+    ASSERT_TRUE(in) << "no report";
+    const json report = json::parse(in);
+    // WriteOne (first use, no reset); the push (WriteOne wrote); StartsFromTheSeed (none: the
+    // checkpoint was just saved); StartsFromTheSeedAgain; IsBackAtTheTemplate (another state).
+    EXPECT_EQ(report["uses"].get<int>(), 5) << recycle;
+    EXPECT_EQ(report["resets"].get<int>(), 3) << recycle;
+    httplib::Client("127.0.0.1", daemon_->port()).Delete(("/v1/templates/" + name).c_str());
+  }
+}
 
 TEST_F(GtestHelperTest, UnreachableDaemonFailsAtSetUpNamingTheUrl) {
   const std::string url = "http://127.0.0.1:" + std::to_string(testing::FreePort());

@@ -242,6 +242,10 @@ class MemoryRows final : public core::PoolRows {
     std::lock_guard<std::mutex> lock(mu_);
     if (auto it = leases_.find(lease_id); it != leases_.end()) it->second.expires_at = expires_at;
   }
+  void ForgetBaseline(const std::string& slot_id) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (auto it = slots_.find(slot_id); it != slots_.end()) it->second.baseline.clear();
+  }
   std::vector<core::SlotRow> LoadSlots() override {
     std::lock_guard<std::mutex> lock(mu_);
     std::vector<core::SlotRow> out;

@@ -145,9 +145,15 @@ Lease Client::Renew(const std::string& lease_id, std::chrono::seconds ttl) {
   return LeaseFrom(Request("POST", "/v1/leases/" + PathSegment(lease_id) + "/renew", &body));
 }
 
-Lease Client::Reset(const std::string& lease_id) {
-  const json body = json::object();
+Lease Client::Reset(const std::string& lease_id, const std::string& to) {
+  json body = json::object();
+  if (!to.empty()) body["to"] = to;
   return LeaseFrom(Request("POST", "/v1/leases/" + PathSegment(lease_id) + "/reset", &body));
+}
+
+json Client::Checkpoint(const std::string& lease_id, const std::string& name) {
+  const json body = {{"name", name}};
+  return Request("POST", "/v1/leases/" + PathSegment(lease_id) + "/checkpoints", &body);
 }
 
 void Client::Release(const std::string& lease_id) { Request("DELETE", "/v1/leases/" + PathSegment(lease_id), nullptr); }

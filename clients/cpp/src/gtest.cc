@@ -132,13 +132,40 @@ const Lease& Environment::Use() {
     std::lock_guard<std::mutex> lock(mu_);
     if (!lost_.empty()) throw Error(410, "lease_lost", lost_);
   }
-  if (dirty_) {
-    lease_ = client_->Reset(lease_.id);
+  const std::string base = checkpoints_.empty() ? std::string() : checkpoints_.back();
+  if (dirty_ || at_ != base) {
+    lease_ = client_->Reset(lease_.id, base);
+    at_ = base;
     ++resets_;
   }
   dirty_ = true;
   ++uses_;
   return lease_;
+}
+
+void Environment::PushCheckpoint(const std::string& name, const std::function<void(PGconn*)>& setup) {
+  Use();
+  PGconn* c = PQconnectdb(lease_.dsn.c_str());
+  if (PQstatus(c) != CONNECTION_OK) {
+    std::string why = c != nullptr ? PQerrorMessage(c) : "out of memory";
+    PQfinish(c);
+    throw std::runtime_error("testpool: cannot connect to leased database " + lease_.database + ": " + why);
+  }
+  try {
+    setup(c);
+  } catch (...) {
+    PQfinish(c);
+    throw;
+  }
+  PQfinish(c);  // before the checkpoint: clone mode ends the lease's sessions
+  client_->Checkpoint(lease_.id, name);
+  checkpoints_.push_back(name);
+  at_ = name;
+  dirty_ = false;
+}
+
+void Environment::PopCheckpoint() {
+  if (!checkpoints_.empty()) checkpoints_.pop_back();
 }
 
 // ---- DatabaseTest --------------------------------------------------------------------------------

@@ -149,8 +149,13 @@ class Client:
     def renew(self, lease_id: str, ttl_s: int) -> dict:
         return self.request("POST", f"/v1/leases/{_q(lease_id)}/renew", {"ttl_s": ttl_s})
 
-    def reset(self, lease_id: str) -> dict:
-        return self.request("POST", f"/v1/leases/{_q(lease_id)}/reset", timeout=120)
+    def reset(self, lease_id: str, to: str | None = None) -> dict:
+        """Back to the template's state, or to checkpoint `to` (the checkpoints after it are dropped)."""
+        body = {"to": to} if to else None
+        return self.request("POST", f"/v1/leases/{_q(lease_id)}/reset", body, timeout=120)
+
+    def checkpoint(self, lease_id: str, name: str) -> dict:
+        return self.request("POST", f"/v1/leases/{_q(lease_id)}/checkpoints", {"name": name}, timeout=120)
 
     def release(self, lease_id: str) -> None:
         self.request("DELETE", f"/v1/leases/{_q(lease_id)}")

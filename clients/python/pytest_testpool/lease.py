@@ -1,4 +1,10 @@
-"""The worker's lease and what hangs off it: resets with dirty tracking, claims and builders.
+"""The worker's lease and what hangs off it: resets with dirty tracking, checkpoints, claims and
+builders.
+
+Checkpoints follow pytest's scopes: a fixture of a wider scope (session, module, class) sets data
+up and calls `checkpoint(name)`; the checkpoint stays the base of every test until that fixture is
+torn down, so each test that asks for the database starts from it. The daemon keeps checkpoints
+as a stack (restoring one drops the later ones), which is exactly how pytest nests scopes.
 
 One `WorkerLease` per pytest process (an xdist worker, or the lone process): taken on first use
 (or at session start with --testpool-env), renewed by a background thread every ttl/3, released
@@ -11,7 +17,7 @@ import hashlib
 import re
 import threading
 import time
-from typing import Any
+from typing import Any, Callable
 
 from .client import ApiError, Client, TestpoolError, Unreachable, host_name
 
@@ -36,6 +42,17 @@ def _bounded(call, what: str, wait_s: float):
             time.sleep(min(e.retry_after or 1.0, max(0.0, deadline - time.monotonic())))
 
 
+class Checkpoint:
+    """One checkpoint of the worker's lease: `.name` (the daemon's), `.label` (the caller's)."""
+
+    def __init__(self, name: str, label: str):
+        self.name = name
+        self.label = label
+
+    def __repr__(self) -> str:
+        return f"Checkpoint({self.label!r}, name={self.name!r})"
+
+
 class WorkerLease:
     """The lease of this pytest process. Fields: id, dsn, template, holder, info (the lease JSON)."""
 
@@ -52,6 +69,11 @@ class WorkerLease:
         self.dsn = ""
         self.resets = 0          # resets this process asked for
         self._used = False       # a test requested the database since the last reset
+        self._at = ""            # the checkpoint the database was last made from ("": the template)
+        self.checkpoints: list[Checkpoint] = []  # the live ones, outermost first
+        self._checkpoint_seq = 0
+        # Set by the plugin while a fixture is being set up: registers a call for its teardown.
+        self.register_teardown: Callable[[Callable[[], None]], None] | None = None
         self._released = False
         self._stop = threading.Event()
         self._renewer: threading.Thread | None = None
@@ -130,25 +152,78 @@ class WorkerLease:
 
     # ---- the database ------------------------------------------------------------------------------
 
+    @property
+    def base(self) -> str:
+        """What a test starts from: the innermost live checkpoint's name, "" for the template."""
+        return self.checkpoints[-1].name if self.checkpoints else ""
+
     def begin_test(self) -> None:
-        """Called when a test asks for the database: resets it when a previous test may have written."""
+        """Called when a test asks for the database: back to the base first when a previous test
+        may have written, or when the database is at another state."""
         self.check_alive()
-        if self._used:
-            self.reset()
+        if self._used or self._at != self.base:
+            self.reset(self.base)
         self._used = True
 
-    def reset(self) -> None:
-        """Brings the database back to the template's state (the daemon skips the clone when clean)."""
+    def begin_scope(self, may_write: bool) -> None:
+        """Before a fixture of a wider scope is set up: the database goes back to the base when it
+        is not there, so what the fixture writes (and a checkpoint it takes) holds nothing a
+        previous test left. `may_write`: the fixture uses the lease (a test after it must reset
+        unless it takes a checkpoint)."""
+        if self._used or self._at != self.base:
+            self.reset(self.base)
+        if may_write:
+            self._used = True
+
+    def reset(self, to: str = "") -> None:
+        """Brings the database back to the template's state, or to checkpoint `to` (a daemon name);
+        the checkpoints after it are dropped. Clone mode: the daemon skips the clone when nothing
+        was written since the database was made from that state."""
         self.check_alive()
         try:
-            self.info = self._client.reset(self.id)
+            self.info = self._client.reset(self.id, to or None)
+        except ApiError as e:
+            if e.status == 410 or (e.status == 404 and not to):
+                raise LeaseLost(f"testpool: lease {self.id} of {self.holder} ended before the session did ({e}); "
+                                f"raise --testpool-ttl if tests outlast it") from None
+            raise
+        names = [c.name for c in self.checkpoints]
+        self.checkpoints = self.checkpoints[:names.index(to) + 1] if to in names else []
+        self.resets += 1
+        self._at = to
+        self._used = False
+
+    def checkpoint(self, label: str) -> Checkpoint:
+        """Saves the database's committed state; it becomes the base of the tests that follow,
+        until `drop_checkpoint` (the plugin calls it when the fixture that took it is torn down).
+        Clone mode ends the lease's open sessions; rollback mode waits (up to 10 s) for an open
+        transaction to end."""
+        self.check_alive()
+        if self.register_teardown is None:
+            raise TestpoolError(f"testpool: checkpoint({label!r}) must be called from a fixture (session-, module- or "
+                                "class-scoped): the checkpoint is the base of the tests in that fixture's scope and "
+                                "ends with it")
+        self._checkpoint_seq += 1
+        name = f"{re.sub(r'[^A-Za-z0-9_.:-]', '_', label)[:48] or 'checkpoint'}.{self._checkpoint_seq}"
+        try:
+            self._client.checkpoint(self.id, name)
         except ApiError as e:
             if e.status in (404, 410):
                 raise LeaseLost(f"testpool: lease {self.id} of {self.holder} ended before the session did ({e}); "
                                 f"raise --testpool-ttl if tests outlast it") from None
-            raise
-        self.resets += 1
+            raise TestpoolError(f"testpool: checkpoint {label!r} of lease {self.id} failed: {e}") from None
+        cp = Checkpoint(name, label)
+        self.register_teardown(lambda: self.drop_checkpoint(cp))
+        self.checkpoints.append(cp)
+        self._at = name
         self._used = False
+        return cp
+
+    def drop_checkpoint(self, cp: Checkpoint) -> None:
+        """The checkpoint stops being a base (its fixture was torn down). The daemon drops it with
+        the next reset to an earlier state."""
+        if cp in self.checkpoints:
+            self.checkpoints = self.checkpoints[:self.checkpoints.index(cp)]
 
     # ---- claims ------------------------------------------------------------------------------------
 

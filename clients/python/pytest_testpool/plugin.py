@@ -236,6 +236,30 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     return [f"testpool: {s.url}, template {s.template!r}{source}, lease ttl {s.ttl_s} s, wait {s.wait_s} s"]
 
 
+_OWN_FIXTURES = frozenset({"testpool_lease", "testpool_dsn"})
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_fixture_setup(fixturedef: Any, request: pytest.FixtureRequest):
+    """Around every fixture's setup, once the lease exists: a fixture of a wider scope than a
+    test's starts from the current base (the innermost live checkpoint, or the template), so what
+    it writes and checkpoints holds nothing a previous test left; while it runs, a checkpoint it
+    takes is tied to its teardown."""
+    state = request.config.stash.get(_STATE_KEY, None)
+    lease = state.lease if state is not None else None
+    if lease is None or fixturedef.argname in _OWN_FIXTURES:
+        yield
+        return
+    if fixturedef.scope != "function":
+        lease.begin_scope(may_write=bool(_OWN_FIXTURES.intersection(fixturedef.argnames)))
+    outer = lease.register_teardown
+    lease.register_teardown = fixturedef.addfinalizer
+    try:
+        yield
+    finally:
+        lease.register_teardown = outer
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_unconfigure(config: pytest.Config) -> None:
     state = config.stash.get(_STATE_KEY, None)
@@ -246,7 +270,8 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 # ---- fixtures ------------------------------------------------------------------------------------
 
 class TestpoolDatabase:
-    """The worker's database for one test: `.dsn`, `.lease_id`, `.template`; str() is the DSN."""
+    """The worker's database for one test: `.dsn`, `.lease_id`, `.template`, `.checkpoint` (the
+    label of the checkpoint it starts from, None for the template); str() is the DSN."""
 
     __test__ = False
 
@@ -254,6 +279,7 @@ class TestpoolDatabase:
         self.dsn = lease.dsn
         self.lease_id = lease.id
         self.template = lease.template
+        self.checkpoint = lease.checkpoints[-1].label if lease.checkpoints else None
         self.info = dict(lease.info)
 
     def __str__(self) -> str:
@@ -265,7 +291,8 @@ class TestpoolDatabase:
 
 @pytest.fixture(scope="session")
 def testpool_lease(request: pytest.FixtureRequest) -> WorkerLease:
-    """The worker's lease (session): `.id`, `.dsn`, `.reset()`, `.claim(...)`, `.build(...)`."""
+    """The worker's lease (session): `.id`, `.dsn`, `.checkpoint(name)` (from a wider-scoped
+    fixture: the tests in its scope then start from it), `.reset()`, `.claim(...)`, `.build(...)`."""
     state = _state(request.config)
     if not state.settings.active:
         requested = [f for f in request.fixturenames if f.startswith("testpool_")]
@@ -281,7 +308,8 @@ def testpool_dsn(testpool_lease: WorkerLease) -> str:
 
 @pytest.fixture
 def testpool_db(testpool_lease: WorkerLease) -> TestpoolDatabase:
-    """The worker's database at the template's state: reset first when a previous test used it."""
+    """The worker's database at the template's state, or at the checkpoint of the innermost
+    fixture that took one: reset first when a previous test used it."""
     testpool_lease.begin_test()
     return TestpoolDatabase(testpool_lease)
 

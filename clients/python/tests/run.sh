@@ -4,6 +4,7 @@
 # starts from $TESTPOOL_BIN. The source tree is copied first, so no build artefacts land in it.
 set -euo pipefail
 src=${TESTPOOL_SOURCE_DIR:-$(cd "$(dirname "$0")/../../.." && pwd)}
+export TESTPOOL_SOURCE_DIR=$src  # the shop example test finds examples/ there
 export TESTPOOL_BIN=${TESTPOOL_BIN:?set TESTPOOL_BIN to the testpool binary}
 work=${TESTPOOL_PYTEST_WORK:-$PWD/pytest_plugin}
 rm -rf "$work"

@@ -383,3 +383,123 @@ def test_an_unknown_template_is_a_usage_error_at_session_start(suite):
                     plugin=False)
     assert run.returncode == 4, run
     assert "has no template 'no_such_template'" in run.stderr and "testpool template create" in run.stderr, run
+
+
+
+# Checkpoints under nested scopes: a session fixture saves golden data, a module fixture adds to
+# it, a class fixture adds more; every test starts from the innermost live one.
+CHECKPOINT_CONFTEST = '''
+
+import psycopg
+
+def notes(dsn):
+    with psycopg.connect(dsn, autocommit=True) as c:
+        return sorted(r[0] for r in c.execute("SELECT body FROM notes").fetchall())
+
+def add(dsn, body):
+    with psycopg.connect(dsn, autocommit=True) as c:
+        c.execute("INSERT INTO notes (worker, body) VALUES ('w', %s)", (body,))
+
+@pytest.fixture(scope="session")
+def golden(testpool_lease):
+    add(testpool_lease.dsn, "golden")
+    testpool_lease.checkpoint("golden")
+'''
+
+CHECKPOINT_MODULE_A = '''
+import pytest
+from conftest import add, notes
+
+@pytest.fixture(scope="module")
+def module_data(golden, testpool_lease):
+    add(testpool_lease.dsn, "module")
+    testpool_lease.checkpoint("module data")
+
+def test_1_module_base(module_data, testpool_db):
+    assert notes(testpool_db.dsn) == ["golden", "module"]
+    assert testpool_db.checkpoint == "module data"
+    add(testpool_db.dsn, "t1")
+
+def test_2_back_at_the_module_base(module_data, testpool_db):
+    assert notes(testpool_db.dsn) == ["golden", "module"]
+    add(testpool_db.dsn, "t2")
+
+class TestClass:
+    @pytest.fixture(scope="class")
+    def class_data(self, module_data, testpool_lease):
+        add(testpool_lease.dsn, "class")
+        testpool_lease.checkpoint("class data")
+
+    def test_3_class_base(self, class_data, testpool_db):
+        assert notes(testpool_db.dsn) == ["class", "golden", "module"]
+        add(testpool_db.dsn, "t3")
+
+    def test_4_class_base_again(self, class_data, testpool_db):
+        assert notes(testpool_db.dsn) == ["class", "golden", "module"]
+        assert testpool_db.checkpoint == "class data"
+
+def test_5_after_the_class(module_data, testpool_db, testpool_lease, record):
+    assert notes(testpool_db.dsn) == ["golden", "module"]
+    record("a5", resets=testpool_lease.resets)
+
+def test_6_checkpoint_outside_a_fixture_is_an_error(testpool_lease):
+    with pytest.raises(Exception, match="must be called from a fixture"):
+        testpool_lease.checkpoint("nope")
+'''
+
+CHECKPOINT_MODULE_B = '''
+from conftest import notes
+
+def test_7_another_module_starts_from_the_session_base(golden, testpool_db, testpool_lease, record):
+    assert notes(testpool_db.dsn) == ["golden"]
+    record("b7", checkpoints=[c.label for c in testpool_lease.checkpoints])
+'''
+
+
+def _checkpoint_suite(suite):
+    with open(suite.dir / "conftest.py", "a") as f:
+        f.write(CHECKPOINT_CONFTEST)
+    suite.write("test_ck_a.py", CHECKPOINT_MODULE_A)
+    suite.write("test_ck_b.py", CHECKPOINT_MODULE_B)
+
+
+def test_checkpoints_under_session_module_and_class_fixtures(suite, api):
+    _checkpoint_suite(suite)
+    before = api.counters()
+    run = suite.run("-p", "no:xdist")
+    assert run.returncode == 0, run
+    assert "7 passed" in run.stdout, run
+    a5, b7 = run.records()
+    # Resets: t2 (after t1 wrote), the class fixture (after t2 wrote), t4, t5 (the class's
+    # checkpoint ended); t1 and t3 start right where the fixture's checkpoint left the database.
+    assert a5["resets"] == 4, a5
+    assert b7["checkpoints"] == ["golden"], b7
+    after = api.counters()
+    assert after["resets"] - before["resets"] == 5  # and t7's, back to the session's checkpoint
+
+
+def test_checkpoints_in_rollback_mode_with_workers(suite, api):
+    api.ok("PUT", "/v1/templates/plugintest_rb", {**_definition(), "recycle": "rollback"})
+    _checkpoint_suite(suite)
+    run = suite.run("-n", "2", "--dist", "loadfile", "--testpool-url", api.url, "--testpool-template",
+                    "plugintest_rb", plugin=False)
+    assert run.returncode == 0, run
+    assert "7 passed" in run.stdout, run
+
+
+def test_the_shop_example_collides_naively_and_passes_with_testpool(daemon):
+    """examples/shop-pytest/run.sh with 4 workers: the naive run (one shared database) has
+    failures, the run with the plugin none."""
+    import pathlib
+    import subprocess
+    import sys
+
+    example = pathlib.Path(os.environ["TESTPOOL_SOURCE_DIR"]) / "examples" / "shop-pytest"
+    env = {**os.environ, "TESTPOOL_URL": daemon.url, "PYTHON": sys.executable, "PYTHONDONTWRITEBYTECODE": "1"}
+    proc = subprocess.run(["bash", str(example / "run.sh"), "4"], env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = {line.split()[0]: line.split() for line in proc.stdout.splitlines()
+            if line.startswith(("naive ", "testpool "))}
+    assert int(rows["naive"][1]) > 0, proc.stdout  # the collisions testpool exists to remove
+    assert int(rows["testpool"][1]) == 0 and int(rows["testpool"][2]) == 80, proc.stdout

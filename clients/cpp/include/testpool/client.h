@@ -124,9 +124,16 @@ class Client {
   // POST /v1/leases/{id}/renew: the lease now ends `ttl` from now. "lease_expired" or
   // "not_found" when it has ended.
   Lease Renew(const std::string& lease_id, std::chrono::seconds ttl);
-  // POST /v1/leases/{id}/reset: the database back to the template's state (the daemon only checks
-  // when nothing was written). Sessions to it are ended. Returns the lease as it is now.
-  Lease Reset(const std::string& lease_id);
+  // POST /v1/leases/{id}/reset: the database back to the template's state, or (`to`) to one of
+  // the lease's checkpoints; the checkpoints saved after it are dropped. Clone mode: sessions to
+  // it are ended, and the daemon only checks when nothing was written since. Returns the lease as
+  // it is now. "not_found" for an unknown checkpoint.
+  Lease Reset(const std::string& lease_id, const std::string& to = "");
+  // POST /v1/leases/{id}/checkpoints: saves the database's committed state as `name` (1–64 of
+  // A-Z a-z 0-9 _ . : -; a name taken already is replaced). Clone mode ends the lease's sessions;
+  // rollback mode waits for an open transaction. Returns the daemon's answer
+  // ({"lease","name","mode","ms","checkpoints"}).
+  nlohmann::json Checkpoint(const std::string& lease_id, const std::string& name);
   // DELETE /v1/leases/{id}. Releasing a lease that has already ended is no error.
   void Release(const std::string& lease_id);
 

@@ -16,9 +16,20 @@
 // A binary that dies without TearDown (a crash, exit()) leaves its lease to end by its TTL.
 //
 // DatabaseTest: dsn(), lease(), conn() and Build() "use" the database. The first use in a test
-// resets the database to the template's state when an earlier test used it since the last reset
-// (the daemon's reset is only a check when nothing was written); a test that never uses it costs
+// resets the database to its base when an earlier test used it since the last reset (the
+// daemon's reset is only a check when nothing was written); a test that never uses it costs
 // nothing. conn() is a libpq connection opened at the first call and closed at TearDown.
+//
+// The base is the template's state, or a checkpoint: expensive set-up done once per suite and
+// restored before each of its tests (in rollback mode in well under a millisecond):
+//
+//   class ShopTest : public testpool::client::DatabaseTest {
+//    protected:
+//     static void SetUpTestSuite() {
+//       testpool::client::Environment::Instance()->PushCheckpoint("shop", [](PGconn* c) { /* … */ });
+//     }
+//     static void TearDownTestSuite() { testpool::client::Environment::Instance()->PopCheckpoint(); }
+//   };
 //
 // Threading: everything here is for GoogleTest's main thread (tests run one at a time in a
 // binary); the renewer thread touches only the Environment's own renewal state.
@@ -29,10 +40,12 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "testpool/client.h"
 
@@ -73,6 +86,17 @@ class Environment : public ::testing::Environment {
   // the lease ended ("lease_lost"), or when the reset fails.
   const Lease& Use();
 
+  // Makes a new base: the database goes back to the current base (when used since), `setup` runs
+  // on a fresh connection to it (closed after), and the result is saved as checkpoint `name`.
+  // Every test that uses the database from now on starts from it, until PopCheckpoint. Nests
+  // (a stack). Throws Error as Use() does, or what `setup` throws (then nothing is pushed).
+  void PushCheckpoint(const std::string& name, const std::function<void(PGconn*)>& setup);
+  // The innermost checkpoint stops being the base (the daemon drops it at the next reset to an
+  // earlier state). Does nothing when there is none.
+  void PopCheckpoint();
+  // The checkpoints that are bases now, outermost first.
+  const std::vector<std::string>& checkpoints() const { return checkpoints_; }
+
   // Figures for tests of the helper itself: resets done by Use(), tests that used the database,
   // renewals done by the background thread.
   int resets() const { return resets_; }
@@ -89,6 +113,8 @@ class Environment : public ::testing::Environment {
   Lease lease_;                     // main thread
   bool leased_ = false;             // main thread
   bool dirty_ = false;              // main thread: used since the last reset (or the grant)
+  std::vector<std::string> checkpoints_;  // main thread: the bases, outermost first
+  std::string at_;                  // main thread: the checkpoint the database was last made from ("" : the template)
   int resets_ = 0;                  // main thread
   int uses_ = 0;                    // main thread
 
