@@ -21,11 +21,14 @@ template=shop_pytest
 work=$(mktemp -d)
 trap 'rm -rf "$work"; [ -n "${naive_lease:-}" ] && "$testpool" release "$naive_lease" >/dev/null 2>&1 || true' EXIT
 
-# The template both runs use (built once per schema hash; the testpool run finds it built).
-"$testpool" template create "$template" --migrations "$here/schema" --min-ready "$workers" --max "$((workers + 2))" >/dev/null
-
-# The naive run's shared database: one lease, golden data loaded once, before the clock starts.
-naive=$("$testpool" lease "$template" --ttl 1800 --holder "shop-pytest naive run" --json)
+# The testpool run's template (built once per schema hash): rollback mode by default, so a test's
+# reset is a savepoint rollback through testpool's wire proxy ($RECYCLE=clone re-clones instead).
+"$testpool" template create "$template" --migrations "$here/schema" --recycle "${RECYCLE:-rollback}" \
+  --min-ready "$workers" --max "$((workers + 2))" >/dev/null
+# The naive run's shared database: a plain database of the same schema (a clone-mode lease reaches
+# the server directly), golden data loaded once, before the clock starts.
+"$testpool" template create "${template}_shared" --migrations "$here/schema" --min-ready 1 --max 2 >/dev/null
+naive=$("$testpool" lease "${template}_shared" --ttl 1800 --holder "shop-pytest naive run" --json)
 naive_lease=$("$python" -c 'import json,sys; print(json.load(sys.stdin)["id"])' <<<"$naive")
 naive_dsn=$("$python" -c 'import json,sys; print(json.load(sys.stdin)["dsn"])' <<<"$naive")
 psql -q -v ON_ERROR_STOP=1 "$naive_dsn" -f "$here/golden.sql"

@@ -499,7 +499,8 @@ def test_the_shop_example_collides_naively_and_passes_with_testpool(daemon):
     proc = subprocess.run(["bash", str(example / "run.sh"), "4"], env=env, capture_output=True, text=True,
                           timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    rows = {line.split()[0]: line.split() for line in proc.stdout.splitlines()
-            if line.startswith(("naive ", "testpool "))}
+    print(proc.stdout)
+    rows = {f[0]: f for f in (line.split() for line in proc.stdout.splitlines())
+            if len(f) == 5 and f[0] in ("naive", "testpool")}
     assert int(rows["naive"][1]) > 0, proc.stdout  # the collisions testpool exists to remove
     assert int(rows["testpool"][1]) == 0 and int(rows["testpool"][2]) == 80, proc.stdout
