@@ -145,22 +145,28 @@ InternalResult Failed(std::string_view sqlstate, const std::string& message) {
 
 }  // namespace
 
+std::optional<std::string> Session::SequencesOf(const InternalResult& r, const char* what,
+                                                const std::function<void(const InternalResult&)>& done) {
+  if (!r.ok) {
+    Break(std::string(what) + ": " + std::string(r.error.Get('M')));
+    done(r);
+    return std::nullopt;
+  }
+  std::optional<std::string> restore = SequenceRestoreSql(r.rows);
+  if (!restore) {
+    Break("unexpected sequence row from the server");
+    done(Failed("XX000", "unexpected sequence row from the server"));
+  }
+  return restore;
+}
+
 void Session::Pin(std::function<void(const InternalResult&)> done) {
   Waiter w;
   w.fail = done;
   w.run = [this, done] {
     RunInternal(std::string(kPinSql) + kSequencesSql, "", [this, done](const InternalResult& r) {
-      if (!r.ok) {
-        Break("the pinned transaction could not be opened: " + std::string(r.error.Get('M')));
-        done(r);
-        return;
-      }
-      std::optional<std::string> restore = SequenceRestoreSql(r.rows);
-      if (!restore) {
-        Break("unexpected sequence row from the server");
-        done(Failed("XX000", "unexpected sequence row from the server"));
-        return;
-      }
+      std::optional<std::string> restore = SequencesOf(r, "the pinned transaction could not be opened", done);
+      if (!restore) return;
       restore_sql_ = std::move(*restore);
       for (const auto& [name, sql] : kInternalStatements) {
         Entry p;
@@ -195,17 +201,8 @@ void Session::Checkpoint(const std::string& name, std::function<void(const Inter
     sql += "; SAVEPOINT " + savepoint + "; " + kSequencesSql + "; SAVEPOINT testpool_i";
     stale_ = false;
     RunInternal(std::move(sql), "", [this, name, savepoint, done](const InternalResult& r) {
-      if (!r.ok) {
-        Break("checkpoint failed: " + std::string(r.error.Get('M')));
-        done(r);
-        return;
-      }
-      std::optional<std::string> restore = SequenceRestoreSql(r.rows);
-      if (!restore) {
-        Break("unexpected sequence row from the server");
-        done(Failed("XX000", "unexpected sequence row from the server"));
-        return;
-      }
+      std::optional<std::string> restore = SequencesOf(r, "checkpoint failed", done);
+      if (!restore) return;
       checkpoints_.push_back(Saved{name, savepoint, std::move(*restore)});
       done(r);
     });

@@ -390,6 +390,11 @@ class Session {
   void OnError(std::string_view raw);
   void Break(const std::string& why);
   void RunInternal(std::string sql, std::string recovery, std::function<void(const InternalResult&)> done);
+  // The setval() statements restoring the sequences an internal operation read (kSequencesSql),
+  // or nullopt once the session is broken and `done` told why (`what` failed on the server, or a
+  // row was not what that query returns).
+  std::optional<std::string> SequencesOf(const InternalResult& r, const char* what,
+                                         const std::function<void(const InternalResult&)>& done);
 
   // ---- rewriting (session_rewrite.cc) ----
   struct Rewritten {
