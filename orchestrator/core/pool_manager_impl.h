@@ -83,6 +83,7 @@ struct Slot {
   // their databases (no row owns them).
   struct Checkpoint {
     std::string name, database;
+    std::string sequences;  // clone mode: the sequence digest it saved (a restore's clone has the same)
   };
   std::vector<Checkpoint> checkpoints;
   int checkpoints_made = 0;
@@ -358,10 +359,11 @@ struct PoolManager::Impl {
     RecycleMode mode = RecycleMode::kClone;
   };
   LeasedSlot ForLease(const std::string& lease_id);
-  // Clone mode: the slot's database becomes a clone of `source` (the template, or a checkpoint's
-  // database) under the same role and password; returns its write marks, taken before the role
-  // can log in again. Throws as SlotWork; the role can log in again also then.
-  std::string RecloneInPlace(Slot* s, SlotWork& ops, const std::string& source, RecycleMode mode);
+  // Clone mode: the slot's database becomes a clone of checkpoint `source`'s database under the
+  // same role and password; returns its write marks (its counters, taken before the role can log
+  // in again, and the checkpoint's sequence digest, which a clone shares). Throws as SlotWork; the
+  // role can log in again also then.
+  std::string RecloneInPlace(Slot* s, SlotWork& ops, const Slot::Checkpoint& source, RecycleMode mode);
   // Drops the databases of the checkpoints from `first` on (clone mode) and forgets them.
   static void DropCheckpoints(Slot* s, SlotWork& ops, size_t first);
   // Writes the results of server work on a lease's slot back, if the lease still holds it (mu).

@@ -64,14 +64,15 @@ PoolManager::Impl::LeasedSlot PoolManager::Impl::ForLease(const std::string& lea
   return out;
 }
 
-std::string PoolManager::Impl::RecloneInPlace(Slot* s, SlotWork& ops, const std::string& source, RecycleMode mode) {
+std::string PoolManager::Impl::RecloneInPlace(Slot* s, SlotWork& ops, const Slot::Checkpoint& source,
+                                              RecycleMode mode) {
   std::string marks;
   try {
     ops.CutOff(s->role);
     ops.DropDatabase(s->database);
-    ops.CloneDatabase(s->database, source);
+    ops.CloneDatabase(s->database, source.database);
     // Before the role logs in again: nothing but the clone is in these marks.
-    marks = WriteMarks{ops.Counters(s->database), ops.SequenceDigest(s->database)}.Encode();
+    marks = WriteMarks{ops.Counters(s->database), source.sequences}.Encode();
   } catch (...) {
     // The lease keeps its credentials whatever happened (its database may be gone: its next
     // connection says so, and a reset or the lease's end repairs it).
@@ -134,7 +135,7 @@ LeaseInfo PoolManager::Reset(const std::string& lease_id, const std::string& to)
       ops->DropDatabase(s.database);
       impl_->CloneAndPrepare(&s, ls.template_db, ls.mode);  // same credentials
     } else {
-      s.checkpoint_marks = impl_->RecloneInPlace(&s, *ops, target->database, ls.mode);
+      s.checkpoint_marks = impl_->RecloneInPlace(&s, *ops, *target, ls.mode);
     }
     s.at_checkpoint = to;
     if (!to.empty()) s.baseline.clear();
@@ -179,7 +180,7 @@ CheckpointInfo PoolManager::Checkpoint(const std::string& lease_id, const std::s
     info.mode = "rollback";
     impl_->pinned->Checkpoint(s.id, name);
     s.checkpoints.resize(keep);
-    s.checkpoints.push_back(Slot::Checkpoint{name, ""});
+    s.checkpoints.push_back(Slot::Checkpoint{name, "", ""});
   } else {
     info.mode = "clone";
     std::shared_ptr<SlotWork> ops = impl_->Ops(s);
@@ -196,8 +197,9 @@ CheckpointInfo PoolManager::Checkpoint(const std::string& lease_id, const std::s
       ops->CutOff(s.role);  // the lease's sessions end: CREATE DATABASE copies an idle database
       ops->CloneDatabase(database, s.database);
       ++s.checkpoints_made;
-      s.checkpoints.push_back(Slot::Checkpoint{name, database});
-      s.checkpoint_marks = WriteMarks{ops->Counters(s.database), ops->SequenceDigest(s.database)}.Encode();
+      const WriteMarks marks{ops->Counters(s.database), ops->SequenceDigest(s.database)};
+      s.checkpoints.push_back(Slot::Checkpoint{name, database, marks.sequences});
+      s.checkpoint_marks = marks.Encode();
       s.at_checkpoint = name;
     } catch (...) {
       try {
