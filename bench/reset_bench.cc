@@ -6,7 +6,8 @@
 //      clone's) — target p50 <= 2 ms; printed beside the floor that check pays (a new connection to
 //      the database and one query) and beside a raw re-clone;
 //   2. dirty resets: the test inserted a row; the reset re-clones — target <= 1.1x the raw DROP +
-//      CREATE DATABASE ... TEMPLATE ... STRATEGY FILE_COPY measured right after.
+//      CREATE DATABASE ... TEMPLATE ... STRATEGY FILE_COPY measured right after, each
+//      after a session inserted a row into the copy (the same dirty buffers to write).
 // Every wait is bounded; a daemon that fails ends the run with a non-zero exit and its log's tail.
 //
 // usage: reset_bench [RESETS]   (default 200; TESTPOOL_BENCH_KEEP=1 keeps the state dir and log)
@@ -94,11 +95,22 @@ int main(int argc, char** argv) {
     }
 
     // ---- the raw primitive: DROP + CREATE DATABASE ... TEMPLATE, as the daemon's superuser --------
+    // Under the same conditions as the dirty resets: before each timed DROP + CREATE a session
+    // inserts a row into the copy and disconnects, so the copy has dirty buffers that the CREATE's
+    // checkpoint writes (a copy nobody wrote to re-clones faster than any real dirty reset can).
     pg::Connection admin = AdminConnection(scratch.state_dir());
+    admin.Exec("DROP DATABASE IF EXISTS bench_reclone");
+    admin.Exec("CREATE DATABASE bench_reclone TEMPLATE " + admin.QuoteIdent(tpl.database) + " STRATEGY FILE_COPY");
+    const pg::ConnInfo copy = SuperuserConnInfo(scratch.state_dir(), "bench_reclone");
     Samples reclone_ms;
     for (int i = 0; i < resets / 4; ++i) {
+      {
+        pg::Connection c = pg::Connection::Open(copy);
+        c.Exec("INSERT INTO products (sku, name, price_cents, stock) VALUES ('RAW-" + std::to_string(1000 + i) +
+               "', 'bench', 100, 5)");
+      }
       const auto t0 = std::chrono::steady_clock::now();
-      admin.Exec("DROP DATABASE IF EXISTS bench_reclone");
+      admin.Exec("DROP DATABASE bench_reclone WITH (FORCE)");
       admin.Exec("CREATE DATABASE bench_reclone TEMPLATE " + admin.QuoteIdent(tpl.database) + " STRATEGY FILE_COPY");
       reclone_ms.Add(MsSince(t0));
     }
@@ -109,7 +121,7 @@ int main(int argc, char** argv) {
     PrintLatencyRow("reset, nothing written (a check)", clean_ms);
     PrintLatencyRow("  raw: new connection + one SELECT", connect_ms);
     PrintLatencyRow("reset after an INSERT (a re-clone)", dirty_ms);
-    PrintLatencyRow("  raw: DROP + CREATE DATABASE ... TEMPLATE", reclone_ms);
+    PrintLatencyRow("  raw: INSERT, then DROP + CREATE ... TEMPLATE", reclone_ms);
     const double clean = clean_ms.Percentile(0.5), dirty = dirty_ms.Percentile(0.5), raw = reclone_ms.Percentile(0.5);
     std::printf("clean reset p50 %.2f ms (target <= 2 ms: %s) = %.2fx a new connection + SELECT, 1/%.0f of a re-clone\n",
                 clean, clean <= 2.0 ? "met" : "MISSED", clean / std::max(connect_ms.Percentile(0.5), 0.001),
