@@ -16,6 +16,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <string>
+#include <thread>
 
 #include <httplib.h>
 #include <nlohmann/json.hpp>
@@ -114,6 +115,7 @@ int main(int argc, char** argv) {
       for (int polls = 0; admin.Exec("SELECT 1 FROM pg_stat_activity WHERE datname = 'bench_reclone'").rows() > 0;
            ++polls) {
         if (polls > 100000) Fail("a session on bench_reclone did not end");
+        std::this_thread::sleep_for(std::chrono::microseconds(100));
       }
       const auto t0 = std::chrono::steady_clock::now();
       admin.Exec("DROP DATABASE bench_reclone");
