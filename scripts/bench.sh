@@ -11,6 +11,7 @@ cd "$(dirname "$0")/.."
 ./build-release/bench/builders_bench "$PWD" "${BUILD_ROWS:-100000}"
 ./build-release/bench/seed_bench "$PWD" "$PWD/build-release/testpool" "${SEED_TESTS:-100}"
 ./build-release/bench/reset_bench "${CLONE_RESETS:-200}"
+./build-release/bench/integresql_bench "$PWD/build-release/testpool" "${ISQL_ROUNDS:-20}"
 ./build-release/bench/proxy_bench  # sizes from $RESETS and $PGBENCH_S
 # The chaos run (issue 17 §2): 200 client processes for 60 s, the daemon SIGKILLed 5 times, 10
 # clients SIGKILLed mid-lease, the postmaster SIGKILLed once; CHAOS_* override the sizes.

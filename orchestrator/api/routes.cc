@@ -36,8 +36,9 @@ const std::vector<Route>& Routes() {
   return routes;
 }
 
-bool PathMatches(const Route& route, std::string_view path) {
-  std::string_view tmpl = route.path;
+bool PathMatches(const Route& route, std::string_view path) { return PathMatches(route.path, path); }
+
+bool PathMatches(std::string_view tmpl, std::string_view path) {
   while (!tmpl.empty() && !path.empty()) {
     if (tmpl.front() != '/' || path.front() != '/') return false;
     tmpl.remove_prefix(1);

@@ -58,5 +58,7 @@ const std::vector<Route>& Routes();
 // where a "{param}" segment matches any non-empty segment (what the row's regex matches, without
 // a regex engine: the access check runs before routing, on every request).
 bool PathMatches(const Route& route, std::string_view path);
+// The same against a path template of its own (IntegreSQL's routes).
+bool PathMatches(std::string_view path_template, std::string_view path);
 
 }  // namespace testpool::api

@@ -2,7 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <regex>
 #include <string>
+
+#include "orchestrator/api/integresql_routes.h"
 
 namespace testpool::api {
 namespace {
@@ -53,6 +56,30 @@ TEST(PathMatches, EveryRouteMatchesItsOwnTemplate) {
       if (!in_param) example += c;
     }
     EXPECT_TRUE(PathMatches(route, example)) << route.method << " " << route.path << " vs " << example;
+  }
+}
+
+// IntegreSQL's routes: the access check's template and the router's regex agree, with and
+// without the trailing slash, and the template names exactly one row per method.
+TEST(PathMatches, EveryIntegresqlRouteAgreesWithItsRegex) {
+  for (const IntegresqlRoute& route : IntegresqlRoutes()) {
+    std::string example;
+    bool in_param = false;
+    for (char c : route.path) {
+      if (c == '{') { in_param = true; example += "h-1"; continue; }
+      if (c == '}') { in_param = false; continue; }
+      if (!in_param) example += c;
+    }
+    const std::regex regex{std::string(route.pattern)};
+    for (const std::string& path : {example, example + "/"}) {
+      EXPECT_TRUE(std::regex_match(path, regex)) << route.pattern << " vs " << path;
+    }
+    EXPECT_TRUE(PathMatches(route.path, example)) << route.path;
+    int same = 0;
+    for (const IntegresqlRoute& other : IntegresqlRoutes()) {
+      same += other.method == route.method && PathMatches(other.path, example);
+    }
+    EXPECT_EQ(same, 1) << route.method << " " << route.path;
   }
 }
 

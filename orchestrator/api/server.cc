@@ -8,6 +8,7 @@
 #include "orchestrator/api/errors.h"
 #include "orchestrator/api/handlers.h"
 #include "orchestrator/api/http_front.h"
+#include "orchestrator/api/integresql_routes.h"
 #include "orchestrator/api/routes.h"
 #include "orchestrator/util/log.h"
 
@@ -37,6 +38,8 @@ struct ApiServer::Impl {
        ApiServerOptions o)
       : services{t, p, r, b, std::move(i)},
         access(std::move(o.access)),
+        integresql(o.integresql),
+        integresql_only(o.integresql_only),
         front(o.http, [this](httplib::Stream& s, bool close, bool& closed, const std::function<void(httplib::Request&)>& setup) {
           return http.Process(s, close, closed, setup);
         }) {}
@@ -67,13 +70,38 @@ struct ApiServer::Impl {
     };
   }
 
+  // Wraps an IntegreSQL route (api/integresql_routes.h): its errors answer in IntegreSQL's shape.
+  httplib::Server::Handler WrapIntegresql(const IntegresqlRoute& route) {
+    return [this, &route](const httplib::Request& req, httplib::Response& res) {
+      auto t0 = std::chrono::steady_clock::now();
+      if (req.body.size() > kMaxSmallBodyBytes) {
+        res.status = kHttpPayloadTooLarge;
+        res.set_content(R"({"message":"request body too large"})", "application/json");
+      } else {
+        RunIntegresqlRoute(route, *integresql, req, res);
+      }
+      double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+      log::Info("http.request", {{"method", req.method}, {"path", req.path}, {"status", std::to_string(res.status)},
+                                 {"ms", log::Ms(ms)}});
+    };
+  }
+
+  template <typename Wrapped>
+  void Add(std::string_view method, const std::string& pattern, Wrapped handler) {
+    if (method == "GET") http.Get(pattern, handler);
+    else if (method == "PUT") http.Put(pattern, handler);
+    else if (method == "POST") http.Post(pattern, handler);
+    else if (method == "DELETE") http.Delete(pattern, handler);
+  }
+
   void Register() {
-    for (const Route& route : Routes()) {
-      const std::string pattern(route.pattern);
-      if (route.method == "GET") http.Get(pattern, Wrap(route));
-      else if (route.method == "PUT") http.Put(pattern, Wrap(route));
-      else if (route.method == "POST") http.Post(pattern, Wrap(route));
-      else if (route.method == "DELETE") http.Delete(pattern, Wrap(route));
+    if (!integresql_only) {
+      for (const Route& route : Routes()) Add(route.method, std::string(route.pattern), Wrap(route));
+    }
+    if (integresql != nullptr) {
+      for (const IntegresqlRoute& route : IntegresqlRoutes()) {
+        Add(route.method, std::string(route.pattern), WrapIntegresql(route));
+      }
     }
 
     http.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
@@ -124,6 +152,13 @@ struct ApiServer::Impl {
     for (const Route& route : Routes()) {
       if (route.method == method && PathMatches(route, req.path)) return route.scope;
     }
+    if (integresql != nullptr && req.path.rfind("/api/", 0) == 0) {
+      std::string_view path = req.path;
+      if (path.size() > 1 && path.back() == '/') path.remove_suffix(1);  // IntegreSQL's routes take one
+      for (const IntegresqlRoute& route : IntegresqlRoutes()) {
+        if (route.method == method && PathMatches(route.path, path)) return route.scope;
+      }
+    }
     return Scope::kWorker;
   }
 
@@ -152,6 +187,8 @@ struct ApiServer::Impl {
 
   const Services services;
   const std::shared_ptr<const AccessControl> access;  // null: every route open
+  integresql::Service* const integresql;              // null: no IntegreSQL API
+  const bool integresql_only;
   Router http;       // parses and routes; never listens itself
   HttpFront front;   // sockets, deadlines, worker threads
 };

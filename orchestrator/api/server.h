@@ -25,6 +25,10 @@
 #include "orchestrator/records/record_pools.h"
 #include "orchestrator/core/template_service.h"
 
+namespace testpool::integresql {
+class Service;
+}
+
 namespace testpool::api {
 
 struct ServerInfo {
@@ -37,6 +41,10 @@ struct ApiServerOptions {
   // The valid bearer tokens (api/auth.h); null, or one not enabled(): every route is open.
   // Shared so that its owner may Replace() the tokens while the server runs.
   std::shared_ptr<const AccessControl> access;
+  // IntegreSQL's API (api/integresql_routes.h) under /api/v1, when set; must outlive the server.
+  integresql::Service* integresql = nullptr;
+  // Serve IntegreSQL's API alone (`serve --integresql-listen`): none of testpool's own routes.
+  bool integresql_only = false;
 };
 
 class ApiServer {

@@ -33,6 +33,7 @@
 #include "orchestrator/core/control_store.h"
 #include "orchestrator/core/fault_points.h"
 #include "orchestrator/core/pool_manager.h"
+#include "orchestrator/integresql/service.h"
 #include "orchestrator/records/record_pools.h"
 #include "orchestrator/core/template_builder.h"
 #include "orchestrator/core/template_service.h"
@@ -172,6 +173,17 @@ int Serve(int argc, char** argv) {
        "cap on pooled databases across all templates")
       ("recipes", po::value<std::string>(),
        "directory of builder recipes (*.json; default: templates/builders here, when it exists)")
+      ("integresql-listen", po::value<std::string>(),
+       "also serve IntegreSQL's API alone, with no token, on host:port (its clients default to port 5000); it is "
+       "always served under /api/v1 on --listen too")
+      ("integresql-min-ready", po::value<int>()->default_value(integresql::Options{}.pool.min_ready),
+       "databases kept warm for each IntegreSQL template")
+      ("integresql-max", po::value<int>()->default_value(integresql::Options{}.pool.max),
+       "databases at most for each IntegreSQL template")
+      ("integresql-idle", po::value<int>()->default_value(integresql::Options{}.idle_take_back.count()),
+       "seconds after its last session ends that a test database handed out through IntegreSQL's API is taken back")
+      ("integresql-wait", po::value<int>()->default_value(integresql::Options{}.lease_wait.count()),
+       "seconds IntegreSQL's GET …/tests waits for the template's finalize, and again for a free database")
       ("log-level", po::value<std::string>(), "debug | info | warn | error");
   po::variables_map vm;
   try {
@@ -191,6 +203,27 @@ int Serve(int argc, char** argv) {
       return kExitUsage;
     }
     log::SetLevel(level);
+  }
+  integresql::Options integresql_options;
+  integresql_options.pool.min_ready = vm["integresql-min-ready"].as<int>();
+  integresql_options.pool.max = vm["integresql-max"].as<int>();
+  integresql_options.idle_take_back = std::chrono::seconds(vm["integresql-idle"].as<int>());
+  integresql_options.finalize_wait = integresql_options.lease_wait = std::chrono::seconds(vm["integresql-wait"].as<int>());
+  if (integresql_options.pool.min_ready < 0 || integresql_options.pool.max < 1 ||
+      integresql_options.pool.min_ready > integresql_options.pool.max || integresql_options.pool.max > 1000 ||
+      integresql_options.idle_take_back.count() < 1 || integresql_options.lease_wait.count() < 0 ||
+      integresql_options.lease_wait.count() > 600) {
+    std::cerr << "testpool serve: --integresql-min-ready and --integresql-max need 0 <= min-ready <= max <= 1000, "
+                 "max >= 1, --integresql-idle at least 1 s and --integresql-wait 0 to 600 s\n";
+    return kExitUsage;
+  }
+  std::string integresql_host;
+  int integresql_port = -1;
+  if (vm.count("integresql-listen") &&
+      !SplitHostPort(vm["integresql-listen"].as<std::string>(), &integresql_host, &integresql_port)) {
+    std::cerr << "testpool serve: --integresql-listen must be host:port (got '"
+              << vm["integresql-listen"].as<std::string>() << "')\n";
+    return kExitUsage;
   }
   core::PoolOptions pool_options;
   pool_options.max_databases = vm["max-databases"].as<int>();
@@ -377,10 +410,35 @@ int Serve(int argc, char** argv) {
       ~StopPoolsFirst() { pools.Stop(); }
     } stop_pools_first{pools};
     pools.Start();
+    integresql::Service integresql_service(*templates, pools, *server, integresql_options);
+    integresql_service.Start();
     api::ApiServerOptions api_options;
     api_options.access = access;
+    api_options.integresql = &integresql_service;
     api::ApiServer api(*templates, pools, records, builds, api::ServerInfo{kind, daemon_id}, api_options);
     int bound = api.Bind(host, port);
+    // IntegreSQL's API alone on a listener of its own (no tokens: its clients send none).
+    std::unique_ptr<api::ApiServer> integresql_api;
+    std::thread integresql_thread;
+    struct StopIntegresqlApi {  // however this scope is left
+      std::unique_ptr<api::ApiServer>& server;
+      std::thread& thread;
+      ~StopIntegresqlApi() {
+        if (server) server->Stop();
+        if (thread.joinable()) thread.join();
+      }
+    } stop_integresql_api{integresql_api, integresql_thread};
+    if (integresql_port >= 0) {
+      api::ApiServerOptions only;
+      only.integresql = &integresql_service;
+      only.integresql_only = true;
+      integresql_api = std::make_unique<api::ApiServer>(*templates, pools, records, builds,
+                                                        api::ServerInfo{kind, daemon_id}, only);
+      int integresql_bound = integresql_api->Bind(integresql_host, integresql_port);
+      integresql_thread = std::thread([&integresql_api] { integresql_api->Run(); });
+      log::Info("daemon.integresql_listening",
+                {{"daemon", daemon_id}, {"url", "http://" + integresql_host + ":" + std::to_string(integresql_bound)}});
+    }
 
     std::atomic<bool> run_returned{false};
     std::thread signal_thread([&] {
@@ -408,6 +466,9 @@ int Serve(int argc, char** argv) {
     // Shutdown in dependency order: no more requests, then no more pool work, then no more
     // builds (the service's destructor waits for them), then the server.
     api.Stop();
+    if (integresql_api) integresql_api->Stop();
+    if (integresql_thread.joinable()) integresql_thread.join();
+    integresql_service.Stop();
     pools.Stop();
     wire_proxy.Stop();
     templates.reset();

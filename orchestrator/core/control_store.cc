@@ -288,16 +288,30 @@ std::vector<std::string> ControlStore::ListNames() {
   return out;
 }
 
-void ControlStore::MarkBuilding(const TemplateSpec& spec, const std::string& hash, const std::string& database) {
-  auto conn = pool_.Acquire();
-  conn->Exec(
-      "INSERT INTO template_builds (name, hash, database, state, migrations, seed, builds, format) "
-      "VALUES ($1, $2, $3, 'building', $4::jsonb, $5::jsonb, 1, $6) "
-      "ON CONFLICT (name, hash) DO UPDATE SET state = 'building', error = NULL, builds = template_builds.builds + 1, "
-      "created_at = now(), built_at = NULL, build_ms = NULL, format = $6",
+// Inserts (name, hash) as "building", or sets the existing row back to building when it meets
+// `only_when` (an SQL condition on template_builds, "true" for always). Answers whether it wrote.
+static bool UpsertBuilding(pg::Connection& conn, const TemplateSpec& spec, const std::string& hash,
+                    const std::string& database, const char* only_when) {
+  pg::Result r = conn.Exec(
+      std::string("INSERT INTO template_builds (name, hash, database, state, migrations, seed, builds, format) "
+                  "VALUES ($1, $2, $3, 'building', $4::jsonb, $5::jsonb, 1, $6) "
+                  "ON CONFLICT (name, hash) DO UPDATE SET state = 'building', error = NULL, "
+                  "builds = template_builds.builds + 1, created_at = now(), built_at = NULL, build_ms = NULL, "
+                  "format = $6 WHERE ") + only_when + " RETURNING 1",
       {spec.name, hash, database, FileList(spec.migrations).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
        FileList(spec.seed).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
        std::to_string(kTemplateFormatVersion)});
+  return r.rows() == 1;
+}
+
+void ControlStore::MarkBuilding(const TemplateSpec& spec, const std::string& hash, const std::string& database) {
+  auto conn = pool_.Acquire();
+  UpsertBuilding(*conn, spec, hash, database, "true");
+}
+
+bool ControlStore::BeginClientBuild(const TemplateSpec& spec, const std::string& hash, const std::string& database) {
+  auto conn = pool_.Acquire();
+  return UpsertBuilding(*conn, spec, hash, database, "template_builds.state = 'failed'");
 }
 
 void ControlStore::MarkReady(const std::string& name, const std::string& hash, double build_ms) {

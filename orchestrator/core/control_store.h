@@ -87,6 +87,11 @@ class ControlStore {
   // Records that a build of (name, hash) starts now: inserts the row or sets it back to
   // "building", and counts one more build.
   void MarkBuilding(const TemplateSpec& spec, const std::string& hash, const std::string& database);
+  // Records that a client starts building (name, hash) itself (the IntegreSQL API's initialise):
+  // inserts the row as "building" when there is none, or takes over a failed one. Returns false,
+  // writing nothing, when a row is building or ready already (someone else initialises it, or it
+  // is built). Atomic across threads and daemons sharing the control database.
+  bool BeginClientBuild(const TemplateSpec& spec, const std::string& hash, const std::string& database);
   // The build of (name, hash) is ready, after `build_ms`; its error is cleared.
   void MarkReady(const std::string& name, const std::string& hash, double build_ms);
   // The build of (name, hash) failed with `error_json` (an error object as JSON text; invalid

@@ -5,6 +5,7 @@
 #include "orchestrator/core/advisory_locks.h"
 #include "orchestrator/core/sql_script.h"
 #include "orchestrator/pg/connection.h"
+#include "orchestrator/util/crypto.h"
 #include "orchestrator/util/log.h"
 
 namespace testpool::core {
@@ -248,20 +249,72 @@ double TemplateBuilder::Build(const TemplateSpec& spec, const std::string& hash,
     for (const SqlFile& s : spec.seed) apply(s, false);
     if (progress) progress({BuildEvent::Kind::kFinishing, index, total, "", 0});
     conn.Exec("DISCARD ALL");
-    // Clones inherit ownership: every lease role (a member of kSlotOwnerRole) owns what the
-    // migrations made, with no per-clone work.
-    conn.Exec(std::string("REASSIGN OWNED BY ") + kTemplateOwnerRole + " TO " + kSlotOwnerRole + "; GRANT ALL ON SCHEMA public TO " +
-              kSlotOwnerRole);
-    conn.Exec("VACUUM (FREEZE, ANALYZE)");
+    pg::Connection admin = pg::Connection::Open(on("postgres"));
+    Seal(conn, admin, database, kTemplateOwnerRole);
   }
-
-  pg::Connection admin = pg::Connection::Open(on("postgres"));
-  std::string q = admin.QuoteIdent(database);
-  admin.Exec("ALTER DATABASE " + q + " WITH IS_TEMPLATE true ALLOW_CONNECTIONS false");
-  admin.Exec("REVOKE ALL ON DATABASE " + q + " FROM PUBLIC");
   double ms = util::MsBetween(start, clock_.Now());
   log::Info("template.built", {{"template", spec.name}, {"hash", hash12}, {"database", database}, {"ms", log::Ms(ms)}});
   return ms;
+}
+
+void TemplateBuilder::Seal(pg::Connection& in_db, pg::Connection& admin, const std::string& database,
+                           const std::string& owner) {
+  // Clones inherit ownership: every lease role (a member of kSlotOwnerRole) owns what the
+  // migrations made, with no per-clone work.
+  in_db.Exec("REASSIGN OWNED BY " + in_db.QuoteIdent(owner) + " TO " + kSlotOwnerRole + "; GRANT ALL ON SCHEMA public TO " +
+             kSlotOwnerRole);
+  in_db.Exec("VACUUM (FREEZE, ANALYZE)");
+  const std::string q = admin.QuoteIdent(database);
+  admin.Exec("ALTER DATABASE " + q + " WITH IS_TEMPLATE true ALLOW_CONNECTIONS false");
+  admin.Exec("REVOKE ALL ON DATABASE " + q + " FROM PUBLIC");
+}
+
+void TemplateBuilder::BeginClientBuild(const std::string& database, const std::string& role,
+                                       const std::string& password) {
+  if (servers_ != nullptr) {
+    throw Error(ErrorCode::kInvalidArgument,
+                "templates built by their client (the IntegreSQL API) need a backend whose databases share one "
+                "server (local or external); this daemon keeps each template in a server of its own");
+  }
+  AbandonClientBuild(database, role);  // what a crashed attempt left
+  pg::Connection admin = pg::Connection::Open(store_.AdminConnInfo("postgres"));
+  EnsureOwnerRoles(admin);
+  const std::string r = admin.QuoteIdent(role);
+  // CREATE ROLE takes no parameters: the SCRAM verifier goes as a quoted literal (never the password).
+  admin.Exec("CREATE ROLE " + r + " LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD " +
+             admin.QuoteLiteral(util::ScramSha256Secret(password, 4096)));
+  admin.Exec("CREATE DATABASE " + admin.QuoteIdent(database) + " OWNER " + r + " TEMPLATE template0");
+  // The owner keeps CONNECT and TEMPORARY (an owner's implicit rights); nobody else gets in.
+  admin.Exec("REVOKE ALL ON DATABASE " + admin.QuoteIdent(database) + " FROM PUBLIC");
+  log::Info("template.client_build_started", {{"database", database}, {"role", role}});
+}
+
+double TemplateBuilder::FinishClientBuild(const std::string& database, const std::string& role) {
+  const util::MonoTime start = clock_.Now();
+  pg::Connection admin = pg::Connection::Open(store_.AdminConnInfo("postgres"));
+  const std::string r = admin.QuoteIdent(role);
+  // The client's sessions end and it cannot come back: what it built is sealed as it is now.
+  admin.Exec("ALTER ROLE " + r + " NOLOGIN PASSWORD NULL");
+  admin.Exec("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1", {role});
+  {
+    pg::Connection in_db = pg::Connection::Open(store_.AdminConnInfo(database));
+    // The database itself is owned by the role too: REASSIGN OWNED moves it with the rest.
+    Seal(in_db, admin, database, role);
+    in_db.Exec("DROP OWNED BY " + r);  // owns nothing any more: this drops its rights alone
+  }
+  admin.Exec("DROP ROLE " + r);
+  double ms = util::MsBetween(start, clock_.Now());
+  log::Info("template.client_build_sealed", {{"database", database}, {"ms", log::Ms(ms)}});
+  return ms;
+}
+
+void TemplateBuilder::AbandonClientBuild(const std::string& database, const std::string& role) {
+  DropDatabase(database);
+  pg::Connection admin = pg::Connection::Open(store_.AdminConnInfo("postgres"));
+  if (admin.Exec("SELECT 1 FROM pg_roles WHERE rolname = $1", {role}).rows() == 0) return;
+  admin.Exec("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1", {role});
+  // It may own objects in other databases only if someone granted it rights there; drop what it owns here first.
+  admin.Exec("DROP OWNED BY " + admin.QuoteIdent(role) + "; DROP ROLE " + admin.QuoteIdent(role));
 }
 
 }  // namespace testpool::core

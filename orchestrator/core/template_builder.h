@@ -71,6 +71,21 @@ class TemplateBuilder {
   // server cannot be reached.
   BuildOutcome Ensure(const TemplateSpec& spec, const std::string& hash, const ProgressFn& progress);
 
+  // ---- templates a client builds itself (the IntegreSQL API), on the control server ------------
+  // Creates database `database` (from template0, after dropping one a crashed attempt left) owned
+  // by a fresh LOGIN, non-superuser role `role` with `password`: in it the client may create
+  // schemas, tables and trusted extensions (the owner owns schema public); it may connect to no
+  // other database. Throws Error(kInvalidArgument) when templates live in servers of their own
+  // (docker: there is no build server a client could reach), PgError when the server refuses.
+  void BeginClientBuild(const std::string& database, const std::string& role, const std::string& password);
+  // Seals what the client built: ends the role's sessions, hands everything it owns to
+  // kSlotOwnerRole (as a built template's objects are), freezes and analyses the database, marks
+  // it a template nobody may connect to, and drops the role. Returns the ms it took. PgError when
+  // the server refuses (the database stays as it was: the caller may try again or discard it).
+  double FinishClientBuild(const std::string& database, const std::string& role);
+  // Drops the database and the role of a client build (ending their sessions). Idempotent.
+  void AbandonClientBuild(const std::string& database, const std::string& role);
+
   // Drops a template database (clearing IS_TEMPLATE first, ending any sessions) on the control
   // server. Idempotent.
   void DropDatabase(const std::string& database);
@@ -86,6 +101,11 @@ class TemplateBuilder {
   // True when the built hash is still where it is kept.
   bool Exists(const std::string& name, const std::string& hash, const std::string& database);
   static void DropDatabaseOn(const pg::ConnInfo& server, const std::string& database);
+  // The last steps of every build: what `owner` made in the database `in_db` is connected to goes
+  // to kSlotOwnerRole, which may CREATE in schema public; the database is frozen and analysed,
+  // then (over `admin`, connected to another database of the same server) marked IS_TEMPLATE,
+  // closed to connections and to PUBLIC.
+  static void Seal(pg::Connection& in_db, pg::Connection& admin, const std::string& database, const std::string& owner);
 
   ControlStore& store_;
   const util::Clock& clock_;

@@ -2,6 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "orchestrator/util/crypto.h"
 #include "orchestrator/util/error.h"
 #include "orchestrator/util/log.h"
 
@@ -155,6 +156,56 @@ std::vector<std::string> TemplateService::Drop(const std::string& name, bool old
   log::Info("template.dropped", {{"template", name}, {"databases", std::to_string(dropped.size())},
                                  {"old_only", old_only ? "true" : "false"}});
   return dropped;
+}
+
+std::string TemplateService::ClientBuildRole(const std::string& hash) { return "tp_i_" + hash.substr(0, 12); }
+
+namespace {
+TemplateSpec ClientSpec(const std::string& name, const std::string& label, const PoolConfig& pool) {
+  TemplateSpec spec;
+  spec.name = name;
+  spec.migrations.push_back(SqlFile{label, ""});
+  spec.pool = pool;
+  spec.recycle = RecycleModeName(pool.recycle);
+  return spec;
+}
+}  // namespace
+
+std::optional<TemplateService::ClientBuild> TemplateService::BeginClientBuild(const std::string& name,
+                                                                              const std::string& hash,
+                                                                              const std::string& label) {
+  const std::string database = TemplateDatabaseName(name, hash);
+  if (!store_.BeginClientBuild(ClientSpec(name, label, PoolConfig{}), hash, database)) return std::nullopt;
+  ClientBuild build{database, ClientBuildRole(hash), util::RandomToken(20)};
+  try {
+    builder_.BeginClientBuild(build.database, build.role, build.password);
+  } catch (const Error& e) {
+    nlohmann::json j = {{"code", ErrorCodeName(e.code())}, {"message", e.what()}};
+    store_.MarkFailed(name, hash, j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+    throw;
+  }
+  log::Info("template.client_build_begun", {{"template", name}, {"hash", hash.substr(0, 12)}, {"database", database}});
+  return build;
+}
+
+void TemplateService::AbandonClientBuild(const std::string& name, const std::string& hash) {
+  builder_.AbandonClientBuild(TemplateDatabaseName(name, hash), ClientBuildRole(hash));
+  store_.DeleteBuild(name, hash);
+  log::Info("template.client_build_abandoned", {{"template", name}, {"hash", hash.substr(0, 12)}});
+}
+
+void TemplateService::FinishClientBuild(const std::string& name, const std::string& hash, const PoolConfig& pool) {
+  std::lock_guard<std::mutex> finishing(client_finish_mu_);
+  std::optional<TemplateBuildRow> row = store_.FindBuild(name, hash);
+  if (!row) throw Error(ErrorCode::kNotFound, "template '" + name + "' is not being built by its client");
+  if (row->state == "failed") throw Error(ErrorCode::kConflict, "the client build of template '" + name + "' failed");
+  if (row->state == "building") {
+    double ms = builder_.FinishClientBuild(row->database, ClientBuildRole(hash));
+    store_.MarkReady(name, hash, ms);
+  }
+  TemplateSpec spec = ClientSpec(name, "", pool);
+  store_.SetCurrent(spec, hash);
+  if (listener_) listener_->TemplateReady(name, hash, row->database, pool);
 }
 
 }  // namespace testpool::core

@@ -69,6 +69,29 @@ class TemplateService {
   // Returns the databases dropped.
   std::vector<std::string> Drop(const std::string& name, bool old_only);
 
+  // ---- templates their client builds (the IntegreSQL API) -------------------------------------
+  // The database and the credentials a client builds template (name, hash) with.
+  struct ClientBuild {
+    std::string database, role, password;
+  };
+  // Starts a client build of (name, hash) on the control server: a build row in state "building"
+  // (its one "migration" is `label`, naming where it came from, with no SQL) and a database the
+  // client owns (TemplateBuilder::BeginClientBuild). nullopt, and nothing done, when (name, hash)
+  // is building or ready already: someone else initialises it, or it is built. Errors as
+  // TemplateBuilder::BeginClientBuild (the row is then marked failed).
+  std::optional<ClientBuild> BeginClientBuild(const std::string& name, const std::string& hash, const std::string& label);
+  // Seals a client build (TemplateBuilder::FinishClientBuild), marks it ready, points the name at
+  // it with `pool`'s settings, and tells the listener (its pool warms). A build that is ready
+  // already: nothing to do. kNotFound when (name, hash) has no build row, kConflict when it failed.
+  void FinishClientBuild(const std::string& name, const std::string& hash, const PoolConfig& pool);
+  // Drops a client build that was never finalised: its database, its role and its build row.
+  // Idempotent.
+  void AbandonClientBuild(const std::string& name, const std::string& hash);
+  // What template hashes depend on besides their files (TemplateBuilder::ServerIdentity).
+  std::string ServerIdentity() { return builder_.ServerIdentity(); }
+  // The role a client build of `hash` runs as ("tp_i_" and the hash's first 12 digits).
+  static std::string ClientBuildRole(const std::string& hash);
+
   ControlStore& store() { return store_; }
 
   // Told whenever a hash of a template becomes its current, ready one (after a build, or when a
@@ -103,6 +126,7 @@ class TemplateService {
   std::map<std::string, std::shared_ptr<Job>> last_;     // by name; guarded by mu_
   int active_ = 0;                  // build threads still running; guarded by mu_
   std::condition_variable idle_cv_; // signalled when active_ drops to 0
+  std::mutex client_finish_mu_;     // one FinishClientBuild at a time: the second finds it ready
 };
 
 }  // namespace testpool::core
